@@ -1,0 +1,358 @@
+//! Facts (what one ticket, interaction, answer or event contributes to the
+//! metrics) and the additive aggregate they are summed into per scope and bucket.
+
+use serde::{Deserialize, Serialize};
+
+use super::records::{Attribution, Channel, Id, SocialFacts, SocialKind, SurveyKind};
+use super::sketch::DurationHistogram;
+use super::time::Instant;
+
+/// What one thing contributes to the metrics, before it is dated and scoped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Fact {
+    /// A ticket was created; `resolved_now` feeds the resolution rate.
+    TicketCreated { resolved_now: bool },
+    /// A ticket's first response, `nanos` after its creation.
+    FirstResponse { nanos: i64 },
+    /// A ticket was resolved.
+    TicketResolved {
+        resolution_nanos: i64,
+        first_contact: bool,
+        reopened: bool,
+    },
+    /// A resolved ticket with a customer; whether that customer churned within 30
+    /// days after the resolution, and the ticket's CSAT answer (satisfied or not).
+    PostContactChurn {
+        churned: bool,
+        csat_satisfied: Option<bool>,
+    },
+    /// An interaction was opened.
+    InteractionOpened {
+        handle_nanos: Option<i64>,
+        social: Option<SocialFacts>,
+    },
+    /// A survey answer.
+    SurveyAnswer { kind: SurveyKind, score: u8 },
+    /// A quality review.
+    Review { score: u8 },
+    /// A customer churned.
+    Churned,
+}
+
+/// Which scopes a fact counts in: the organisation alone, or the organisation and
+/// the team, agent, channel and team × channel of an interaction.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FactScopes {
+    OrganizationOnly,
+    Of(Attribution),
+}
+
+/// A fact with the instant that dates it and the scopes it counts in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatedFact {
+    pub at: Instant,
+    pub scopes: FactScopes,
+    pub fact: Fact,
+}
+
+/// A slice of the organisation that aggregates are kept for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    Organization,
+    Team(Id),
+    Agent(Id),
+    Channel(Channel),
+    TeamChannel(Id, Channel),
+}
+
+/// The kinds of scope, for listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScopeKind {
+    Organization,
+    Team,
+    Agent,
+    Channel,
+    TeamChannel,
+}
+
+impl Scope {
+    pub fn kind(&self) -> ScopeKind {
+        match self {
+            Scope::Organization => ScopeKind::Organization,
+            Scope::Team(_) => ScopeKind::Team,
+            Scope::Agent(_) => ScopeKind::Agent,
+            Scope::Channel(_) => ScopeKind::Channel,
+            Scope::TeamChannel(..) => ScopeKind::TeamChannel,
+        }
+    }
+
+    /// The team whose targets apply to this scope, if any.
+    pub fn team(&self) -> Option<&Id> {
+        match self {
+            Scope::Team(team) | Scope::TeamChannel(team, _) => Some(team),
+            _ => None,
+        }
+    }
+}
+
+impl FactScopes {
+    /// Every scope the fact counts in, the organisation first.
+    pub fn scopes(&self) -> Vec<Scope> {
+        match self {
+            FactScopes::OrganizationOnly => vec![Scope::Organization],
+            FactScopes::Of(attribution) => {
+                let mut scopes = vec![
+                    Scope::Organization,
+                    Scope::Team(attribution.team_id.clone()),
+                    Scope::Channel(attribution.channel),
+                    Scope::TeamChannel(attribution.team_id.clone(), attribution.channel),
+                ];
+                if let Some(agent) = &attribution.agent_id {
+                    scopes.push(Scope::Agent(agent.clone()));
+                }
+                scopes
+            }
+        }
+    }
+}
+
+/// Everything the metrics of one scope and one bucket are computed from. Every
+/// field is a sum, so aggregates merge by addition and a contribution is retracted
+/// by subtraction. Counts are signed so that a difference is an aggregate too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Aggregate {
+    pub tickets_created: i64,
+    pub tickets_created_resolved_now: i64,
+    pub interactions: i64,
+    pub tickets_resolved: i64,
+    pub first_contact_resolved: i64,
+    pub reopened: i64,
+    pub first_response: DurationHistogram,
+    pub resolution: DurationHistogram,
+    pub handle: DurationHistogram,
+    /// Index 0 is score 1.
+    pub csat: [i64; 5],
+    /// Index 0 is score 1.
+    pub ces: [i64; 7],
+    /// Index 0 is score 0.
+    pub nps: [i64; 11],
+    pub reviews: i64,
+    pub review_score_sum: i64,
+    pub social_mentions: i64,
+    pub social_negative: i64,
+    pub social_technical: i64,
+    pub social_account: i64,
+    pub social_praise: i64,
+    pub churned: i64,
+    pub post_contact_tickets: i64,
+    pub post_contact_churned: i64,
+    pub post_contact_satisfied: i64,
+    pub post_contact_satisfied_churned: i64,
+    pub post_contact_unsatisfied: i64,
+    pub post_contact_unsatisfied_churned: i64,
+}
+
+impl Aggregate {
+    /// Adds (`sign` = 1) or retracts (`sign` = -1) one fact.
+    pub fn add_fact(&mut self, fact: &Fact, sign: i64) {
+        match *fact {
+            Fact::TicketCreated { resolved_now } => {
+                self.tickets_created += sign;
+                self.tickets_created_resolved_now += sign * i64::from(resolved_now);
+            }
+            Fact::FirstResponse { nanos } => self.first_response.record(nanos, sign),
+            Fact::TicketResolved {
+                resolution_nanos,
+                first_contact,
+                reopened,
+            } => {
+                self.tickets_resolved += sign;
+                self.resolution.record(resolution_nanos, sign);
+                self.first_contact_resolved += sign * i64::from(first_contact);
+                self.reopened += sign * i64::from(reopened);
+            }
+            Fact::PostContactChurn {
+                churned,
+                csat_satisfied,
+            } => {
+                let churned = i64::from(churned);
+                self.post_contact_tickets += sign;
+                self.post_contact_churned += sign * churned;
+                match csat_satisfied {
+                    Some(true) => {
+                        self.post_contact_satisfied += sign;
+                        self.post_contact_satisfied_churned += sign * churned;
+                    }
+                    Some(false) => {
+                        self.post_contact_unsatisfied += sign;
+                        self.post_contact_unsatisfied_churned += sign * churned;
+                    }
+                    None => {}
+                }
+            }
+            Fact::InteractionOpened {
+                handle_nanos,
+                social,
+            } => {
+                self.interactions += sign;
+                if let Some(nanos) = handle_nanos {
+                    self.handle.record(nanos, sign);
+                }
+                if let Some(social) = social {
+                    self.social_mentions += sign;
+                    self.social_negative += sign * i64::from(social.is_negative());
+                    match social.kind {
+                        SocialKind::QuestionTechnical => self.social_technical += sign,
+                        SocialKind::QuestionAccount => self.social_account += sign,
+                        SocialKind::Praise => self.social_praise += sign,
+                        SocialKind::Mention | SocialKind::Complaint => {}
+                    }
+                }
+            }
+            Fact::SurveyAnswer { kind, score } => {
+                let score = usize::from(score);
+                match kind {
+                    SurveyKind::Csat => self.csat[score - 1] += sign,
+                    SurveyKind::Ces => self.ces[score - 1] += sign,
+                    SurveyKind::Nps => self.nps[score] += sign,
+                }
+            }
+            Fact::Review { score } => {
+                self.reviews += sign;
+                self.review_score_sum += sign * i64::from(score);
+            }
+            Fact::Churned => self.churned += sign,
+        }
+    }
+
+    /// Adds `other` times `sign` into this aggregate.
+    pub fn merge(&mut self, other: &Aggregate, sign: i64) {
+        for (mine, theirs) in self.counters_mut().into_iter().zip(other.counters()) {
+            *mine += theirs * sign;
+        }
+        self.first_response.merge(&other.first_response, sign);
+        self.resolution.merge(&other.resolution, sign);
+        self.handle.merge(&other.handle, sign);
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.counters().iter().all(|&c| c == 0)
+            && self.first_response.is_zero()
+            && self.resolution.is_zero()
+            && self.handle.is_zero()
+    }
+
+    /// True when no count is negative: a stored aggregate must never be.
+    pub fn is_non_negative(&self) -> bool {
+        self.counters().iter().all(|&c| c >= 0)
+            && self.first_response.is_non_negative()
+            && self.resolution.is_non_negative()
+            && self.handle.is_non_negative()
+    }
+
+    fn counters(&self) -> Vec<i64> {
+        let mut counters = vec![
+            self.tickets_created,
+            self.tickets_created_resolved_now,
+            self.interactions,
+            self.tickets_resolved,
+            self.first_contact_resolved,
+            self.reopened,
+            self.reviews,
+            self.review_score_sum,
+            self.social_mentions,
+            self.social_negative,
+            self.social_technical,
+            self.social_account,
+            self.social_praise,
+            self.churned,
+            self.post_contact_tickets,
+            self.post_contact_churned,
+            self.post_contact_satisfied,
+            self.post_contact_satisfied_churned,
+            self.post_contact_unsatisfied,
+            self.post_contact_unsatisfied_churned,
+        ];
+        counters.extend_from_slice(&self.csat);
+        counters.extend_from_slice(&self.ces);
+        counters.extend_from_slice(&self.nps);
+        counters
+    }
+
+    fn counters_mut(&mut self) -> Vec<&mut i64> {
+        let mut counters = vec![
+            &mut self.tickets_created,
+            &mut self.tickets_created_resolved_now,
+            &mut self.interactions,
+            &mut self.tickets_resolved,
+            &mut self.first_contact_resolved,
+            &mut self.reopened,
+            &mut self.reviews,
+            &mut self.review_score_sum,
+            &mut self.social_mentions,
+            &mut self.social_negative,
+            &mut self.social_technical,
+            &mut self.social_account,
+            &mut self.social_praise,
+            &mut self.churned,
+            &mut self.post_contact_tickets,
+            &mut self.post_contact_churned,
+            &mut self.post_contact_satisfied,
+            &mut self.post_contact_satisfied_churned,
+            &mut self.post_contact_unsatisfied,
+            &mut self.post_contact_unsatisfied_churned,
+        ];
+        counters.extend(self.csat.iter_mut());
+        counters.extend(self.ces.iter_mut());
+        counters.extend(self.nps.iter_mut());
+        counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retracting_a_fact_returns_the_aggregate_to_zero() {
+        let facts = [
+            Fact::TicketCreated { resolved_now: true },
+            Fact::TicketResolved {
+                resolution_nanos: 5_000_000_000,
+                first_contact: true,
+                reopened: false,
+            },
+            Fact::SurveyAnswer {
+                kind: SurveyKind::Nps,
+                score: 0,
+            },
+            Fact::PostContactChurn {
+                churned: true,
+                csat_satisfied: Some(false),
+            },
+        ];
+        let mut aggregate = Aggregate::default();
+        for fact in &facts {
+            aggregate.add_fact(fact, 1);
+        }
+        assert!(!aggregate.is_zero());
+        assert_eq!(aggregate.nps[0], 1);
+        assert_eq!(aggregate.post_contact_unsatisfied_churned, 1);
+        for fact in &facts {
+            aggregate.add_fact(fact, -1);
+        }
+        assert!(aggregate.is_zero());
+    }
+
+    #[test]
+    fn merging_with_minus_one_subtracts() {
+        let mut a = Aggregate::default();
+        a.add_fact(&Fact::Review { score: 80 }, 1);
+        a.add_fact(&Fact::Churned, 1);
+        let copy = a.clone();
+        a.merge(&copy, 1);
+        assert_eq!(a.review_score_sum, 160);
+        a.merge(&copy, -1);
+        assert_eq!(a, copy);
+    }
+}

@@ -1,0 +1,8 @@
+//! Pure domain: records, metric math, ticket derivation, time. No tonic, no sled, no IO.
+
+pub mod aggregate;
+pub mod records;
+pub mod scorecard;
+pub mod sketch;
+pub mod ticket;
+pub mod time;

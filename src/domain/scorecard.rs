@@ -1,0 +1,508 @@
+//! Metric values from an aggregate (SPEC §3), targets and their status, and the
+//! backlog summary. A value with no underlying data is `None`, never 0.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::Aggregate;
+use super::records::Priority;
+use super::sketch::DurationHistogram;
+use super::time::{Instant, NANOS_PER_SECOND};
+
+/// Count, exact mean and approximate percentiles of durations, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DurationSummary {
+    pub count: u64,
+    pub mean_seconds: f64,
+    pub p50_seconds: f64,
+    pub p90_seconds: f64,
+    pub p99_seconds: f64,
+}
+
+impl DurationSummary {
+    fn of(histogram: &DurationHistogram) -> Option<DurationSummary> {
+        Some(DurationSummary {
+            count: u64::try_from(histogram.count).ok().filter(|&c| c > 0)?,
+            mean_seconds: histogram.mean_seconds()?,
+            p50_seconds: histogram.quantile_seconds(0.5)?,
+            p90_seconds: histogram.quantile_seconds(0.9)?,
+            p99_seconds: histogram.quantile_seconds(0.99)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CsatSummary {
+    pub responses: u64,
+    pub satisfied: u64,
+    pub satisfied_percent: f64,
+    pub mean_score: f64,
+    pub score_counts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CesSummary {
+    pub responses: u64,
+    pub mean_score: f64,
+    pub easy: u64,
+    pub easy_percent: f64,
+    pub score_counts: Vec<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpsSummary {
+    pub responses: u64,
+    pub promoters: u64,
+    pub passives: u64,
+    pub detractors: u64,
+    pub score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct QualitySummary {
+    pub reviews: u64,
+    pub mean_score: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocialSummary {
+    pub mentions: u64,
+    pub negative: u64,
+    pub negative_percent: Option<f64>,
+    pub technical_questions: u64,
+    pub account_questions: u64,
+    pub praise: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChurnSummary {
+    pub churned_customers: u64,
+    pub resolved_tickets_with_customer: u64,
+    pub churned_after_resolution: u64,
+    pub post_contact_churn_percent: Option<f64>,
+    pub satisfied_tickets: u64,
+    pub satisfied_churned: u64,
+    pub satisfied_churn_percent: Option<f64>,
+    pub unsatisfied_tickets: u64,
+    pub unsatisfied_churned: u64,
+    pub unsatisfied_churn_percent: Option<f64>,
+}
+
+/// Every windowed metric of one scope.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub tickets_created: u64,
+    pub interactions: u64,
+    pub tickets_resolved: u64,
+    pub tickets_created_resolved_now: u64,
+    pub resolution_rate_percent: Option<f64>,
+    pub first_contact_resolved: u64,
+    pub fcr_rate_percent: Option<f64>,
+    pub reopened: u64,
+    pub reopen_rate_percent: Option<f64>,
+    pub first_response_time: Option<DurationSummary>,
+    pub resolution_time: Option<DurationSummary>,
+    pub handle_time: Option<DurationSummary>,
+    pub csat: Option<CsatSummary>,
+    pub ces: Option<CesSummary>,
+    pub nps: Option<NpsSummary>,
+    pub survey_response_rate_percent: Option<f64>,
+    pub quality: Option<QualitySummary>,
+    pub social: SocialSummary,
+    pub churn: ChurnSummary,
+}
+
+fn count(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+/// `part / whole × 100`, absent when `whole` is 0.
+pub fn percent(part: u64, whole: u64) -> Option<f64> {
+    (whole > 0).then(|| part as f64 * 100.0 / whole as f64)
+}
+
+fn counts(values: &[i64]) -> Vec<u64> {
+    values.iter().map(|&v| count(v)).collect()
+}
+
+impl Metrics {
+    /// The metrics of an aggregate (a merge of the buckets that make up a window).
+    pub fn from_aggregate(aggregate: &Aggregate) -> Metrics {
+        let tickets_created = count(aggregate.tickets_created);
+        let tickets_resolved = count(aggregate.tickets_resolved);
+        let tickets_created_resolved_now = count(aggregate.tickets_created_resolved_now);
+        let first_contact_resolved = count(aggregate.first_contact_resolved);
+        let reopened = count(aggregate.reopened);
+
+        let csat_counts = counts(&aggregate.csat);
+        let csat_responses: u64 = csat_counts.iter().sum();
+        let csat = (csat_responses > 0).then(|| {
+            let satisfied = csat_counts[3] + csat_counts[4];
+            let score_sum: u64 = csat_counts.iter().zip(1u64..).map(|(c, s)| c * s).sum();
+            CsatSummary {
+                responses: csat_responses,
+                satisfied,
+                satisfied_percent: satisfied as f64 * 100.0 / csat_responses as f64,
+                mean_score: score_sum as f64 / csat_responses as f64,
+                score_counts: csat_counts.clone(),
+            }
+        });
+
+        let ces_counts = counts(&aggregate.ces);
+        let ces_responses: u64 = ces_counts.iter().sum();
+        let ces = (ces_responses > 0).then(|| {
+            let easy = ces_counts[4] + ces_counts[5] + ces_counts[6];
+            let score_sum: u64 = ces_counts.iter().zip(1u64..).map(|(c, s)| c * s).sum();
+            CesSummary {
+                responses: ces_responses,
+                mean_score: score_sum as f64 / ces_responses as f64,
+                easy,
+                easy_percent: easy as f64 * 100.0 / ces_responses as f64,
+                score_counts: ces_counts.clone(),
+            }
+        });
+
+        let nps_counts = counts(&aggregate.nps);
+        let nps_responses: u64 = nps_counts.iter().sum();
+        let nps = (nps_responses > 0).then(|| {
+            let promoters = nps_counts[9] + nps_counts[10];
+            let passives = nps_counts[7] + nps_counts[8];
+            let detractors: u64 = nps_counts[..7].iter().sum();
+            NpsSummary {
+                responses: nps_responses,
+                promoters,
+                passives,
+                detractors,
+                score: (promoters as f64 - detractors as f64) * 100.0 / nps_responses as f64,
+            }
+        });
+
+        let reviews = count(aggregate.reviews);
+        let quality = (reviews > 0).then(|| QualitySummary {
+            reviews,
+            mean_score: aggregate.review_score_sum as f64 / reviews as f64,
+        });
+
+        let mentions = count(aggregate.social_mentions);
+        let negative = count(aggregate.social_negative);
+        let post_contact = count(aggregate.post_contact_tickets);
+        let post_contact_churned = count(aggregate.post_contact_churned);
+        let satisfied = count(aggregate.post_contact_satisfied);
+        let satisfied_churned = count(aggregate.post_contact_satisfied_churned);
+        let unsatisfied = count(aggregate.post_contact_unsatisfied);
+        let unsatisfied_churned = count(aggregate.post_contact_unsatisfied_churned);
+
+        Metrics {
+            tickets_created,
+            interactions: count(aggregate.interactions),
+            tickets_resolved,
+            tickets_created_resolved_now,
+            resolution_rate_percent: percent(tickets_created_resolved_now, tickets_created),
+            first_contact_resolved,
+            fcr_rate_percent: percent(first_contact_resolved, tickets_resolved),
+            reopened,
+            reopen_rate_percent: percent(reopened, tickets_resolved),
+            first_response_time: DurationSummary::of(&aggregate.first_response),
+            resolution_time: DurationSummary::of(&aggregate.resolution),
+            handle_time: DurationSummary::of(&aggregate.handle),
+            survey_response_rate_percent: percent(csat_responses, tickets_resolved),
+            csat,
+            ces,
+            nps,
+            quality,
+            social: SocialSummary {
+                mentions,
+                negative,
+                negative_percent: percent(negative, mentions),
+                technical_questions: count(aggregate.social_technical),
+                account_questions: count(aggregate.social_account),
+                praise: count(aggregate.social_praise),
+            },
+            churn: ChurnSummary {
+                churned_customers: count(aggregate.churned),
+                resolved_tickets_with_customer: post_contact,
+                churned_after_resolution: post_contact_churned,
+                post_contact_churn_percent: percent(post_contact_churned, post_contact),
+                satisfied_tickets: satisfied,
+                satisfied_churned,
+                satisfied_churn_percent: percent(satisfied_churned, satisfied),
+                unsatisfied_tickets: unsatisfied,
+                unsatisfied_churned,
+                unsatisfied_churn_percent: percent(unsatisfied_churned, unsatisfied),
+            },
+        }
+    }
+
+    /// The value of one metric, absent when it has no data.
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        let duration = |summary: Option<DurationSummary>, pick: fn(DurationSummary) -> f64| summary.map(pick);
+        match metric {
+            Metric::TicketsCreated => Some(self.tickets_created as f64),
+            Metric::Interactions => Some(self.interactions as f64),
+            Metric::TicketsResolved => Some(self.tickets_resolved as f64),
+            Metric::CsatPercent => self.csat.as_ref().map(|c| c.satisfied_percent),
+            Metric::CesMean => self.ces.as_ref().map(|c| c.mean_score),
+            Metric::CesEasyPercent => self.ces.as_ref().map(|c| c.easy_percent),
+            Metric::NpsScore => self.nps.as_ref().map(|n| n.score),
+            Metric::ResolutionRate => self.resolution_rate_percent,
+            Metric::FcrRate => self.fcr_rate_percent,
+            Metric::SurveyResponseRate => self.survey_response_rate_percent,
+            Metric::QualityMean => self.quality.as_ref().map(|q| q.mean_score),
+            Metric::FrtMean => duration(self.first_response_time, |d| d.mean_seconds),
+            Metric::FrtP50 => duration(self.first_response_time, |d| d.p50_seconds),
+            Metric::FrtP90 => duration(self.first_response_time, |d| d.p90_seconds),
+            Metric::ResolutionTimeMean => duration(self.resolution_time, |d| d.mean_seconds),
+            Metric::ResolutionTimeP90 => duration(self.resolution_time, |d| d.p90_seconds),
+            Metric::AhtMean => duration(self.handle_time, |d| d.mean_seconds),
+            Metric::AhtP90 => duration(self.handle_time, |d| d.p90_seconds),
+            Metric::ReopenRate => self.reopen_rate_percent,
+            Metric::SocialNegativePercent => self.social.negative_percent,
+            Metric::PostContactChurnPercent => self.churn.post_contact_churn_percent,
+        }
+    }
+}
+
+/// Metrics that can carry a target or order a leaderboard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Metric {
+    TicketsCreated,
+    Interactions,
+    TicketsResolved,
+    CsatPercent,
+    CesMean,
+    CesEasyPercent,
+    NpsScore,
+    ResolutionRate,
+    FcrRate,
+    SurveyResponseRate,
+    QualityMean,
+    FrtMean,
+    FrtP50,
+    FrtP90,
+    ResolutionTimeMean,
+    ResolutionTimeP90,
+    AhtMean,
+    AhtP90,
+    ReopenRate,
+    SocialNegativePercent,
+    PostContactChurnPercent,
+}
+
+/// Which way is good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    AtLeast,
+    AtMost,
+}
+
+impl Metric {
+    /// The natural direction of the metric; volumes have none and take no target.
+    pub fn direction(self) -> Option<Direction> {
+        use Metric::*;
+        match self {
+            TicketsCreated | Interactions | TicketsResolved => None,
+            CsatPercent | CesMean | CesEasyPercent | NpsScore | ResolutionRate | FcrRate
+            | SurveyResponseRate | QualityMean => Some(Direction::AtLeast),
+            FrtMean | FrtP50 | FrtP90 | ResolutionTimeMean | ResolutionTimeP90 | AhtMean | AhtP90
+            | ReopenRate | SocialNegativePercent | PostContactChurnPercent => Some(Direction::AtMost),
+        }
+    }
+}
+
+/// The targets of one team (or of the organisation default), by metric.
+pub type Targets = BTreeMap<Metric, f64>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetStatus {
+    Met,
+    Missed,
+    NoData,
+}
+
+/// A target and how a scorecard does against it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetResult {
+    pub metric: Metric,
+    pub direction: Direction,
+    pub target: f64,
+    pub actual: Option<f64>,
+    pub status: TargetStatus,
+    pub from_organization_default: bool,
+}
+
+/// Judges `metrics` against the team's own targets, falling back to the
+/// organisation default for every metric the team sets none for.
+pub fn evaluate_targets(metrics: &Metrics, team: &Targets, organization_default: &Targets) -> Vec<TargetResult> {
+    let mut effective: BTreeMap<Metric, (f64, bool)> = organization_default
+        .iter()
+        .map(|(&metric, &target)| (metric, (target, true)))
+        .collect();
+    effective.extend(team.iter().map(|(&metric, &target)| (metric, (target, false))));
+    effective
+        .into_iter()
+        .filter_map(|(metric, (target, from_organization_default))| {
+            let direction = metric.direction()?;
+            let actual = metrics.value(metric);
+            let status = match actual {
+                None => TargetStatus::NoData,
+                Some(actual) => {
+                    let met = match direction {
+                        Direction::AtLeast => actual >= target,
+                        Direction::AtMost => actual <= target,
+                    };
+                    if met {
+                        TargetStatus::Met
+                    } else {
+                        TargetStatus::Missed
+                    }
+                }
+            };
+            Some(TargetResult {
+                metric,
+                direction,
+                target,
+                actual,
+                status,
+                from_organization_default,
+            })
+        })
+        .collect()
+}
+
+/// Age bands of the backlog, by lower bound in seconds (a band includes it).
+pub const AGE_BAND_LOWER_BOUNDS: [i64; 6] = [0, 3600, 4 * 3600, 86_400, 3 * 86_400, 7 * 86_400];
+
+/// Open tickets of a scope at a moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BacklogSummary {
+    pub as_of: Instant,
+    pub open_tickets: u64,
+    /// Low, normal, high, urgent.
+    pub by_priority: [u64; 4],
+    /// One count per age band.
+    pub by_age: [u64; 6],
+    pub oldest_age_seconds: Option<f64>,
+}
+
+impl BacklogSummary {
+    /// Summarises open tickets given as (created_at, priority). Tickets created
+    /// after `as_of` did not exist then and are left out.
+    pub fn summarize(as_of: Instant, open: impl IntoIterator<Item = (Instant, Priority)>) -> BacklogSummary {
+        let mut summary = BacklogSummary {
+            as_of,
+            open_tickets: 0,
+            by_priority: [0; 4],
+            by_age: [0; 6],
+            oldest_age_seconds: None,
+        };
+        let mut oldest: Option<i64> = None;
+        for (created_at, priority) in open {
+            let age_nanos = as_of.0 - created_at.0;
+            if age_nanos < 0 {
+                continue;
+            }
+            summary.open_tickets += 1;
+            summary.by_priority[priority as usize] += 1;
+            let band = AGE_BAND_LOWER_BOUNDS
+                .iter()
+                .rposition(|&lower| age_nanos >= lower * NANOS_PER_SECOND)
+                .unwrap_or(0);
+            summary.by_age[band] += 1;
+            oldest = Some(oldest.map_or(age_nanos, |o| o.max(age_nanos)));
+        }
+        summary.oldest_age_seconds = oldest.map(|nanos| nanos as f64 / NANOS_PER_SECOND as f64);
+        summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::aggregate::Fact;
+    use crate::domain::records::SurveyKind;
+
+    fn aggregate_of(facts: &[Fact]) -> Aggregate {
+        let mut aggregate = Aggregate::default();
+        for fact in facts {
+            aggregate.add_fact(fact, 1);
+        }
+        aggregate
+    }
+
+    #[test]
+    fn metrics_without_data_are_absent_not_zero() {
+        let metrics = Metrics::from_aggregate(&Aggregate::default());
+        assert_eq!(metrics.tickets_created, 0);
+        assert_eq!(metrics.resolution_rate_percent, None);
+        assert_eq!(metrics.csat, None);
+        assert_eq!(metrics.first_response_time, None);
+        assert_eq!(metrics.social.negative_percent, None);
+        assert_eq!(metrics.churn.post_contact_churn_percent, None);
+    }
+
+    #[test]
+    fn nps_is_promoters_minus_detractors_in_percent() {
+        let answers: Vec<Fact> = [10, 9, 8, 3, 0]
+            .into_iter()
+            .map(|score| Fact::SurveyAnswer {
+                kind: SurveyKind::Nps,
+                score,
+            })
+            .collect();
+        let nps = Metrics::from_aggregate(&aggregate_of(&answers)).nps.unwrap();
+        assert_eq!((nps.promoters, nps.passives, nps.detractors), (2, 1, 2));
+        assert_eq!(nps.score, 0.0);
+    }
+
+    #[test]
+    fn csat_counts_four_and_five_as_satisfied() {
+        let answers: Vec<Fact> = [5, 4, 3, 1]
+            .into_iter()
+            .map(|score| Fact::SurveyAnswer {
+                kind: SurveyKind::Csat,
+                score,
+            })
+            .collect();
+        let csat = Metrics::from_aggregate(&aggregate_of(&answers)).csat.unwrap();
+        assert_eq!(csat.satisfied_percent, 50.0);
+        assert_eq!(csat.mean_score, 13.0 / 4.0);
+        assert_eq!(csat.score_counts, vec![1, 0, 1, 1, 1]);
+    }
+
+    #[test]
+    fn team_targets_override_the_organization_default_and_follow_direction() {
+        let metrics = Metrics::from_aggregate(&aggregate_of(&[
+            Fact::SurveyAnswer {
+                kind: SurveyKind::Csat,
+                score: 5,
+            },
+            Fact::FirstResponse {
+                nanos: 7200 * NANOS_PER_SECOND,
+            },
+        ]));
+        let organization = Targets::from([(Metric::CsatPercent, 85.0), (Metric::FrtP90, 3600.0), (Metric::NpsScore, 30.0)]);
+        let team = Targets::from([(Metric::FrtP90, 10_000.0)]);
+        let results = evaluate_targets(&metrics, &team, &organization);
+        let status = |metric| results.iter().find(|r| r.metric == metric).map(|r| (r.status, r.from_organization_default));
+        assert_eq!(status(Metric::CsatPercent), Some((TargetStatus::Met, true)));
+        assert_eq!(status(Metric::FrtP90), Some((TargetStatus::Met, false)));
+        assert_eq!(status(Metric::NpsScore), Some((TargetStatus::NoData, true)));
+        let organization_only = evaluate_targets(&metrics, &Targets::new(), &organization);
+        assert_eq!(
+            organization_only.iter().find(|r| r.metric == Metric::FrtP90).map(|r| r.status),
+            Some(TargetStatus::Missed)
+        );
+    }
+
+    #[test]
+    fn backlog_bands_include_their_lower_bound() {
+        let as_of = Instant::from_seconds(1_000_000);
+        let ages = [0, 3599, 3600, 4 * 3600, 86_400 - 1, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400];
+        let open = ages.iter().map(|&age| (Instant::from_seconds(1_000_000 - age), Priority::High));
+        let summary = BacklogSummary::summarize(as_of, open);
+        assert_eq!(summary.by_age, [2, 1, 2, 1, 1, 2]);
+        assert_eq!(summary.by_priority, [0, 0, 9, 0]);
+        assert_eq!(summary.oldest_age_seconds, Some(30.0 * 86_400.0));
+    }
+}

@@ -1,0 +1,174 @@
+//! A mergeable, log-bucketed duration histogram of the DDSketch kind: exact count
+//! and sum, percentiles within 1% relative error, and exact removal (a value is
+//! always filed in the same bucket, so subtracting it undoes adding it).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::time::NANOS_PER_SECOND;
+
+/// Relative accuracy of a reported percentile (kept a hair under 1% so that float
+/// rounding cannot push the bound over the promised 1%).
+pub const RELATIVE_ACCURACY: f64 = 0.0099;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+}
+
+/// Counts of durations (nanoseconds) by logarithmic bucket. Counts are signed so
+/// that a delta (new contribution minus old) is a histogram too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DurationHistogram {
+    pub count: i64,
+    pub sum_nanos: i128,
+    zero_count: i64,
+    buckets: BTreeMap<i32, i64>,
+}
+
+impl DurationHistogram {
+    /// Adds (`sign` = 1) or removes (`sign` = -1) one duration.
+    pub fn record(&mut self, nanos: i64, sign: i64) {
+        self.count += sign;
+        self.sum_nanos += i128::from(nanos) * i128::from(sign);
+        if nanos <= 0 {
+            self.zero_count += sign;
+        } else {
+            let index = bucket_index(nanos);
+            let slot = self.buckets.entry(index).or_insert(0);
+            *slot += sign;
+            if *slot == 0 {
+                self.buckets.remove(&index);
+            }
+        }
+    }
+
+    /// Adds `other` times `sign` into this histogram.
+    pub fn merge(&mut self, other: &DurationHistogram, sign: i64) {
+        self.count += other.count * sign;
+        self.sum_nanos += other.sum_nanos * i128::from(sign);
+        self.zero_count += other.zero_count * sign;
+        for (&index, &count) in &other.buckets {
+            let slot = self.buckets.entry(index).or_insert(0);
+            *slot += count * sign;
+            if *slot == 0 {
+                self.buckets.remove(&index);
+            }
+        }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.count == 0 && self.sum_nanos == 0 && self.zero_count == 0 && self.buckets.is_empty()
+    }
+
+    /// True when no count is negative (a stored histogram must never be).
+    pub fn is_non_negative(&self) -> bool {
+        self.count >= 0 && self.zero_count >= 0 && self.buckets.values().all(|&c| c >= 0)
+    }
+
+    /// Exact mean in seconds, absent when empty.
+    pub fn mean_seconds(&self) -> Option<f64> {
+        (self.count > 0).then(|| self.sum_nanos as f64 / self.count as f64 / NANOS_PER_SECOND as f64)
+    }
+
+    /// The nearest-rank percentile (the value at rank ⌈q·n⌉ of the sorted values),
+    /// in seconds, within 1% relative error; absent when empty.
+    pub fn quantile_seconds(&self, quantile: f64) -> Option<f64> {
+        if self.count <= 0 {
+            return None;
+        }
+        let rank = ((quantile * self.count as f64).ceil() as i64).clamp(1, self.count);
+        let mut seen = self.zero_count;
+        if seen >= rank {
+            return Some(0.0);
+        }
+        for (&index, &count) in &self.buckets {
+            seen += count;
+            if seen >= rank {
+                return Some(bucket_value_nanos(index) / NANOS_PER_SECOND as f64);
+            }
+        }
+        self.buckets
+            .keys()
+            .next_back()
+            .map(|&index| bucket_value_nanos(index) / NANOS_PER_SECOND as f64)
+    }
+}
+
+/// The bucket `i` holding `x` satisfies γ^(i-1) < x ≤ γ^i.
+fn bucket_index(nanos: i64) -> i32 {
+    ((nanos as f64).ln() / gamma().ln()).ceil() as i32
+}
+
+/// The value that is within the relative accuracy of everything in bucket `i`.
+fn bucket_value_nanos(index: i32) -> f64 {
+    let gamma = gamma();
+    2.0 * gamma.powi(index) / (gamma + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn exact_nearest_rank(values: &mut [i64], quantile: f64) -> f64 {
+        values.sort_unstable();
+        let rank = ((quantile * values.len() as f64).ceil() as usize).clamp(1, values.len());
+        values[rank - 1] as f64 / NANOS_PER_SECOND as f64
+    }
+
+    #[test]
+    fn empty_histogram_has_no_mean_and_no_percentile() {
+        let histogram = DurationHistogram::default();
+        assert_eq!(histogram.mean_seconds(), None);
+        assert_eq!(histogram.quantile_seconds(0.5), None);
+    }
+
+    #[test]
+    fn zero_durations_are_reported_as_zero() {
+        let mut histogram = DurationHistogram::default();
+        histogram.record(0, 1);
+        histogram.record(0, 1);
+        histogram.record(10 * NANOS_PER_SECOND, 1);
+        assert_eq!(histogram.quantile_seconds(0.5), Some(0.0));
+        assert!((histogram.quantile_seconds(0.9).unwrap() - 10.0).abs() <= 0.1);
+    }
+
+    proptest! {
+        #[test]
+        fn percentiles_are_within_one_percent_of_nearest_rank(
+            mut values in prop::collection::vec(0i64..7 * 86_400 * NANOS_PER_SECOND, 1..300),
+            quantile in prop::sample::select(vec![0.5, 0.9, 0.99]),
+        ) {
+            let mut histogram = DurationHistogram::default();
+            for &value in &values {
+                histogram.record(value, 1);
+            }
+            let exact = exact_nearest_rank(&mut values, quantile);
+            let approx = histogram.quantile_seconds(quantile).unwrap();
+            prop_assert!((approx - exact).abs() <= exact * 0.01, "approx {approx} exact {exact}");
+            let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
+            prop_assert_eq!(histogram.sum_nanos, sum);
+        }
+
+        #[test]
+        fn removing_what_was_added_leaves_exactly_the_rest(
+            kept in prop::collection::vec(0i64..1_000_000_000_000, 0..50),
+            removed in prop::collection::vec(0i64..1_000_000_000_000, 0..50),
+        ) {
+            let mut expected = DurationHistogram::default();
+            let mut histogram = DurationHistogram::default();
+            for &value in &kept {
+                expected.record(value, 1);
+                histogram.record(value, 1);
+            }
+            let mut delta = DurationHistogram::default();
+            for &value in &removed {
+                histogram.record(value, 1);
+                delta.record(value, 1);
+            }
+            histogram.merge(&delta, -1);
+            prop_assert_eq!(histogram, expected);
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Derived ticket state (SPEC §2) and what a ticket or a customer contributes to
+//! the aggregates. Contributions are recomputed from the raw records whenever one
+//! of them changes; the store retracts the old contribution and applies the new.
+
+use serde::{Deserialize, Serialize};
+
+use super::aggregate::{DatedFact, Fact, FactScopes, Scope};
+use super::records::{
+    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind, SurveyResponse,
+};
+use super::time::{Instant, NANOS_PER_SECOND};
+
+/// A churn within this long after a resolution counts as post-contact churn.
+pub const POST_CONTACT_CHURN_NANOS: i64 = 30 * 86_400 * NANOS_PER_SECOND;
+
+/// A derived lookup entry a contribution keeps in the store besides its facts.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum IndexEntry {
+    /// An open ticket in the backlog of a scope.
+    OpenTicket {
+        scope_attribution: FactScopes,
+        ticket_id: Id,
+        created_at: Instant,
+        priority: Priority,
+    },
+    /// An interaction of a customer, for churn attribution.
+    CustomerInteraction {
+        customer_id: Id,
+        opened_at: Instant,
+        interaction_id: Id,
+        attribution: Attribution,
+    },
+    /// A ticket whose customer this is, so a churn event finds the tickets it affects.
+    CustomerTicket { customer_id: Id, ticket_id: Id },
+}
+
+/// Everything one ticket or one customer contributes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Contribution {
+    pub facts: Vec<DatedFact>,
+    pub index: Vec<IndexEntry>,
+}
+
+/// The raw records a ticket's contribution is computed from.
+#[derive(Debug, Clone, Default)]
+pub struct TicketInputs {
+    /// Every interaction with this ticket id, in any order.
+    pub interactions: Vec<Interaction>,
+    /// Every survey response whose interaction is one of them.
+    pub surveys: Vec<SurveyResponse>,
+    /// Every quality review whose interaction is one of them.
+    pub reviews: Vec<QualityReview>,
+    /// When the ticket's customer churned (every CHURNED event of that customer).
+    pub churn_times: Vec<Instant>,
+}
+
+/// Interactions in ticket order: by `opened_at`, ties by `interaction_id`.
+pub fn sort_in_ticket_order(interactions: &mut [Interaction]) {
+    interactions.sort_by(|a, b| {
+        (a.opened_at, &a.interaction_id).cmp(&(b.opened_at, &b.interaction_id))
+    });
+}
+
+/// The ticket's customer: the latest interaction's, or if that is empty the first's.
+/// `interactions` must be in ticket order.
+pub fn ticket_customer(interactions: &[Interaction]) -> Option<Id> {
+    let latest = interactions.last()?;
+    latest
+        .customer_id
+        .clone()
+        .or_else(|| interactions.first().and_then(|first| first.customer_id.clone()))
+}
+
+/// What a ticket contributes: its created / first-response / resolved facts,
+/// every interaction's facts, every survey answer and review on its interactions,
+/// its post-contact churn fact, and its backlog and customer index entries.
+pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
+    let mut contribution = Contribution::default();
+    sort_in_ticket_order(&mut inputs.interactions);
+    let interactions = &inputs.interactions;
+    let (Some(first), Some(latest)) = (interactions.first(), interactions.last()) else {
+        return contribution;
+    };
+    let created_at = first.opened_at;
+    let resolved_at = latest.resolved_at();
+    let customer = ticket_customer(interactions);
+
+    contribution.facts.push(DatedFact {
+        at: created_at,
+        scopes: FactScopes::Of(first.attribution()),
+        fact: Fact::TicketCreated {
+            resolved_now: resolved_at.is_some(),
+        },
+    });
+
+    let first_response = interactions
+        .iter()
+        .filter_map(|i| i.first_response_at.map(|at| (at, i)))
+        .min_by_key(|(at, _)| *at);
+    if let Some((at, holder)) = first_response {
+        contribution.facts.push(DatedFact {
+            at,
+            scopes: FactScopes::Of(holder.attribution()),
+            fact: Fact::FirstResponse {
+                nanos: at.0 - created_at.0,
+            },
+        });
+    }
+
+    if let Some(resolved_at) = resolved_at {
+        let reopened = interactions[..interactions.len() - 1].iter().any(|i| i.resolved);
+        contribution.facts.push(DatedFact {
+            at: resolved_at,
+            scopes: FactScopes::Of(latest.attribution()),
+            fact: Fact::TicketResolved {
+                resolution_nanos: resolved_at.0 - created_at.0,
+                first_contact: interactions.len() == 1,
+                reopened,
+            },
+        });
+        if customer.is_some() {
+            let churned = inputs
+                .churn_times
+                .iter()
+                .any(|t| t.0 >= resolved_at.0 && t.0 - resolved_at.0 <= POST_CONTACT_CHURN_NANOS);
+            let ticket_csat = inputs
+                .surveys
+                .iter()
+                .filter(|s| s.kind == SurveyKind::Csat)
+                .max_by(|a, b| (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id)));
+            contribution.facts.push(DatedFact {
+                at: resolved_at,
+                scopes: FactScopes::Of(latest.attribution()),
+                fact: Fact::PostContactChurn {
+                    churned,
+                    csat_satisfied: ticket_csat.map(|s| s.score >= 4),
+                },
+            });
+        }
+    } else {
+        contribution.index.push(IndexEntry::OpenTicket {
+            scope_attribution: FactScopes::Of(latest.attribution()),
+            ticket_id: latest.ticket_id.clone(),
+            created_at,
+            priority: latest.priority,
+        });
+    }
+
+    for interaction in interactions {
+        contribution.facts.push(DatedFact {
+            at: interaction.opened_at,
+            scopes: FactScopes::Of(interaction.attribution()),
+            fact: Fact::InteractionOpened {
+                handle_nanos: interaction.handle_time_nanos,
+                social: interaction.social,
+            },
+        });
+        if let Some(customer_id) = &interaction.customer_id {
+            contribution.index.push(IndexEntry::CustomerInteraction {
+                customer_id: customer_id.clone(),
+                opened_at: interaction.opened_at,
+                interaction_id: interaction.interaction_id.clone(),
+                attribution: interaction.attribution(),
+            });
+        }
+    }
+    let attribution_of = |interaction_id: &Id| {
+        interactions
+            .iter()
+            .find(|i| &i.interaction_id == interaction_id)
+            .map(Interaction::attribution)
+    };
+    for survey in &inputs.surveys {
+        if let Some(attribution) = attribution_of(&survey.interaction_id) {
+            contribution.facts.push(DatedFact {
+                at: survey.submitted_at,
+                scopes: FactScopes::Of(attribution),
+                fact: Fact::SurveyAnswer {
+                    kind: survey.kind,
+                    score: survey.score,
+                },
+            });
+        }
+    }
+    for review in &inputs.reviews {
+        if let Some(attribution) = attribution_of(&review.interaction_id) {
+            contribution.facts.push(DatedFact {
+                at: review.reviewed_at,
+                scopes: FactScopes::Of(attribution),
+                fact: Fact::Review {
+                    score: review.score,
+                },
+            });
+        }
+    }
+    if let Some(customer_id) = customer {
+        contribution.index.push(IndexEntry::CustomerTicket {
+            customer_id,
+            ticket_id: latest.ticket_id.clone(),
+        });
+    }
+    contribution
+}
+
+/// One interaction of a customer, as the customer index holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CustomerContact {
+    pub opened_at: Instant,
+    pub interaction_id: Id,
+    pub attribution: Attribution,
+}
+
+/// What a customer contributes: one churn fact per CHURNED event, attributed to the
+/// scopes of the customer's latest interaction opened at or before the event (the
+/// organisation alone when there is none).
+pub fn customer_contribution(events: &[CustomerEvent], mut contacts: Vec<CustomerContact>) -> Contribution {
+    contacts.sort();
+    let facts = events
+        .iter()
+        .map(|event| {
+            let latest_before = contacts.iter().rev().find(|c| c.opened_at <= event.occurred_at);
+            DatedFact {
+                at: event.occurred_at,
+                scopes: latest_before
+                    .map(|c| FactScopes::Of(c.attribution.clone()))
+                    .unwrap_or(FactScopes::OrganizationOnly),
+                fact: Fact::Churned,
+            }
+        })
+        .collect();
+    Contribution {
+        facts,
+        index: Vec::new(),
+    }
+}
+
+/// The scope of an open ticket, for the backlog: scopes listed by `FactScopes`.
+pub fn backlog_scopes(entry: &IndexEntry) -> Vec<Scope> {
+    match entry {
+        IndexEntry::OpenTicket {
+            scope_attribution, ..
+        } => scope_attribution.scopes(),
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,5 @@
+//! support-metrics: records customer-support interactions and serves per-team
+//! quality scorecards from precomputed aggregates.
+
+pub mod domain;
+pub mod proto;
