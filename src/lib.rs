@@ -2,4 +2,6 @@
 //! quality scorecards from precomputed aggregates.
 
 pub mod domain;
+pub mod error;
 pub mod proto;
+pub mod store;

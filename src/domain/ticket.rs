@@ -28,6 +28,7 @@ pub enum IndexEntry {
         customer_id: Id,
         opened_at: Instant,
         interaction_id: Id,
+        ticket_id: Id,
         attribution: Attribution,
     },
     /// A ticket whose customer this is, so a churn event finds the tickets it affects.
@@ -160,6 +161,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
                 customer_id: customer_id.clone(),
                 opened_at: interaction.opened_at,
                 interaction_id: interaction.interaction_id.clone(),
+                ticket_id: interaction.ticket_id.clone(),
                 attribution: interaction.attribution(),
             });
         }

@@ -1,0 +1,200 @@
+//! Computing a group's contribution from the raw records, and turning a
+//! contribution into the aggregate deltas and index entries it stands for.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::domain::aggregate::{Aggregate, Scope};
+use crate::domain::records::{Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse};
+use crate::domain::ticket::{
+    customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer, Contribution,
+    CustomerContact, IndexEntry, TicketInputs,
+};
+use crate::domain::time::{Instant, Level};
+use crate::error::{Error, Result};
+
+use super::codec::{decode, encode};
+use super::keys::{self, Group, RecordKind};
+use super::txn::{Reader, Txn};
+
+fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| Id::parse(s).ok())
+        .ok_or_else(|| Error::DataLoss(format!("index key holds a bad id: {}", keys::describe_key(bytes))))
+}
+
+fn load<T: serde::de::DeserializeOwned>(reader: &impl Reader, key: &[u8]) -> Result<T> {
+    reader
+        .get_decoded(key)?
+        .ok_or_else(|| Error::DataLoss(format!("index points at a missing record {}", keys::describe_key(key))))
+}
+
+/// The interactions of a ticket, in ticket order.
+pub fn ticket_interactions(reader: &impl Reader, ticket: &Id) -> Result<Vec<Interaction>> {
+    let mut interactions = reader
+        .key_suffixes(&keys::ticket_members_prefix(ticket))?
+        .into_iter()
+        .map(|suffix| load(reader, &keys::raw(RecordKind::Interaction, &id_from_bytes(&suffix)?)))
+        .collect::<Result<Vec<Interaction>>>()?;
+    sort_in_ticket_order(&mut interactions);
+    Ok(interactions)
+}
+
+/// The CHURNED events of a customer.
+pub fn customer_events(reader: &impl Reader, customer: &Id) -> Result<Vec<CustomerEvent>> {
+    reader
+        .key_suffixes(&keys::customer_events_prefix(customer))?
+        .into_iter()
+        .map(|suffix| load(reader, &keys::raw(RecordKind::Event, &id_from_bytes(&suffix)?)))
+        .collect()
+}
+
+/// Recomputes a group's contribution from the raw records.
+pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
+    match group {
+        Group::Ticket(ticket) => {
+            let interactions = ticket_interactions(reader, ticket)?;
+            let mut inputs = TicketInputs::default();
+            for interaction in &interactions {
+                let prefix = keys::feedback_prefix(&interaction.interaction_id);
+                for suffix in reader.key_suffixes(&prefix)? {
+                    let (&kind, id) = suffix
+                        .split_first()
+                        .ok_or_else(|| Error::DataLoss("empty feedback index key".into()))?;
+                    let id = id_from_bytes(id)?;
+                    if kind == RecordKind::Survey.byte() {
+                        inputs
+                            .surveys
+                            .push(load::<SurveyResponse>(reader, &keys::raw(RecordKind::Survey, &id))?);
+                    } else {
+                        inputs
+                            .reviews
+                            .push(load::<QualityReview>(reader, &keys::raw(RecordKind::Review, &id))?);
+                    }
+                }
+            }
+            if let Some(customer) = ticket_customer(&interactions) {
+                inputs.churn_times = customer_events(reader, &customer)?
+                    .iter()
+                    .map(|event| event.occurred_at)
+                    .collect();
+            }
+            inputs.interactions = interactions;
+            Ok(ticket_contribution(inputs))
+        }
+        Group::Customer(customer) => {
+            let events = customer_events(reader, customer)?;
+            let prefix = keys::customer_contacts_prefix(customer);
+            let contacts = reader
+                .scan_prefix(&prefix)?
+                .into_iter()
+                .map(|(key, value)| {
+                    let suffix = &key[prefix.len()..];
+                    let opened_at = keys::time_from_bytes(suffix.get(..8).unwrap_or_default())
+                        .ok_or_else(|| Error::DataLoss(format!("bad contact key {}", keys::describe_key(&key))))?;
+                    let interaction = suffix[8..].split(|&b| b == 0).next().unwrap_or_default();
+                    Ok(CustomerContact {
+                        opened_at: Instant(opened_at),
+                        interaction_id: id_from_bytes(interaction)?,
+                        attribution: decode::<Attribution>(&key, &value)?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(customer_contribution(&events, contacts))
+        }
+    }
+}
+
+/// The aggregate deltas of a contribution, per (scope, 15-minute bucket start).
+pub fn fact_deltas(contribution: &Contribution, sign: i64, into: &mut HashMap<(Scope, i64), Aggregate>) {
+    for dated in &contribution.facts {
+        let quarter = dated.at.quarter_start();
+        for scope in dated.scopes.scopes() {
+            into.entry((scope, quarter)).or_default().add_fact(&dated.fact, sign);
+        }
+    }
+}
+
+/// The stored key-value pairs of a contribution's index entries.
+pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut entries = BTreeMap::new();
+    for entry in &contribution.index {
+        match entry {
+            IndexEntry::OpenTicket {
+                scope_attribution,
+                ticket_id,
+                created_at,
+                priority,
+            } => {
+                let value = encode(&(*created_at, *priority))?;
+                for scope in scope_attribution.scopes() {
+                    entries.insert(keys::open_ticket(&scope, ticket_id), value.clone());
+                }
+            }
+            IndexEntry::CustomerInteraction {
+                customer_id,
+                opened_at,
+                interaction_id,
+                ticket_id,
+                attribution,
+            } => {
+                entries.insert(
+                    keys::customer_contact(customer_id, opened_at.0, interaction_id, ticket_id),
+                    encode(attribution)?,
+                );
+            }
+            IndexEntry::CustomerTicket {
+                customer_id,
+                ticket_id,
+            } => {
+                entries.insert(keys::customer_ticket(customer_id, ticket_id), encode(&())?);
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Decodes an open-ticket index value.
+pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<(Instant, Priority)> {
+    decode(key, value)
+}
+
+/// Recomputes a group and replaces its stored contribution: the old one is
+/// retracted and the new one applied, touching only what changed.
+pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
+    let key = keys::group(group);
+    let old: Contribution = txn.get_decoded(&key)?.unwrap_or_default();
+    let new = compute(txn, group)?;
+    if old == new {
+        return Ok(());
+    }
+    let mut deltas = HashMap::new();
+    fact_deltas(&new, 1, &mut deltas);
+    fact_deltas(&old, -1, &mut deltas);
+    for ((scope, quarter), delta) in deltas {
+        if delta.is_zero() {
+            continue;
+        }
+        for level in Level::ALL {
+            txn.add_to_aggregate(keys::aggregate(level, &scope, level.bucket_start(quarter)), &delta, 1)?;
+        }
+    }
+    let old_entries = index_entries(&old)?;
+    let new_entries = index_entries(&new)?;
+    for key in old_entries.keys() {
+        if !new_entries.contains_key(key) {
+            txn.delete(key.clone());
+        }
+    }
+    for (key, value) in new_entries {
+        if old_entries.get(&key) != Some(&value) {
+            txn.put_encoded(key, value);
+        }
+    }
+    if new.facts.is_empty() && new.index.is_empty() {
+        txn.delete(key);
+    } else {
+        txn.put(key, &new)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Key layout. Every key starts with one byte naming its family; ids never hold
+//! a 0 byte, so a 0 ends a variable-length part; integers are big-endian with the
+//! sign bit flipped so that byte order is numeric order.
+//!
+//! | family | key | value |
+//! |---|---|---|
+//! | `R` raw record | `R kind id` | the record |
+//! | `I` raw index | `I t ticket 0 interaction`, `I f interaction 0 kind id`, `I e customer 0 event` | empty |
+//! | `P` pending feedback | `P interaction 0 kind id` | empty |
+//! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
+//! | `A` aggregate | `A level scope start` | the aggregate |
+//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket` | see store |
+//! | `T` targets | `T team` (empty = organisation) | the targets |
+//! | `M` meta | `M stats` | counters |
+
+use crate::domain::aggregate::Scope;
+use crate::domain::records::{Channel, Id};
+use crate::domain::time::Level;
+
+pub const RAW: u8 = b'R';
+pub const RAW_INDEX: u8 = b'I';
+pub const PENDING: u8 = b'P';
+pub const GROUP: u8 = b'G';
+pub const AGGREGATE: u8 = b'A';
+pub const DERIVED_INDEX: u8 = b'X';
+pub const TARGETS: u8 = b'T';
+pub const META: u8 = b'M';
+
+/// Record kinds, as they appear in keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Interaction,
+    Survey,
+    Review,
+    Event,
+}
+
+impl RecordKind {
+    pub fn byte(self) -> u8 {
+        match self {
+            RecordKind::Interaction => b'i',
+            RecordKind::Survey => b's',
+            RecordKind::Review => b'r',
+            RecordKind::Event => b'e',
+        }
+    }
+}
+
+pub fn time_bytes(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+pub fn time_from_bytes(bytes: &[u8]) -> Option<i64> {
+    let array: [u8; 8] = bytes.try_into().ok()?;
+    Some((u64::from_be_bytes(array) ^ (1 << 63)) as i64)
+}
+
+fn key(parts: &[&[u8]]) -> Vec<u8> {
+    parts.concat()
+}
+
+pub fn raw(kind: RecordKind, id: &Id) -> Vec<u8> {
+    key(&[&[RAW, kind.byte()], id.as_str().as_bytes()])
+}
+
+pub fn raw_prefix(kind: RecordKind) -> Vec<u8> {
+    vec![RAW, kind.byte()]
+}
+
+pub fn ticket_members_prefix(ticket: &Id) -> Vec<u8> {
+    key(&[&[RAW_INDEX, b't'], ticket.as_str().as_bytes(), &[0]])
+}
+
+pub fn ticket_member(ticket: &Id, interaction: &Id) -> Vec<u8> {
+    key(&[&ticket_members_prefix(ticket), interaction.as_str().as_bytes()])
+}
+
+pub fn feedback_prefix(interaction: &Id) -> Vec<u8> {
+    key(&[&[RAW_INDEX, b'f'], interaction.as_str().as_bytes(), &[0]])
+}
+
+pub fn feedback(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
+    key(&[&feedback_prefix(interaction), &[kind.byte()], id.as_str().as_bytes()])
+}
+
+pub fn customer_events_prefix(customer: &Id) -> Vec<u8> {
+    key(&[&[RAW_INDEX, b'e'], customer.as_str().as_bytes(), &[0]])
+}
+
+pub fn customer_event(customer: &Id, event: &Id) -> Vec<u8> {
+    key(&[&customer_events_prefix(customer), event.as_str().as_bytes()])
+}
+
+pub fn pending_prefix(interaction: &Id) -> Vec<u8> {
+    key(&[&[PENDING], interaction.as_str().as_bytes(), &[0]])
+}
+
+pub fn pending(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
+    key(&[&pending_prefix(interaction), &[kind.byte()], id.as_str().as_bytes()])
+}
+
+/// The unit whose contribution is stored and recomputed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    Ticket(Id),
+    Customer(Id),
+}
+
+pub fn group(group: &Group) -> Vec<u8> {
+    match group {
+        Group::Ticket(id) => key(&[&[GROUP, b't'], id.as_str().as_bytes()]),
+        Group::Customer(id) => key(&[&[GROUP, b'c'], id.as_str().as_bytes()]),
+    }
+}
+
+pub fn group_from_key(bytes: &[u8]) -> Option<Group> {
+    let id = Id::parse(std::str::from_utf8(bytes.get(2..)?).ok()?).ok()?;
+    match bytes.get(..2)? {
+        [GROUP, b't'] => Some(Group::Ticket(id)),
+        [GROUP, b'c'] => Some(Group::Customer(id)),
+        _ => None,
+    }
+}
+
+const SCOPE_ORGANIZATION: u8 = 0;
+const SCOPE_TEAM: u8 = 1;
+const SCOPE_AGENT: u8 = 2;
+const SCOPE_CHANNEL: u8 = 3;
+const SCOPE_TEAM_CHANNEL: u8 = 4;
+
+/// A prefix-free encoding of a scope.
+pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
+    match scope {
+        Scope::Organization => vec![SCOPE_ORGANIZATION],
+        Scope::Team(team) => key(&[&[SCOPE_TEAM], team.as_str().as_bytes(), &[0]]),
+        Scope::Agent(agent) => key(&[&[SCOPE_AGENT], agent.as_str().as_bytes(), &[0]]),
+        Scope::Channel(channel) => vec![SCOPE_CHANNEL, channel.code()],
+        Scope::TeamChannel(team, channel) => {
+            key(&[&[SCOPE_TEAM_CHANNEL], team.as_str().as_bytes(), &[0, channel.code()]])
+        }
+    }
+}
+
+/// Decodes a scope from the start of `bytes`, returning it and the bytes after it.
+pub fn scope_from_bytes(bytes: &[u8]) -> Option<(Scope, &[u8])> {
+    let (&tag, rest) = bytes.split_first()?;
+    let id_and_rest = |rest: &[u8]| -> Option<(Id, usize)> {
+        let end = rest.iter().position(|&b| b == 0)?;
+        let id = Id::parse(std::str::from_utf8(&rest[..end]).ok()?).ok()?;
+        Some((id, end + 1))
+    };
+    match tag {
+        SCOPE_ORGANIZATION => Some((Scope::Organization, rest)),
+        SCOPE_TEAM => id_and_rest(rest).map(|(id, used)| (Scope::Team(id), &rest[used..])),
+        SCOPE_AGENT => id_and_rest(rest).map(|(id, used)| (Scope::Agent(id), &rest[used..])),
+        SCOPE_CHANNEL => Some((Scope::Channel(Channel::from_code(*rest.first()?)?), &rest[1..])),
+        SCOPE_TEAM_CHANNEL => {
+            let (id, used) = id_and_rest(rest)?;
+            let channel = Channel::from_code(*rest.get(used)?)?;
+            Some((Scope::TeamChannel(id, channel), &rest[used + 1..]))
+        }
+        _ => None,
+    }
+}
+
+/// The leading byte of every scope of a kind, for listing.
+pub fn scope_kind_byte(kind: crate::domain::aggregate::ScopeKind) -> u8 {
+    use crate::domain::aggregate::ScopeKind;
+    match kind {
+        ScopeKind::Organization => SCOPE_ORGANIZATION,
+        ScopeKind::Team => SCOPE_TEAM,
+        ScopeKind::Agent => SCOPE_AGENT,
+        ScopeKind::Channel => SCOPE_CHANNEL,
+        ScopeKind::TeamChannel => SCOPE_TEAM_CHANNEL,
+    }
+}
+
+pub fn level_byte(level: Level) -> u8 {
+    match level {
+        Level::Quarter => b'q',
+        Level::Hour => b'h',
+        Level::Day => b'd',
+        Level::Month => b'm',
+        Level::Total => b't',
+    }
+}
+
+pub fn aggregate(level: Level, scope: &Scope, start_seconds: i64) -> Vec<u8> {
+    key(&[&[AGGREGATE, level_byte(level)], &scope_bytes(scope), &time_bytes(start_seconds)])
+}
+
+/// Prefix of the all-time aggregates of every scope of a kind.
+pub fn totals_prefix(kind: crate::domain::aggregate::ScopeKind) -> Vec<u8> {
+    vec![AGGREGATE, level_byte(Level::Total), scope_kind_byte(kind)]
+}
+
+pub fn open_ticket_prefix(scope: &Scope) -> Vec<u8> {
+    key(&[&[DERIVED_INDEX, b'o'], &scope_bytes(scope)])
+}
+
+pub fn open_ticket(scope: &Scope, ticket: &Id) -> Vec<u8> {
+    key(&[&open_ticket_prefix(scope), ticket.as_str().as_bytes()])
+}
+
+pub fn customer_contacts_prefix(customer: &Id) -> Vec<u8> {
+    key(&[&[DERIVED_INDEX, b'c'], customer.as_str().as_bytes(), &[0]])
+}
+
+/// The ticket is part of the key so that an interaction moving between tickets
+/// is a delete by one group and an insert by another, never a shared key.
+pub fn customer_contact(customer: &Id, opened_at_nanos: i64, interaction: &Id, ticket: &Id) -> Vec<u8> {
+    key(&[
+        &customer_contacts_prefix(customer),
+        &time_bytes(opened_at_nanos),
+        interaction.as_str().as_bytes(),
+        &[0],
+        ticket.as_str().as_bytes(),
+    ])
+}
+
+pub fn customer_tickets_prefix(customer: &Id) -> Vec<u8> {
+    key(&[&[DERIVED_INDEX, b'k'], customer.as_str().as_bytes(), &[0]])
+}
+
+pub fn customer_ticket(customer: &Id, ticket: &Id) -> Vec<u8> {
+    key(&[&customer_tickets_prefix(customer), ticket.as_str().as_bytes()])
+}
+
+pub fn targets(team: Option<&Id>) -> Vec<u8> {
+    key(&[&[TARGETS], team.map(Id::as_str).unwrap_or("").as_bytes()])
+}
+
+pub fn stats() -> Vec<u8> {
+    vec![META, b's']
+}
+
+/// A readable form of a key, for logs and mismatch reports.
+pub fn describe_key(key: &[u8]) -> String {
+    key.iter()
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_and_are_prefix_free() {
+        let team = Id::parse("billing").unwrap();
+        let scopes = [
+            Scope::Organization,
+            Scope::Team(team.clone()),
+            Scope::Agent(Id::parse("ana").unwrap()),
+            Scope::Channel(Channel::Social),
+            Scope::TeamChannel(team, Channel::Web),
+        ];
+        for scope in &scopes {
+            let mut bytes = scope_bytes(scope);
+            bytes.extend_from_slice(b"rest");
+            let (decoded, rest) = scope_from_bytes(&bytes).unwrap();
+            assert_eq!(&decoded, scope);
+            assert_eq!(rest, b"rest");
+        }
+    }
+
+    #[test]
+    fn time_bytes_sort_numerically() {
+        let values = [-5i64, -1, 0, 1, 1_700_000_000, i64::MAX];
+        for pair in values.windows(2) {
+            assert!(time_bytes(pair[0]) < time_bytes(pair[1]));
+            assert_eq!(time_from_bytes(&time_bytes(pair[0])), Some(pair[0]));
+        }
+    }
+}

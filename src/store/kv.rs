@@ -1,0 +1,134 @@
+//! The narrow boundary between the service and its storage engine: an ordered
+//! key-value store with atomic, durable batches. sled is the embedded default; a
+//! backend speaking the PostgreSQL wire protocol can implement the same trait.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+/// One change of a batch: a value to put, or `None` to delete the key.
+pub type Change = (Vec<u8>, Option<Vec<u8>>);
+
+/// A key and its value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// An ordered key-value store.
+pub trait KvStore: Send + Sync + 'static {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Entries whose key starts with `prefix`, in key order.
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
+
+    /// Entries with `start <= key < end`, in key order.
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
+
+    /// Applies every change or none, and returns only once they are durable.
+    fn commit(&self, changes: Vec<Change>) -> Result<()>;
+
+    /// Bytes the store occupies on disk.
+    fn size_on_disk(&self) -> Result<u64>;
+}
+
+/// Settings of the sled store.
+#[derive(Debug, Clone)]
+pub struct SledOptions {
+    pub path: PathBuf,
+    /// sled's page cache, in bytes.
+    pub cache_capacity_bytes: u64,
+}
+
+/// The embedded sled store.
+///
+/// Durability: sled 0.34's `flush()` ends in `sync_file_range` on Linux, which
+/// neither flushes the drive's cache nor the file's metadata. After every flush we
+/// therefore `fdatasync` sled's data file ourselves, so an acknowledged commit
+/// survives a power cut, not only a killed process.
+#[derive(Debug)]
+pub struct SledStore {
+    db: sled::Db,
+    data_file: Mutex<File>,
+    path: PathBuf,
+}
+
+impl SledStore {
+    pub fn open(options: &SledOptions) -> Result<SledStore> {
+        std::fs::create_dir_all(&options.path)?;
+        let db = sled::Config::new()
+            .path(&options.path)
+            .cache_capacity(options.cache_capacity_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                    Error::Unavailable(format!(
+                        "the data directory {} is in use by another process: {io}",
+                        options.path.display()
+                    ))
+                }
+                other => Error::from(other),
+            })?;
+        let data_file = File::open(options.path.join("db"))?;
+        // Make the directory entries of sled's files durable once.
+        File::open(&options.path)?.sync_all()?;
+        Ok(SledStore {
+            db,
+            data_file: Mutex::new(data_file),
+            path: options.path.clone(),
+        })
+    }
+}
+
+fn entries<'a>(iter: sled::Iter) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+    Box::new(iter.map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::from)))
+}
+
+impl KvStore for SledStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get(key)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        entries(self.db.scan_prefix(prefix))
+    }
+
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        entries(self.db.range(start.to_vec()..end.to_vec()))
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (key, value) in changes {
+            match value {
+                Some(value) => batch.insert(key, value),
+                None => batch.remove(key),
+            }
+        }
+        self.db.apply_batch(batch)?;
+        self.db.flush()?;
+        let file = self
+            .data_file
+            .lock()
+            .map_err(|_| Error::Internal("data file lock poisoned".into()))?;
+        file.sync_data()?;
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(directory_size(&self.path)?)
+    }
+}
+
+fn directory_size(path: &Path) -> std::io::Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let metadata = entry.metadata()?;
+        total += if metadata.is_dir() {
+            directory_size(&entry.path())?
+        } else {
+            metadata.len()
+        };
+    }
+    Ok(total)
+}

@@ -1,0 +1,271 @@
+//! The store: raw records, aggregates and indexes over a [`KvStore`], one writer
+//! thread with group commit, and the reads scorecards are served from.
+
+pub mod codec;
+pub mod groups;
+pub mod keys;
+pub mod kv;
+pub mod reads;
+pub mod txn;
+pub mod verify;
+pub mod writes;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::domain::records::{Id, Record};
+use crate::domain::scorecard::Targets;
+use crate::error::{Error, Result};
+
+pub use kv::{KvStore, SledOptions, SledStore};
+pub use verify::{RebuildReport, VerifyReport};
+pub use writes::{Counters, Outcome};
+
+use txn::{Reader, Txn};
+
+/// Writes waiting for the writer beyond this are refused with RESOURCE_EXHAUSTED.
+const WRITE_QUEUE_DEPTH: usize = 1024;
+/// A commit group holds at most this many records.
+const MAX_RECORDS_PER_COMMIT: usize = 4096;
+
+/// What the writer thread is asked to do.
+enum Command {
+    Records(Vec<Record>),
+    SetTargets(Option<Id>, Targets),
+    Verify,
+    Rebuild,
+}
+
+impl Command {
+    /// Verify and rebuild see the whole store and run alone.
+    fn is_exclusive(&self) -> bool {
+        matches!(self, Command::Verify | Command::Rebuild)
+    }
+
+    fn record_count(&self) -> usize {
+        match self {
+            Command::Records(records) => records.len(),
+            _ => 1,
+        }
+    }
+}
+
+enum Reply {
+    Records(Vec<Result<Outcome>>),
+    Done,
+    Verify(VerifyReport),
+    Rebuild(RebuildReport),
+}
+
+struct Job {
+    command: Command,
+    reply: oneshot::Sender<Result<Reply>>,
+}
+
+/// The store handle shared by every service. Cloning is cheap.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    kv: Arc<dyn KvStore>,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer once it has committed what it holds.
+        self.jobs.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Store {
+    /// Opens the sled store at `options.path` and starts the writer.
+    pub fn open(options: &SledOptions) -> Result<Store> {
+        Ok(Store::with_kv(Arc::new(SledStore::open(options)?)))
+    }
+
+    /// Starts the writer over any key-value store.
+    pub fn with_kv(kv: Arc<dyn KvStore>) -> Store {
+        let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
+        let writer_kv = Arc::clone(&kv);
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || run_writer(writer_kv.as_ref(), receiver))
+            .expect("spawning the writer thread");
+        Store {
+            inner: Arc::new(Inner {
+                kv,
+                jobs: Some(jobs),
+                writer: Some(writer),
+            }),
+        }
+    }
+
+    /// The key-value store, for reads.
+    pub fn kv(&self) -> &dyn KvStore {
+        self.inner.kv.as_ref()
+    }
+
+    async fn submit(&self, command: Command) -> Result<Reply> {
+        let (reply, answer) = oneshot::channel();
+        let jobs = self
+            .inner
+            .jobs
+            .as_ref()
+            .ok_or_else(|| Error::Unavailable("the store is closing".into()))?;
+        jobs.try_send(Job { command, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => {
+                Error::ResourceExhausted("too many writes are waiting; retry with backoff".into())
+            }
+            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the store writer has stopped".into()),
+        })?;
+        answer
+            .await
+            .map_err(|_| Error::Unavailable("the store writer has stopped".into()))?
+    }
+
+    /// Records a batch of validated records; one outcome per record, in order.
+    /// Returns once every change is durable.
+    pub async fn record(&self, records: Vec<Record>) -> Result<Vec<Result<Outcome>>> {
+        match self.submit(Command::Records(records)).await? {
+            Reply::Records(outcomes) => Ok(outcomes),
+            _ => Err(Error::Internal("writer answered the wrong command".into())),
+        }
+    }
+
+    /// Replaces the targets of a team (`None`: the organisation default).
+    pub async fn set_targets(&self, team: Option<Id>, targets: Targets) -> Result<()> {
+        self.submit(Command::SetTargets(team, targets)).await.map(|_| ())
+    }
+
+    /// Recomputes every derived value from the raw records and compares.
+    pub async fn verify(&self) -> Result<VerifyReport> {
+        match self.submit(Command::Verify).await? {
+            Reply::Verify(report) => Ok(report),
+            _ => Err(Error::Internal("writer answered the wrong command".into())),
+        }
+    }
+
+    /// Recomputes every derived value from the raw records and stores it.
+    pub async fn rebuild(&self) -> Result<RebuildReport> {
+        match self.submit(Command::Rebuild).await? {
+            Reply::Rebuild(report) => Ok(report),
+            _ => Err(Error::Internal("writer answered the wrong command".into())),
+        }
+    }
+}
+
+fn run_writer(kv: &dyn KvStore, mut receiver: mpsc::Receiver<Job>) {
+    let mut held_back: Option<Job> = None;
+    loop {
+        let Some(first) = held_back.take().or_else(|| receiver.blocking_recv()) else {
+            break;
+        };
+        if first.command.is_exclusive() {
+            let result = match &first.command {
+                Command::Verify => verify::verify(kv).map(Reply::Verify),
+                _ => verify::rebuild(kv).map(Reply::Rebuild),
+            };
+            let _ = first.reply.send(result);
+            continue;
+        }
+        let mut group = vec![first];
+        let mut records = group[0].command.record_count();
+        while records < MAX_RECORDS_PER_COMMIT {
+            match receiver.try_recv() {
+                Ok(job) if job.command.is_exclusive() => {
+                    held_back = Some(job);
+                    break;
+                }
+                Ok(job) => {
+                    records += job.command.record_count();
+                    group.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(kv, group);
+    }
+}
+
+/// Applies a group of jobs in one transaction and one durable commit (group
+/// commit). If a job fails mid-way, the group is retried one job at a time so
+/// that only the failing job sees the error.
+fn commit_group(kv: &dyn KvStore, group: Vec<Job>) {
+    let started = std::time::Instant::now();
+    let attempt = |jobs: &[&Job]| -> Result<Vec<Reply>> {
+        let mut txn = Txn::new(kv);
+        let mut counters: Counters = txn.get_decoded(&keys::stats())?.unwrap_or_default();
+        let before = counters.clone();
+        let replies = jobs
+            .iter()
+            .map(|job| apply_command(&mut txn, &mut counters, &job.command))
+            .collect::<Result<Vec<_>>>()?;
+        if counters != before {
+            txn.put(keys::stats(), &counters)?;
+        }
+        if !txn.is_empty() {
+            kv.commit(txn.into_changes()?)?;
+        }
+        Ok(replies)
+    };
+    let all: Vec<&Job> = group.iter().collect();
+    match attempt(&all) {
+        Ok(replies) => {
+            tracing::debug!(jobs = group.len(), elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+            for (job, reply) in group.into_iter().zip(replies) {
+                let _ = job.reply.send(Ok(reply));
+            }
+        }
+        Err(error) if group.len() == 1 => {
+            tracing::error!(%error, "write failed");
+            if let Some(job) = group.into_iter().next() {
+                let _ = job.reply.send(Err(error));
+            }
+        }
+        Err(_) => {
+            for job in group {
+                let result = attempt(&[&job]).map(|mut replies| replies.remove(0));
+                if let Err(error) = &result {
+                    tracing::error!(%error, "write failed");
+                }
+                let _ = job.reply.send(result);
+            }
+        }
+    }
+}
+
+fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) -> Result<Reply> {
+    match command {
+        Command::Records(records) => {
+            let mut outcomes = Vec::with_capacity(records.len());
+            for record in records {
+                match writes::apply_record(txn, counters, record) {
+                    Ok(outcome) => outcomes.push(Ok(outcome)),
+                    Err(Error::AlreadyExists(message)) => outcomes.push(Err(Error::AlreadyExists(message))),
+                    Err(other) => return Err(other),
+                }
+            }
+            Ok(Reply::Records(outcomes))
+        }
+        Command::SetTargets(team, targets) => {
+            writes::apply_targets(txn, team.as_ref(), targets)?;
+            Ok(Reply::Done)
+        }
+        Command::Verify | Command::Rebuild => Err(Error::Internal("exclusive command in a group".into())),
+    }
+}

@@ -1,0 +1,242 @@
+//! The invariant of SPEC §4: every derived value (raw indexes, pending markers,
+//! group contributions, aggregates, derived indexes, counters) equals a
+//! recomputation from the raw records. `verify` checks it; `rebuild` restores it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::domain::aggregate::Aggregate;
+use crate::domain::records::{CustomerEvent, Id, Interaction, QualityReview, SurveyResponse};
+use crate::domain::time::Level;
+use crate::error::{Error, Result};
+
+use super::codec::{decode, encode};
+use super::groups::{compute, fact_deltas, index_entries};
+use super::keys::{self, Group, RecordKind};
+use super::kv::{Entry, KvStore};
+use super::txn::Reader;
+use super::writes::Counters;
+
+/// The key families that are derived from the raw records.
+const DERIVED_FAMILIES: [u8; 6] = [
+    keys::RAW_INDEX,
+    keys::PENDING,
+    keys::GROUP,
+    keys::AGGREGATE,
+    keys::DERIVED_INDEX,
+    keys::META,
+];
+
+/// At most this many mismatches are listed (all are counted).
+const MAX_LISTED_MISMATCHES: usize = 100;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub groups_checked: u64,
+    pub keys_checked: u64,
+    pub mismatch_count: u64,
+    /// (readable key, what is wrong), the first 100.
+    pub mismatches: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RebuildReport {
+    pub groups_rebuilt: u64,
+    pub keys_written: u64,
+}
+
+/// Reads raw records from the store and derived families from the recomputation
+/// under way, so that a damaged stored index cannot mislead it.
+struct RecomputingReader<'a> {
+    kv: &'a dyn KvStore,
+    derived: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+impl Reader for RecomputingReader<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if key.first() == Some(&keys::RAW) {
+            KvStore::get(self.kv, key)
+        } else {
+            Ok(self.derived.get(key).cloned())
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        if prefix.first() == Some(&keys::RAW) {
+            KvStore::scan_prefix(self.kv, prefix).collect()
+        } else {
+            Ok(self
+                .derived
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect())
+        }
+    }
+}
+
+fn raw_records<T: serde::de::DeserializeOwned>(kv: &dyn KvStore, kind: RecordKind) -> Result<Vec<T>> {
+    KvStore::scan_prefix(kv, &keys::raw_prefix(kind))
+        .map(|entry| {
+            let (key, value) = entry?;
+            decode(&key, &value)
+        })
+        .collect()
+}
+
+/// Every derived key and value, recomputed from the raw records.
+fn recompute_derived(kv: &dyn KvStore) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, u64)> {
+    let mut derived = BTreeMap::new();
+    let empty = encode(&())?;
+    let mut counters = Counters::default();
+
+    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction)?;
+    let known: BTreeSet<&Id> = interactions.iter().map(|i| &i.interaction_id).collect();
+    let mut tickets = BTreeSet::new();
+    for interaction in &interactions {
+        derived.insert(
+            keys::ticket_member(&interaction.ticket_id, &interaction.interaction_id),
+            empty.clone(),
+        );
+        tickets.insert(interaction.ticket_id.clone());
+    }
+    counters.interactions = interactions.len() as i64;
+    counters.tickets = tickets.len() as i64;
+
+    let mut feedback = |interaction: &Id, kind: RecordKind, id: &Id, counters: &mut Counters| {
+        derived.insert(keys::feedback(interaction, kind, id), empty.clone());
+        if !known.contains(interaction) {
+            derived.insert(keys::pending(interaction, kind, id), empty.clone());
+            match kind {
+                RecordKind::Survey => counters.pending_survey_responses += 1,
+                _ => counters.pending_quality_reviews += 1,
+            }
+        }
+    };
+    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey)?;
+    for survey in &surveys {
+        feedback(&survey.interaction_id, RecordKind::Survey, &survey.response_id, &mut counters);
+    }
+    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review)?;
+    for review in &reviews {
+        feedback(&review.interaction_id, RecordKind::Review, &review.review_id, &mut counters);
+    }
+    counters.survey_responses = surveys.len() as i64;
+    counters.quality_reviews = reviews.len() as i64;
+
+    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event)?;
+    let mut customers = BTreeSet::new();
+    for event in &events {
+        derived.insert(keys::customer_event(&event.customer_id, &event.event_id), empty.clone());
+        customers.insert(event.customer_id.clone());
+    }
+    counters.customer_events = events.len() as i64;
+
+    let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
+    let groups: Vec<Group> = tickets
+        .into_iter()
+        .map(Group::Ticket)
+        .chain(customers.into_iter().map(Group::Customer))
+        .collect();
+    // Tickets come first: customers read the contact index the tickets produce.
+    for group in &groups {
+        let contribution = compute(
+            &RecomputingReader {
+                kv,
+                derived: &derived,
+            },
+            group,
+        )?;
+        let mut deltas = HashMap::new();
+        fact_deltas(&contribution, 1, &mut deltas);
+        for ((scope, quarter), delta) in deltas {
+            for level in Level::ALL {
+                aggregates
+                    .entry(keys::aggregate(level, &scope, level.bucket_start(quarter)))
+                    .or_default()
+                    .merge(&delta, 1);
+            }
+        }
+        derived.extend(index_entries(&contribution)?);
+        if !(contribution.facts.is_empty() && contribution.index.is_empty()) {
+            derived.insert(keys::group(group), encode(&contribution)?);
+        }
+    }
+    for (key, aggregate) in aggregates {
+        if !aggregate.is_zero() {
+            derived.insert(key, encode(&aggregate)?);
+        }
+    }
+    if counters != Counters::default() {
+        derived.insert(keys::stats(), encode(&counters)?);
+    }
+    Ok((derived, groups.len() as u64))
+}
+
+fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
+    DERIVED_FAMILIES
+        .into_iter()
+        .flat_map(move |family| KvStore::scan_prefix(kv, &[family]))
+}
+
+/// Compares every stored derived value with its recomputation.
+pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
+    let (mut expected, groups) = recompute_derived(kv)?;
+    let mut report = VerifyReport {
+        groups_checked: groups,
+        ..VerifyReport::default()
+    };
+    let mismatch = |key: &[u8], description: &str, report: &mut VerifyReport| {
+        report.mismatch_count += 1;
+        if report.mismatches.len() < MAX_LISTED_MISMATCHES {
+            report.mismatches.push((keys::describe_key(key), description.to_owned()));
+        }
+    };
+    for entry in stored_derived(kv) {
+        let (key, value) = entry?;
+        report.keys_checked += 1;
+        match expected.remove(&key) {
+            None => mismatch(&key, "stored but not derivable from the raw records", &mut report),
+            Some(want) if want != value => {
+                let description = if key.first() == Some(&keys::AGGREGATE) {
+                    match decode::<Aggregate>(&key, &value) {
+                        Err(_) => "damaged (fails its checksum or does not decode)".to_owned(),
+                        Ok(_) => "differs from its recomputation".to_owned(),
+                    }
+                } else {
+                    "differs from its recomputation".to_owned()
+                };
+                mismatch(&key, &description, &mut report);
+            }
+            Some(_) => {}
+        }
+    }
+    for key in expected.keys() {
+        report.keys_checked += 1;
+        mismatch(key, "missing: the raw records imply it", &mut report);
+    }
+    if report.mismatch_count > 0 {
+        tracing::warn!(mismatches = report.mismatch_count, "aggregates do not match the raw records");
+    }
+    Ok(report)
+}
+
+/// Replaces every derived value with its recomputation, in one atomic commit.
+pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
+    let (expected, groups) = recompute_derived(kv)?;
+    let mut changes = Vec::new();
+    for entry in stored_derived(kv) {
+        let (key, _) = entry?;
+        if !expected.contains_key(&key) {
+            changes.push((key, None));
+        }
+    }
+    let keys_written = expected.len() as u64;
+    changes.extend(expected.into_iter().map(|(key, value)| (key, Some(value))));
+    kv.commit(changes)
+        .map_err(|e| Error::Internal(format!("rebuild commit failed: {e}")))?;
+    tracing::info!(groups, keys_written, "aggregates rebuilt");
+    Ok(RebuildReport {
+        groups_rebuilt: groups,
+        keys_written,
+    })
+}
