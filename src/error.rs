@@ -56,6 +56,19 @@ impl Error {
         Error::InvalidArgument(vec![FieldViolation::new(field, description)])
     }
 
+    /// The canonical name of the gRPC code, as batch items report it.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            Error::InvalidArgument(_) => "INVALID_ARGUMENT",
+            Error::AlreadyExists(_) => "ALREADY_EXISTS",
+            Error::NotFound(_) => "NOT_FOUND",
+            Error::DataLoss(_) => "DATA_LOSS",
+            Error::Unavailable(_) => "UNAVAILABLE",
+            Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::Internal(_) => "INTERNAL",
+        }
+    }
+
     /// The gRPC code this error is answered with.
     pub fn code(&self) -> Code {
         match self {

@@ -2,6 +2,11 @@
 //! quality scorecards from precomputed aggregates.
 
 pub mod domain;
+pub mod api;
+pub mod app;
+pub mod config;
 pub mod error;
 pub mod proto;
+pub mod queries;
 pub mod store;
+pub mod telemetry;

@@ -173,6 +173,14 @@ pub enum SurveyKind {
 }
 
 impl SurveyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SurveyKind::Csat => "CSAT",
+            SurveyKind::Ces => "CES",
+            SurveyKind::Nps => "NPS",
+        }
+    }
+
     /// The inclusive score range of this kind.
     pub fn score_range(self) -> (u32, u32) {
         match self {

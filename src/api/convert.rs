@@ -1,0 +1,236 @@
+//! Domain values to wire messages.
+
+use prost_types::Timestamp;
+
+use crate::domain::aggregate::Scope;
+use crate::domain::records::Channel;
+use crate::domain::scorecard::{
+    BacklogSummary, Direction, DurationSummary, Metric, Metrics, TargetResult, TargetStatus,
+};
+use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
+use crate::proto::v1 as pb;
+use crate::queries::Scorecard;
+use crate::store::Outcome;
+
+pub fn timestamp_of_seconds(seconds: i64) -> Timestamp {
+    Timestamp { seconds, nanos: 0 }
+}
+
+pub fn timestamp(instant: Instant) -> Timestamp {
+    Timestamp {
+        seconds: instant.0.div_euclid(NANOS_PER_SECOND),
+        nanos: instant.0.rem_euclid(NANOS_PER_SECOND) as i32,
+    }
+}
+
+pub fn window(window: Window) -> pb::Window {
+    pb::Window {
+        from: Some(timestamp_of_seconds(window.from())),
+        to: Some(timestamp_of_seconds(window.to())),
+    }
+}
+
+pub fn channel(channel: Channel) -> pb::Channel {
+    match channel {
+        Channel::Email => pb::Channel::Email,
+        Channel::Chat => pb::Channel::Chat,
+        Channel::Phone => pb::Channel::Phone,
+        Channel::Social => pb::Channel::Social,
+        Channel::Messaging => pb::Channel::Messaging,
+        Channel::Web => pb::Channel::Web,
+        Channel::Other => pb::Channel::Other,
+    }
+}
+
+pub fn scope(scope: &Scope) -> pb::Scope {
+    let mut message = pb::Scope::default();
+    match scope {
+        Scope::Organization => message.kind = pb::ScopeKind::Organization as i32,
+        Scope::Team(team) => {
+            message.kind = pb::ScopeKind::Team as i32;
+            message.team_id = team.to_string();
+        }
+        Scope::Agent(agent) => {
+            message.kind = pb::ScopeKind::Agent as i32;
+            message.agent_id = agent.to_string();
+        }
+        Scope::Channel(c) => {
+            message.kind = pb::ScopeKind::Channel as i32;
+            message.channel = channel(*c) as i32;
+        }
+        Scope::TeamChannel(team, c) => {
+            message.kind = pb::ScopeKind::TeamChannel as i32;
+            message.team_id = team.to_string();
+            message.channel = channel(*c) as i32;
+        }
+    }
+    message
+}
+
+pub fn outcome(outcome: Outcome) -> pb::Outcome {
+    match outcome {
+        Outcome::Created => pb::Outcome::Created,
+        Outcome::Updated => pb::Outcome::Updated,
+        Outcome::Duplicate => pb::Outcome::Duplicate,
+        Outcome::Stale => pb::Outcome::Stale,
+    }
+}
+
+fn duration_stats(summary: Option<DurationSummary>) -> Option<pb::DurationStats> {
+    summary.map(|s| pb::DurationStats {
+        count: s.count,
+        mean_seconds: s.mean_seconds,
+        p50_seconds: s.p50_seconds,
+        p90_seconds: s.p90_seconds,
+        p99_seconds: s.p99_seconds,
+    })
+}
+
+pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
+    pb::ScorecardMetrics {
+        tickets_created: m.tickets_created,
+        interactions: m.interactions,
+        tickets_resolved: m.tickets_resolved,
+        tickets_created_resolved_now: m.tickets_created_resolved_now,
+        resolution_rate_percent: m.resolution_rate_percent,
+        first_contact_resolved: m.first_contact_resolved,
+        fcr_rate_percent: m.fcr_rate_percent,
+        reopened: m.reopened,
+        reopen_rate_percent: m.reopen_rate_percent,
+        first_response_time: duration_stats(m.first_response_time),
+        resolution_time: duration_stats(m.resolution_time),
+        handle_time: duration_stats(m.handle_time),
+        csat: m.csat.as_ref().map(|c| pb::CsatStats {
+            responses: c.responses,
+            satisfied: c.satisfied,
+            satisfied_percent: c.satisfied_percent,
+            mean_score: c.mean_score,
+            score_counts: c.score_counts.clone(),
+        }),
+        ces: m.ces.as_ref().map(|c| pb::CesStats {
+            responses: c.responses,
+            mean_score: c.mean_score,
+            easy: c.easy,
+            easy_percent: c.easy_percent,
+            score_counts: c.score_counts.clone(),
+        }),
+        nps: m.nps.as_ref().map(|n| pb::NpsStats {
+            responses: n.responses,
+            promoters: n.promoters,
+            passives: n.passives,
+            detractors: n.detractors,
+            score: n.score,
+        }),
+        survey_response_rate_percent: m.survey_response_rate_percent,
+        quality: m.quality.as_ref().map(|q| pb::QualityStats {
+            reviews: q.reviews,
+            mean_score: q.mean_score,
+        }),
+        social: Some(pb::SocialStats {
+            mentions: m.social.mentions,
+            negative: m.social.negative,
+            negative_percent: m.social.negative_percent,
+            technical_questions: m.social.technical_questions,
+            account_questions: m.social.account_questions,
+            praise: m.social.praise,
+        }),
+        churn: Some(pb::ChurnStats {
+            churned_customers: m.churn.churned_customers,
+            resolved_tickets_with_customer: m.churn.resolved_tickets_with_customer,
+            churned_after_resolution: m.churn.churned_after_resolution,
+            post_contact_churn_percent: m.churn.post_contact_churn_percent,
+            satisfied_tickets: m.churn.satisfied_tickets,
+            satisfied_churned: m.churn.satisfied_churned,
+            satisfied_churn_percent: m.churn.satisfied_churn_percent,
+            unsatisfied_tickets: m.churn.unsatisfied_tickets,
+            unsatisfied_churned: m.churn.unsatisfied_churned,
+            unsatisfied_churn_percent: m.churn.unsatisfied_churn_percent,
+        }),
+    }
+}
+
+pub fn backlog(b: &BacklogSummary) -> pb::Backlog {
+    pb::Backlog {
+        as_of: Some(timestamp(b.as_of)),
+        open_tickets: b.open_tickets,
+        low: b.by_priority[0],
+        normal: b.by_priority[1],
+        high: b.by_priority[2],
+        urgent: b.by_priority[3],
+        age_under_1h: b.by_age[0],
+        age_1h_to_4h: b.by_age[1],
+        age_4h_to_24h: b.by_age[2],
+        age_1d_to_3d: b.by_age[3],
+        age_3d_to_7d: b.by_age[4],
+        age_7d_or_more: b.by_age[5],
+        oldest_age_seconds: b.oldest_age_seconds,
+    }
+}
+
+pub fn metric(metric: Metric) -> pb::Metric {
+    use pb::Metric as P;
+    match metric {
+        Metric::TicketsCreated => P::TicketsCreated,
+        Metric::Interactions => P::Interactions,
+        Metric::TicketsResolved => P::TicketsResolved,
+        Metric::CsatPercent => P::CsatPercent,
+        Metric::CesMean => P::CesMean,
+        Metric::CesEasyPercent => P::CesEasyPercent,
+        Metric::NpsScore => P::NpsScore,
+        Metric::ResolutionRate => P::ResolutionRate,
+        Metric::FcrRate => P::FcrRate,
+        Metric::SurveyResponseRate => P::SurveyResponseRate,
+        Metric::QualityMean => P::QualityMean,
+        Metric::FrtMean => P::FrtMean,
+        Metric::FrtP50 => P::FrtP50,
+        Metric::FrtP90 => P::FrtP90,
+        Metric::ResolutionTimeMean => P::ResolutionTimeMean,
+        Metric::ResolutionTimeP90 => P::ResolutionTimeP90,
+        Metric::AhtMean => P::AhtMean,
+        Metric::AhtP90 => P::AhtP90,
+        Metric::ReopenRate => P::ReopenRate,
+        Metric::SocialNegativePercent => P::SocialNegativePercent,
+        Metric::PostContactChurnPercent => P::PostContactChurnPercent,
+    }
+}
+
+fn target_result(result: &TargetResult) -> pb::TargetResult {
+    pb::TargetResult {
+        metric: metric(result.metric) as i32,
+        direction: match result.direction {
+            Direction::AtLeast => pb::Direction::AtLeast,
+            Direction::AtMost => pb::Direction::AtMost,
+        } as i32,
+        target: result.target,
+        actual: result.actual,
+        status: match result.status {
+            TargetStatus::Met => pb::TargetStatus::Met,
+            TargetStatus::Missed => pb::TargetStatus::Missed,
+            TargetStatus::NoData => pb::TargetStatus::NoData,
+        } as i32,
+        from_organization_default: result.from_organization_default,
+    }
+}
+
+pub fn scorecard(card: &Scorecard) -> pb::Scorecard {
+    pb::Scorecard {
+        scope: Some(scope(&card.scope)),
+        window: Some(window(card.window)),
+        metrics: Some(metrics(&card.metrics)),
+        backlog: Some(backlog(&card.backlog)),
+        targets: card.targets.iter().map(target_result).collect(),
+        previous_window: card.previous.as_ref().map(|(w, _)| window(*w)),
+        previous: card.previous.as_ref().map(|(_, m)| metrics(m)),
+        organization: card.organization.as_ref().map(metrics),
+    }
+}
+
+pub fn targets(targets: &crate::domain::scorecard::Targets) -> Vec<pb::Target> {
+    targets
+        .iter()
+        .map(|(&m, &value)| pb::Target {
+            metric: metric(m) as i32,
+            value,
+        })
+        .collect()
+}

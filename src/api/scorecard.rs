@@ -1,0 +1,265 @@
+//! ScorecardService: validate, read precomputed buckets off the runtime, convert.
+
+use std::str::FromStr;
+
+use chrono_tz::Tz;
+use tonic::{Request, Response, Status};
+
+use crate::domain::aggregate::ScopeKind;
+use crate::domain::records::Id;
+use crate::domain::scorecard::{Metric, Targets};
+use crate::domain::time::Granularity;
+use crate::error::{Error, FieldViolation};
+use crate::proto::v1 as pb;
+use crate::proto::v1::scorecard_service_server::ScorecardService;
+use crate::queries::{self, LeaderboardQuery, ScorecardQuery};
+use crate::store::{reads, Store};
+
+use super::convert;
+use super::validate::Fields;
+
+/// Leaderboard pages hold 1–500 rows; 50 by default.
+pub const MAX_PAGE_SIZE: u32 = 500;
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+#[derive(Debug, Clone)]
+pub struct ScorecardApi {
+    store: Store,
+}
+
+impl ScorecardApi {
+    pub fn new(store: Store) -> Self {
+        ScorecardApi { store }
+    }
+
+    /// Runs a synchronous read on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Store) -> crate::error::Result<T> + Send + 'static,
+    ) -> Result<T, Status> {
+        let store = self.store.clone();
+        let result = tokio::task::spawn_blocking(move || read(&store))
+            .await
+            .map_err(|e| Error::Internal(format!("read task failed: {e}")))?;
+        Ok(result?)
+    }
+}
+
+fn invalid(fields: Fields) -> Status {
+    Error::InvalidArgument(fields.into_violations()).into()
+}
+
+fn optional_team(fields: &mut Fields, raw: &str) -> Option<Option<Id>> {
+    fields.optional_id("team_id", raw)
+}
+
+#[tonic::async_trait]
+impl ScorecardService for ScorecardApi {
+    #[tracing::instrument(skip_all)]
+    async fn get_scorecard(
+        &self,
+        request: Request<pb::GetScorecardRequest>,
+    ) -> Result<Response<pb::GetScorecardResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let scope = fields.scope("scope", raw.scope.as_ref());
+        let window = fields.window("window", raw.window.as_ref());
+        let as_of = fields.as_of("backlog_as_of", raw.backlog_as_of.as_ref());
+        let (Some(scope), Some(window), Some(backlog_as_of)) = (scope, window, as_of) else {
+            return Err(invalid(fields));
+        };
+        let query = ScorecardQuery {
+            scope,
+            window,
+            compare_previous: raw.compare_previous,
+            include_organization: raw.include_organization,
+            backlog_as_of,
+        };
+        let card = self.read(move |store| queries::scorecard(store.kv(), &query)).await?;
+        Ok(Response::new(pb::GetScorecardResponse {
+            scorecard: Some(convert::scorecard(&card)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_scorecards(
+        &self,
+        request: Request<pb::ListScorecardsRequest>,
+    ) -> Result<Response<pb::ListScorecardsResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let kind = match pb::ScopeKind::try_from(raw.scope_kind) {
+            Ok(pb::ScopeKind::Team) => Some(ScopeKind::Team),
+            Ok(pb::ScopeKind::Agent) => Some(ScopeKind::Agent),
+            Ok(pb::ScopeKind::Channel) => Some(ScopeKind::Channel),
+            Ok(pb::ScopeKind::TeamChannel) => Some(ScopeKind::TeamChannel),
+            _ => {
+                fields.violation("scope_kind", "must be TEAM, AGENT, CHANNEL or TEAM_CHANNEL");
+                None
+            }
+        };
+        let window = fields.window("window", raw.window.as_ref());
+        let order_by = if raw.order_by == 0 {
+            Some(Metric::TicketsCreated)
+        } else {
+            fields.metric("order_by", raw.order_by)
+        };
+        let page_size = match raw.page_size {
+            0 => Some(DEFAULT_PAGE_SIZE),
+            size if size <= MAX_PAGE_SIZE => Some(size),
+            _ => {
+                fields.violation("page_size", format!("must be at most {MAX_PAGE_SIZE}"));
+                None
+            }
+        };
+        let offset = if raw.page_token.is_empty() {
+            Some(0)
+        } else {
+            raw.page_token
+                .parse::<usize>()
+                .map_err(|_| fields.violation("page_token", "is not a token this service issued"))
+                .ok()
+        };
+        let (Some(kind), Some(window), Some(order_by), Some(page_size), Some(offset)) =
+            (kind, window, order_by, page_size, offset)
+        else {
+            return Err(invalid(fields));
+        };
+        let query = LeaderboardQuery {
+            kind,
+            window,
+            order_by,
+            ascending: raw.ascending,
+            offset,
+            page_size: page_size as usize,
+        };
+        let (rows, next) = self.read(move |store| queries::leaderboard(store.kv(), &query)).await?;
+        Ok(Response::new(pb::ListScorecardsResponse {
+            scorecards: rows
+                .iter()
+                .map(|(scope, metrics)| pb::ScopeMetrics {
+                    scope: Some(convert::scope(scope)),
+                    metrics: Some(convert::metrics(metrics)),
+                })
+                .collect(),
+            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_time_series(
+        &self,
+        request: Request<pb::GetTimeSeriesRequest>,
+    ) -> Result<Response<pb::GetTimeSeriesResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let scope = fields.scope("scope", raw.scope.as_ref());
+        let window = fields.window("window", raw.window.as_ref());
+        let granularity = match pb::Granularity::try_from(raw.granularity) {
+            Ok(pb::Granularity::Hour) => Some(Granularity::Hour),
+            Ok(pb::Granularity::Day) => Some(Granularity::Day),
+            Ok(pb::Granularity::Week) => Some(Granularity::Week),
+            Ok(pb::Granularity::Month) => Some(Granularity::Month),
+            _ => {
+                fields.violation("granularity", "is required: HOUR, DAY, WEEK or MONTH");
+                None
+            }
+        };
+        let zone_name = if raw.time_zone.is_empty() { "UTC" } else { raw.time_zone.as_str() };
+        let zone = Tz::from_str(zone_name)
+            .map_err(|_| fields.violation("time_zone", format!("{zone_name:?} is not an IANA time zone name")))
+            .ok();
+        let (Some(scope), Some(window), Some(granularity), Some(zone)) = (scope, window, granularity, zone) else {
+            return Err(invalid(fields));
+        };
+        let series = self
+            .read(move |store| queries::time_series(store.kv(), &scope, window, granularity, zone))
+            .await?;
+        Ok(Response::new(pb::GetTimeSeriesResponse {
+            periods: series
+                .iter()
+                .map(|(period, metrics)| pb::Period {
+                    window: Some(convert::window(*period)),
+                    metrics: Some(convert::metrics(metrics)),
+                })
+                .collect(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn get_backlog(
+        &self,
+        request: Request<pb::GetBacklogRequest>,
+    ) -> Result<Response<pb::GetBacklogResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let scope = fields.scope("scope", raw.scope.as_ref());
+        let as_of = fields.as_of("as_of", raw.as_of.as_ref());
+        let (Some(scope), Some(as_of)) = (scope, as_of) else {
+            return Err(invalid(fields));
+        };
+        let backlog = self.read(move |store| queries::backlog(store.kv(), &scope, as_of)).await?;
+        Ok(Response::new(pb::GetBacklogResponse {
+            backlog: Some(convert::backlog(&backlog)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn set_targets(
+        &self,
+        request: Request<pb::SetTargetsRequest>,
+    ) -> Result<Response<pb::SetTargetsResponse>, Status> {
+        let (team, targets) = parse_targets(&request.into_inner()).map_err(Error::InvalidArgument)?;
+        self.store.set_targets(team, targets.clone()).await?;
+        Ok(Response::new(pb::SetTargetsResponse {
+            targets: convert::targets(&targets),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn get_targets(
+        &self,
+        request: Request<pb::GetTargetsRequest>,
+    ) -> Result<Response<pb::GetTargetsResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let Some(team) = optional_team(&mut fields, &raw.team_id) else {
+            return Err(invalid(fields));
+        };
+        let (own, organization) = self
+            .read(move |store| {
+                let organization = reads::targets(store.kv(), None)?;
+                let own = match &team {
+                    Some(team) => reads::targets(store.kv(), Some(team))?,
+                    None => organization.clone(),
+                };
+                Ok((own, organization))
+            })
+            .await?;
+        Ok(Response::new(pb::GetTargetsResponse {
+            targets: convert::targets(&own),
+            organization_default: convert::targets(&organization),
+        }))
+    }
+}
+
+/// The team and its complete set of targets, at most one per metric.
+fn parse_targets(raw: &pb::SetTargetsRequest) -> Result<(Option<Id>, Targets), Vec<FieldViolation>> {
+    let mut fields = Fields::new("");
+    let team = optional_team(&mut fields, &raw.team_id);
+    let mut targets = Targets::new();
+    for (index, target) in raw.targets.iter().enumerate() {
+        let field = format!("targets[{index}]");
+        let Some(metric) = fields.metric(&format!("{field}.metric"), target.metric) else {
+            continue;
+        };
+        if metric.direction().is_none() {
+            fields.violation(&format!("{field}.metric"), "volume metrics order leaderboards but take no target");
+        } else if !target.value.is_finite() {
+            fields.violation(&format!("{field}.value"), "must be a finite number");
+        } else if targets.insert(metric, target.value).is_some() {
+            fields.violation(&format!("{field}.metric"), "appears more than once");
+        }
+    }
+    fields.finish(team.map(|team| (team, targets)))
+}

@@ -1,0 +1,104 @@
+//! Binds the listener, wires the services, health and reflection, and serves
+//! until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::api::{AdminApi, IngestApi, ScorecardApi};
+use crate::config::Config;
+use crate::proto::v1::admin_service_server::AdminServiceServer;
+use crate::proto::v1::ingest_service_server::IngestServiceServer;
+use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
+use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::store::{SledOptions, Store};
+
+/// Requests handled at once on one connection; more wait in line.
+const CONCURRENCY_PER_CONNECTION: usize = 256;
+
+/// A bound, not yet serving application.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    store: Store,
+    max_message_bytes: usize,
+}
+
+impl Application {
+    /// Opens the store and binds the listener (port 0 picks a free port).
+    pub async fn build(config: &Config) -> anyhow::Result<Application> {
+        let options = SledOptions {
+            path: config.data_dir.clone(),
+            cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+        };
+        let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Application {
+            listener,
+            store,
+            max_message_bytes: config.max_message_mb * 1024 * 1024,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then turns health to NOT_SERVING, lets
+    /// in-flight requests finish and closes the store (committing what it holds).
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<IngestServiceServer<IngestApi>>().await;
+        health.set_serving::<ScorecardServiceServer<ScorecardApi>>().await;
+        health.set_serving::<AdminServiceServer<AdminApi>>().await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        let limit = self.max_message_bytes;
+        let addr = self.local_addr()?;
+        tracing::info!(%addr, "serving gRPC");
+        let store = self.store;
+        let stopping_health = health.clone();
+        let drain = async move {
+            shutdown.await;
+            tracing::info!("shutting down: health NOT_SERVING, draining requests");
+            stopping_health.set_service_status("", ServingStatus::NotServing).await;
+            stopping_health.set_not_serving::<IngestServiceServer<IngestApi>>().await;
+            stopping_health.set_not_serving::<ScorecardServiceServer<ScorecardApi>>().await;
+            stopping_health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+        };
+        Server::builder()
+            .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                IngestServiceServer::new(IngestApi::new(store.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                ScorecardServiceServer::new(ScorecardApi::new(store.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .add_service(
+                AdminServiceServer::new(AdminApi::new(store.clone()))
+                    .max_decoding_message_size(limit),
+            )
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
+            .await?;
+        // The last handle closes the writer after it has committed what it holds.
+        tokio::task::spawn_blocking(move || drop(store)).await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The read use-cases behind the scorecard service: merge precomputed buckets,
+//! compute metrics, judge targets. Synchronous (sled): call from a blocking task.
+
+use std::cmp::Ordering;
+
+use chrono_tz::Tz;
+
+use crate::domain::aggregate::{Scope, ScopeKind};
+use crate::domain::scorecard::{evaluate_targets, BacklogSummary, Metric, Metrics, TargetResult};
+use crate::domain::time::{periods, Granularity, Instant, Window};
+use crate::error::{Error, Result};
+use crate::store::{reads, KvStore};
+
+/// A scorecard of one scope over one window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scorecard {
+    pub scope: Scope,
+    pub window: Window,
+    pub metrics: Metrics,
+    pub backlog: BacklogSummary,
+    pub targets: Vec<TargetResult>,
+    pub previous: Option<(Window, Metrics)>,
+    pub organization: Option<Metrics>,
+}
+
+/// What a scorecard request asks for.
+#[derive(Debug, Clone)]
+pub struct ScorecardQuery {
+    pub scope: Scope,
+    pub window: Window,
+    pub compare_previous: bool,
+    pub include_organization: bool,
+    pub backlog_as_of: Instant,
+}
+
+pub fn metrics(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Metrics> {
+    Ok(Metrics::from_aggregate(&reads::window_aggregate(kv, scope, window)?))
+}
+
+pub fn backlog(kv: &dyn KvStore, scope: &Scope, as_of: Instant) -> Result<BacklogSummary> {
+    Ok(BacklogSummary::summarize(as_of, reads::open_tickets(kv, scope)?))
+}
+
+pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> {
+    let metrics = metrics(kv, &query.scope, query.window)?;
+    let organization_default = reads::targets(kv, None)?;
+    let team_targets = match query.scope.team() {
+        Some(team) => reads::targets(kv, Some(team))?,
+        None => Default::default(),
+    };
+    let previous = if query.compare_previous {
+        let window = query.window.previous();
+        Some((window, self::metrics(kv, &query.scope, window)?))
+    } else {
+        None
+    };
+    let organization = if query.include_organization {
+        Some(self::metrics(kv, &Scope::Organization, query.window)?)
+    } else {
+        None
+    };
+    Ok(Scorecard {
+        targets: evaluate_targets(&metrics, &team_targets, &organization_default),
+        backlog: backlog(kv, &query.scope, query.backlog_as_of)?,
+        scope: query.scope.clone(),
+        window: query.window,
+        metrics,
+        previous,
+        organization,
+    })
+}
+
+/// Leaderboard rows: every scope of a kind with activity in the window.
+#[derive(Debug, Clone)]
+pub struct LeaderboardQuery {
+    pub kind: ScopeKind,
+    pub window: Window,
+    pub order_by: Metric,
+    pub ascending: bool,
+    pub offset: usize,
+    pub page_size: usize,
+}
+
+/// One page of a leaderboard and the offset of the next page, if any.
+pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<(Vec<(Scope, Metrics)>, Option<usize>)> {
+    let mut rows = Vec::new();
+    for scope in reads::list_scopes(kv, query.kind)? {
+        let aggregate = reads::window_aggregate(kv, &scope, query.window)?;
+        if !aggregate.is_zero() {
+            rows.push((scope, Metrics::from_aggregate(&aggregate)));
+        }
+    }
+    // Scopes without a value come last whatever the direction; ties keep scope order.
+    rows.sort_by(|(a_scope, a), (b_scope, b)| {
+        let by_value = match (a.value(query.order_by), b.value(query.order_by)) {
+            (Some(x), Some(y)) => {
+                let ordering = x.partial_cmp(&y).unwrap_or(Ordering::Equal);
+                if query.ascending {
+                    ordering
+                } else {
+                    ordering.reverse()
+                }
+            }
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        };
+        by_value.then_with(|| a_scope.cmp(b_scope))
+    });
+    let end = query.offset.saturating_add(query.page_size).min(rows.len());
+    let next = (end < rows.len()).then_some(end);
+    let page = rows.into_iter().skip(query.offset).take(end.saturating_sub(query.offset)).collect();
+    Ok((page, next))
+}
+
+/// One period of a time series.
+pub fn time_series(
+    kv: &dyn KvStore,
+    scope: &Scope,
+    window: Window,
+    granularity: Granularity,
+    zone: Tz,
+) -> Result<Vec<(Window, Metrics)>> {
+    periods(window, granularity, zone)
+        .map_err(|e| Error::invalid("window", e.to_string()))?
+        .into_iter()
+        .map(|period| Ok((period, metrics(kv, scope, period)?)))
+        .collect()
+}
