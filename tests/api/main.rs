@@ -1,0 +1,11 @@
+//! Integration tests over the real wire: a server on 127.0.0.1:0 with a temporary
+//! data directory, and generated clients.
+
+mod helpers;
+
+mod admin;
+mod ingest;
+mod model;
+mod reflection_and_health;
+mod scorecard;
+mod worked_example;
