@@ -50,10 +50,15 @@ impl Application {
 
     /// Serves until `shutdown` completes, then turns health to NOT_SERVING, lets
     /// in-flight requests finish and closes the store (committing what it holds).
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<IngestServiceServer<IngestApi>>().await;
-        health.set_serving::<ScorecardServiceServer<ScorecardApi>>().await;
+        health
+            .set_serving::<ScorecardServiceServer<ScorecardApi>>()
+            .await;
         health.set_serving::<AdminServiceServer<AdminApi>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
@@ -72,10 +77,18 @@ impl Application {
         let drain = async move {
             shutdown.await;
             tracing::info!("shutting down: health NOT_SERVING, draining requests");
-            stopping_health.set_service_status("", ServingStatus::NotServing).await;
-            stopping_health.set_not_serving::<IngestServiceServer<IngestApi>>().await;
-            stopping_health.set_not_serving::<ScorecardServiceServer<ScorecardApi>>().await;
-            stopping_health.set_not_serving::<AdminServiceServer<AdminApi>>().await;
+            stopping_health
+                .set_service_status("", ServingStatus::NotServing)
+                .await;
+            stopping_health
+                .set_not_serving::<IngestServiceServer<IngestApi>>()
+                .await;
+            stopping_health
+                .set_not_serving::<ScorecardServiceServer<ScorecardApi>>()
+                .await;
+            stopping_health
+                .set_not_serving::<AdminServiceServer<AdminApi>>()
+                .await;
         };
         Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)

@@ -20,7 +20,11 @@ pub enum LogFormat {
 #[command(version, about)]
 pub struct Config {
     /// Address the gRPC server listens on.
-    #[arg(long, env = "SUPPORT_METRICS_LISTEN", default_value = "127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
     pub listen: SocketAddr,
 
     /// Directory of the embedded sled store (created if missing).
@@ -36,7 +40,11 @@ pub struct Config {
     pub log_format: LogFormat,
 
     /// Log filter, in tracing's EnvFilter syntax.
-    #[arg(long, env = "SUPPORT_METRICS_LOG", default_value = "info,h2=warn,tower=warn,sled=warn")]
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_LOG",
+        default_value = "info,h2=warn,tower=warn,sled=warn"
+    )]
     pub log: String,
 
     /// Largest request message accepted, in MiB.

@@ -86,7 +86,9 @@ impl Error {
 impl From<sled::Error> for Error {
     fn from(error: sled::Error) -> Self {
         match error {
-            sled::Error::Corruption { at, .. } => Error::DataLoss(format!("sled reports corruption at {at:?}")),
+            sled::Error::Corruption { at, .. } => {
+                Error::DataLoss(format!("sled reports corruption at {at:?}"))
+            }
             other => Error::Internal(format!("store: {other}")),
         }
     }

@@ -7,4 +7,5 @@ pub mod v1 {
 }
 
 /// The encoded descriptor set of `proto/`, served by the reflection service.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("supportmetrics_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("supportmetrics_descriptor");

@@ -34,11 +34,16 @@ pub struct ScorecardQuery {
 }
 
 pub fn metrics(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Metrics> {
-    Ok(Metrics::from_aggregate(&reads::window_aggregate(kv, scope, window)?))
+    Ok(Metrics::from_aggregate(&reads::window_aggregate(
+        kv, scope, window,
+    )?))
 }
 
 pub fn backlog(kv: &dyn KvStore, scope: &Scope, as_of: Instant) -> Result<BacklogSummary> {
-    Ok(BacklogSummary::summarize(as_of, reads::open_tickets(kv, scope)?))
+    Ok(BacklogSummary::summarize(
+        as_of,
+        reads::open_tickets(kv, scope)?,
+    ))
 }
 
 pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> {
@@ -81,8 +86,16 @@ pub struct LeaderboardQuery {
     pub page_size: usize,
 }
 
-/// One page of a leaderboard and the offset of the next page, if any.
-pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<(Vec<(Scope, Metrics)>, Option<usize>)> {
+/// One page of a leaderboard.
+#[derive(Debug, Clone)]
+pub struct LeaderboardPage {
+    pub rows: Vec<(Scope, Metrics)>,
+    /// The offset of the next page, if any.
+    pub next_offset: Option<usize>,
+}
+
+/// One page of a leaderboard: scopes with activity in the window, ordered.
+pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<LeaderboardPage> {
     let mut rows = Vec::new();
     for scope in reads::list_scopes(kv, query.kind)? {
         let aggregate = reads::window_aggregate(kv, &scope, query.window)?;
@@ -109,8 +122,15 @@ pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<(Vec<(S
     });
     let end = query.offset.saturating_add(query.page_size).min(rows.len());
     let next = (end < rows.len()).then_some(end);
-    let page = rows.into_iter().skip(query.offset).take(end.saturating_sub(query.offset)).collect();
-    Ok((page, next))
+    let rows = rows
+        .into_iter()
+        .skip(query.offset)
+        .take(end.saturating_sub(query.offset))
+        .collect();
+    Ok(LeaderboardPage {
+        rows,
+        next_offset: next,
+    })
 }
 
 /// One period of a time series.

@@ -25,7 +25,10 @@ fn non_negative(value: i64) -> u64 {
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     #[tracing::instrument(skip_all)]
-    async fn get_stats(&self, _request: Request<pb::GetStatsRequest>) -> Result<Response<pb::GetStatsResponse>, Status> {
+    async fn get_stats(
+        &self,
+        _request: Request<pb::GetStatsRequest>,
+    ) -> Result<Response<pb::GetStatsResponse>, Status> {
         let store = self.store.clone();
         let (counters, size) = tokio::task::spawn_blocking(move || {
             Ok::<_, Error>((reads::counters(store.kv())?, store.kv().size_on_disk()?))
@@ -50,7 +53,12 @@ impl AdminService for AdminApi {
         _request: Request<pb::VerifyAggregatesRequest>,
     ) -> Result<Response<pb::VerifyAggregatesResponse>, Status> {
         let report = self.store.verify().await?;
-        tracing::info!(groups = report.groups_checked, keys = report.keys_checked, mismatches = report.mismatch_count, "aggregates verified");
+        tracing::info!(
+            groups = report.groups_checked,
+            keys = report.keys_checked,
+            mismatches = report.mismatch_count,
+            "aggregates verified"
+        );
         Ok(Response::new(pb::VerifyAggregatesResponse {
             groups_checked: report.groups_checked,
             keys_checked: report.keys_checked,

@@ -25,7 +25,10 @@ impl IngestApi {
         IngestApi { store }
     }
 
-    async fn record_one(&self, record: Result<Record, Vec<FieldViolation>>) -> Result<Response<pb::RecordResponse>, Status> {
+    async fn record_one(
+        &self,
+        record: Result<Record, Vec<FieldViolation>>,
+    ) -> Result<Response<pb::RecordResponse>, Status> {
         let record = record.map_err(Error::InvalidArgument)?;
         let outcome = self
             .store
@@ -57,9 +60,14 @@ impl IngestService for IngestApi {
         &self,
         request: Request<pb::RecordSurveyResponseRequest>,
     ) -> Result<Response<pb::RecordResponse>, Status> {
-        let raw = required(request.get_ref().survey_response.as_ref(), "survey_response")?;
-        self.record_one(validate::survey_response(raw, "survey_response").map(Record::SurveyResponse))
-            .await
+        let raw = required(
+            request.get_ref().survey_response.as_ref(),
+            "survey_response",
+        )?;
+        self.record_one(
+            validate::survey_response(raw, "survey_response").map(Record::SurveyResponse),
+        )
+        .await
     }
 
     #[tracing::instrument(skip_all)]
@@ -91,7 +99,10 @@ impl IngestService for IngestApi {
         if raw.is_empty() || raw.len() > MAX_BATCH_RECORDS {
             return Err(Error::invalid(
                 "records",
-                format!("must hold 1 to {MAX_BATCH_RECORDS} records, not {}", raw.len()),
+                format!(
+                    "must hold 1 to {MAX_BATCH_RECORDS} records, not {}",
+                    raw.len()
+                ),
             )
             .into());
         }
@@ -113,7 +124,9 @@ impl IngestService for IngestApi {
             let outcomes = self.store.record(valid).await?;
             for (index, outcome) in valid_positions.into_iter().zip(outcomes) {
                 results[index] = Some(match outcome {
-                    Ok(outcome) => pb::item_result::Result::Outcome(convert::outcome(outcome) as i32),
+                    Ok(outcome) => {
+                        pb::item_result::Result::Outcome(convert::outcome(outcome) as i32)
+                    }
                     Err(error) => item_error(error),
                 });
             }

@@ -75,7 +75,9 @@ impl ScorecardService for ScorecardApi {
             include_organization: raw.include_organization,
             backlog_as_of,
         };
-        let card = self.read(move |store| queries::scorecard(store.kv(), &query)).await?;
+        let card = self
+            .read(move |store| queries::scorecard(store.kv(), &query))
+            .await?;
         Ok(Response::new(pb::GetScorecardResponse {
             scorecard: Some(convert::scorecard(&card)),
         }))
@@ -133,16 +135,19 @@ impl ScorecardService for ScorecardApi {
             offset,
             page_size: page_size as usize,
         };
-        let (rows, next) = self.read(move |store| queries::leaderboard(store.kv(), &query)).await?;
+        let page = self
+            .read(move |store| queries::leaderboard(store.kv(), &query))
+            .await?;
         Ok(Response::new(pb::ListScorecardsResponse {
-            scorecards: rows
+            scorecards: page
+                .rows
                 .iter()
                 .map(|(scope, metrics)| pb::ScopeMetrics {
                     scope: Some(convert::scope(scope)),
                     metrics: Some(convert::metrics(metrics)),
                 })
                 .collect(),
-            next_page_token: next.map(|n| n.to_string()).unwrap_or_default(),
+            next_page_token: page.next_offset.map(|n| n.to_string()).unwrap_or_default(),
         }))
     }
 
@@ -165,11 +170,22 @@ impl ScorecardService for ScorecardApi {
                 None
             }
         };
-        let zone_name = if raw.time_zone.is_empty() { "UTC" } else { raw.time_zone.as_str() };
+        let zone_name = if raw.time_zone.is_empty() {
+            "UTC"
+        } else {
+            raw.time_zone.as_str()
+        };
         let zone = Tz::from_str(zone_name)
-            .map_err(|_| fields.violation("time_zone", format!("{zone_name:?} is not an IANA time zone name")))
+            .map_err(|_| {
+                fields.violation(
+                    "time_zone",
+                    format!("{zone_name:?} is not an IANA time zone name"),
+                )
+            })
             .ok();
-        let (Some(scope), Some(window), Some(granularity), Some(zone)) = (scope, window, granularity, zone) else {
+        let (Some(scope), Some(window), Some(granularity), Some(zone)) =
+            (scope, window, granularity, zone)
+        else {
             return Err(invalid(fields));
         };
         let series = self
@@ -198,7 +214,9 @@ impl ScorecardService for ScorecardApi {
         let (Some(scope), Some(as_of)) = (scope, as_of) else {
             return Err(invalid(fields));
         };
-        let backlog = self.read(move |store| queries::backlog(store.kv(), &scope, as_of)).await?;
+        let backlog = self
+            .read(move |store| queries::backlog(store.kv(), &scope, as_of))
+            .await?;
         Ok(Response::new(pb::GetBacklogResponse {
             backlog: Some(convert::backlog(&backlog)),
         }))
@@ -209,7 +227,8 @@ impl ScorecardService for ScorecardApi {
         &self,
         request: Request<pb::SetTargetsRequest>,
     ) -> Result<Response<pb::SetTargetsResponse>, Status> {
-        let (team, targets) = parse_targets(&request.into_inner()).map_err(Error::InvalidArgument)?;
+        let (team, targets) =
+            parse_targets(&request.into_inner()).map_err(Error::InvalidArgument)?;
         self.store.set_targets(team, targets.clone()).await?;
         Ok(Response::new(pb::SetTargetsResponse {
             targets: convert::targets(&targets),
@@ -244,7 +263,9 @@ impl ScorecardService for ScorecardApi {
 }
 
 /// The team and its complete set of targets, at most one per metric.
-fn parse_targets(raw: &pb::SetTargetsRequest) -> Result<(Option<Id>, Targets), Vec<FieldViolation>> {
+fn parse_targets(
+    raw: &pb::SetTargetsRequest,
+) -> Result<(Option<Id>, Targets), Vec<FieldViolation>> {
     let mut fields = Fields::new("");
     let team = optional_team(&mut fields, &raw.team_id);
     let mut targets = Targets::new();
@@ -254,7 +275,10 @@ fn parse_targets(raw: &pb::SetTargetsRequest) -> Result<(Option<Id>, Targets), V
             continue;
         };
         if metric.direction().is_none() {
-            fields.violation(&format!("{field}.metric"), "volume metrics order leaderboards but take no target");
+            fields.violation(
+                &format!("{field}.metric"),
+                "volume metrics order leaderboards but take no target",
+            );
         } else if !target.value.is_finite() {
             fields.violation(&format!("{field}.value"), "must be a finite number");
         } else if targets.insert(metric, target.value).is_some() {

@@ -5,11 +5,13 @@ use prost_types::{Duration, Timestamp};
 
 use crate::domain::aggregate::Scope;
 use crate::domain::records::{
-    Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record, SocialFacts,
-    SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
+    Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
+    SocialFacts, SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
 };
 use crate::domain::scorecard::Metric;
-use crate::domain::time::{Instant, Window, EARLIEST_SECONDS, MAX_FUTURE_SECONDS, NANOS_PER_SECOND};
+use crate::domain::time::{
+    Instant, Window, EARLIEST_SECONDS, MAX_FUTURE_SECONDS, NANOS_PER_SECOND,
+};
 use crate::error::{Error, FieldViolation};
 use crate::proto::v1 as pb;
 
@@ -64,7 +66,9 @@ impl Fields {
     }
 
     pub fn id(&mut self, field: &str, raw: &str) -> Option<Id> {
-        Id::parse(raw).map_err(|e| self.violation(field, e.to_string())).ok()
+        Id::parse(raw)
+            .map_err(|e| self.violation(field, e.to_string()))
+            .ok()
     }
 
     pub fn optional_id(&mut self, field: &str, raw: &str) -> Option<Option<Id>> {
@@ -84,14 +88,23 @@ impl Fields {
             self.violation(field, "must not be before 2000-01-01T00:00:00Z");
             return None;
         }
-        if instant.0 > self.now.0.saturating_add(MAX_FUTURE_SECONDS * NANOS_PER_SECOND) {
+        if instant.0
+            > self
+                .now
+                .0
+                .saturating_add(MAX_FUTURE_SECONDS * NANOS_PER_SECOND)
+        {
             self.violation(field, "must not be more than 24 hours in the future");
             return None;
         }
         Some(instant)
     }
 
-    pub fn optional_record_time(&mut self, field: &str, raw: Option<&Timestamp>) -> Option<Option<Instant>> {
+    pub fn optional_record_time(
+        &mut self,
+        field: &str,
+        raw: Option<&Timestamp>,
+    ) -> Option<Option<Instant>> {
         match raw {
             None => Some(None),
             Some(raw) => self.record_time(field, Some(raw)).map(Some),
@@ -138,7 +151,10 @@ impl Fields {
             return None;
         };
         if raw.nanos != 0 || raw.seconds % 900 != 0 {
-            self.violation(field, "must lie on a 15-minute boundary (seconds divisible by 900, no nanoseconds)");
+            self.violation(
+                field,
+                "must lie on a 15-minute boundary (seconds divisible by 900, no nanoseconds)",
+            );
             return None;
         }
         if !(EARLIEST_SECONDS..=LATEST_WINDOW_SECONDS).contains(&raw.seconds) {
@@ -182,14 +198,19 @@ impl Fields {
         let channel = wants_channel.then(|| self.channel(&channel_field, raw.channel));
         match kind {
             pb::ScopeKind::Unspecified => {
-                self.violation(&format!("{field}.kind"), "is required: ORGANIZATION, TEAM, AGENT, CHANNEL or TEAM_CHANNEL");
+                self.violation(
+                    &format!("{field}.kind"),
+                    "is required: ORGANIZATION, TEAM, AGENT, CHANNEL or TEAM_CHANNEL",
+                );
                 None
             }
             pb::ScopeKind::Organization => Some(Scope::Organization),
             pb::ScopeKind::Team => Some(Scope::Team(team.flatten()?)),
             pb::ScopeKind::Agent => Some(Scope::Agent(agent.flatten()?)),
             pb::ScopeKind::Channel => Some(Scope::Channel(channel.flatten()?)),
-            pb::ScopeKind::TeamChannel => Some(Scope::TeamChannel(team.flatten()?, channel.flatten()?)),
+            pb::ScopeKind::TeamChannel => {
+                Some(Scope::TeamChannel(team.flatten()?, channel.flatten()?))
+            }
         }
     }
 
@@ -203,7 +224,10 @@ impl Fields {
             Ok(pb::Channel::Web) => Channel::Web,
             Ok(pb::Channel::Other) => Channel::Other,
             Ok(pb::Channel::Unspecified) => {
-                self.violation(field, "is required: EMAIL, CHAT, PHONE, SOCIAL, MESSAGING, WEB or OTHER");
+                self.violation(
+                    field,
+                    "is required: EMAIL, CHAT, PHONE, SOCIAL, MESSAGING, WEB or OTHER",
+                );
                 return None;
             }
             Err(_) => {
@@ -215,9 +239,7 @@ impl Fields {
     }
 
     pub fn metric(&mut self, field: &str, raw: i32) -> Option<Metric> {
-        let metric = pb::Metric::try_from(raw)
-            .ok()
-            .and_then(metric_from_proto);
+        let metric = pb::Metric::try_from(raw).ok().and_then(metric_from_proto);
         if metric.is_none() {
             self.violation(field, format!("{raw} is not a known metric"));
         }
@@ -276,7 +298,10 @@ fn handle_time(fields: &mut Fields, raw: Option<&Duration>) -> Option<Option<i64
 }
 
 /// Validates an interaction; `prefix` is the path of the message in the request.
-pub fn interaction(raw: &pb::Interaction, prefix: &str) -> Result<Interaction, Vec<FieldViolation>> {
+pub fn interaction(
+    raw: &pb::Interaction,
+    prefix: &str,
+) -> Result<Interaction, Vec<FieldViolation>> {
     let mut f = Fields::new(prefix);
     let interaction_id = f.id("interaction_id", &raw.interaction_id);
     let ticket_id = f.id("ticket_id", &raw.ticket_id);
@@ -290,12 +315,16 @@ pub fn interaction(raw: &pb::Interaction, prefix: &str) -> Result<Interaction, V
         Ok(pb::Priority::High) => Some(Priority::High),
         Ok(pb::Priority::Urgent) => Some(Priority::Urgent),
         Err(_) => {
-            f.violation("priority", format!("{} is not a known priority", raw.priority));
+            f.violation(
+                "priority",
+                format!("{} is not a known priority", raw.priority),
+            );
             None
         }
     };
     let opened_at = f.record_time("opened_at", raw.opened_at.as_ref());
-    let first_response_at = f.optional_record_time("first_response_at", raw.first_response_at.as_ref());
+    let first_response_at =
+        f.optional_record_time("first_response_at", raw.first_response_at.as_ref());
     let closed_at = f.optional_record_time("closed_at", raw.closed_at.as_ref());
     if let Some(opened_at) = opened_at {
         if let Some(Some(at)) = first_response_at {
@@ -318,7 +347,10 @@ pub fn interaction(raw: &pb::Interaction, prefix: &str) -> Result<Interaction, V
     }
     for (index, tag) in raw.tags.iter().enumerate() {
         if tag.is_empty() || tag.chars().count() > MAX_TAG_CHARS {
-            f.violation(&format!("tags[{index}]"), format!("must be 1 to {MAX_TAG_CHARS} characters"));
+            f.violation(
+                &format!("tags[{index}]"),
+                format!("must be 1 to {MAX_TAG_CHARS} characters"),
+            );
         }
     }
     let social = match &raw.social {
@@ -374,7 +406,10 @@ pub fn interaction(raw: &pb::Interaction, prefix: &str) -> Result<Interaction, V
     f.finish(value)
 }
 
-pub fn survey_response(raw: &pb::SurveyResponse, prefix: &str) -> Result<SurveyResponse, Vec<FieldViolation>> {
+pub fn survey_response(
+    raw: &pb::SurveyResponse,
+    prefix: &str,
+) -> Result<SurveyResponse, Vec<FieldViolation>> {
     let mut f = Fields::new(prefix);
     let response_id = f.id("response_id", &raw.response_id);
     let interaction_id = f.id("interaction_id", &raw.interaction_id);
@@ -392,7 +427,10 @@ pub fn survey_response(raw: &pb::SurveyResponse, prefix: &str) -> Result<SurveyR
         if (low..=high).contains(&raw.score) {
             u8::try_from(raw.score).ok()
         } else {
-            f.violation("score", format!("must be between {low} and {high} for {}", kind.name()));
+            f.violation(
+                "score",
+                format!("must be between {low} and {high} for {}", kind.name()),
+            );
             None
         }
     });
@@ -414,7 +452,10 @@ pub fn survey_response(raw: &pb::SurveyResponse, prefix: &str) -> Result<SurveyR
     f.finish(value)
 }
 
-pub fn quality_review(raw: &pb::QualityReview, prefix: &str) -> Result<QualityReview, Vec<FieldViolation>> {
+pub fn quality_review(
+    raw: &pb::QualityReview,
+    prefix: &str,
+) -> Result<QualityReview, Vec<FieldViolation>> {
     let mut f = Fields::new(prefix);
     let review_id = f.id("review_id", &raw.review_id);
     let interaction_id = f.id("interaction_id", &raw.interaction_id);
@@ -439,7 +480,10 @@ pub fn quality_review(raw: &pb::QualityReview, prefix: &str) -> Result<QualityRe
     f.finish(value)
 }
 
-pub fn customer_event(raw: &pb::CustomerEvent, prefix: &str) -> Result<CustomerEvent, Vec<FieldViolation>> {
+pub fn customer_event(
+    raw: &pb::CustomerEvent,
+    prefix: &str,
+) -> Result<CustomerEvent, Vec<FieldViolation>> {
     let mut f = Fields::new(prefix);
     let event_id = f.id("event_id", &raw.event_id);
     let customer_id = f.id("customer_id", &raw.customer_id);
@@ -473,7 +517,9 @@ pub fn record(raw: &pb::Record, prefix: &str) -> Result<Record, Vec<FieldViolati
         }
     };
     match &raw.record {
-        Some(pb::record::Record::Interaction(r)) => interaction(r, &path("interaction")).map(Record::Interaction),
+        Some(pb::record::Record::Interaction(r)) => {
+            interaction(r, &path("interaction")).map(Record::Interaction)
+        }
         Some(pb::record::Record::SurveyResponse(r)) => {
             survey_response(r, &path("survey_response")).map(Record::SurveyResponse)
         }
@@ -484,7 +530,11 @@ pub fn record(raw: &pb::Record, prefix: &str) -> Result<Record, Vec<FieldViolati
             customer_event(r, &path("customer_event")).map(Record::CustomerEvent)
         }
         None => Err(vec![FieldViolation::new(
-            if prefix.is_empty() { "record".to_owned() } else { prefix.to_owned() },
+            if prefix.is_empty() {
+                "record".to_owned()
+            } else {
+                prefix.to_owned()
+            },
             "must hold one of interaction, survey_response, quality_review, customer_event",
         )]),
     }

@@ -31,7 +31,8 @@ impl Id {
         if raw.len() > MAX_ID_LEN {
             return Err(IdError::TooLong);
         }
-        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
+        let allowed =
+            |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '@' | '-');
         if !raw.chars().all(allowed) {
             return Err(IdError::BadCharacter);
         }

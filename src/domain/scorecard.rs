@@ -236,7 +236,8 @@ impl Metrics {
 
     /// The value of one metric, absent when it has no data.
     pub fn value(&self, metric: Metric) -> Option<f64> {
-        let duration = |summary: Option<DurationSummary>, pick: fn(DurationSummary) -> f64| summary.map(pick);
+        let duration =
+            |summary: Option<DurationSummary>, pick: fn(DurationSummary) -> f64| summary.map(pick);
         match metric {
             Metric::TicketsCreated => Some(self.tickets_created as f64),
             Metric::Interactions => Some(self.interactions as f64),
@@ -304,8 +305,16 @@ impl Metric {
             TicketsCreated | Interactions | TicketsResolved => None,
             CsatPercent | CesMean | CesEasyPercent | NpsScore | ResolutionRate | FcrRate
             | SurveyResponseRate | QualityMean => Some(Direction::AtLeast),
-            FrtMean | FrtP50 | FrtP90 | ResolutionTimeMean | ResolutionTimeP90 | AhtMean | AhtP90
-            | ReopenRate | SocialNegativePercent | PostContactChurnPercent => Some(Direction::AtMost),
+            FrtMean
+            | FrtP50
+            | FrtP90
+            | ResolutionTimeMean
+            | ResolutionTimeP90
+            | AhtMean
+            | AhtP90
+            | ReopenRate
+            | SocialNegativePercent
+            | PostContactChurnPercent => Some(Direction::AtMost),
         }
     }
 }
@@ -333,12 +342,19 @@ pub struct TargetResult {
 
 /// Judges `metrics` against the team's own targets, falling back to the
 /// organisation default for every metric the team sets none for.
-pub fn evaluate_targets(metrics: &Metrics, team: &Targets, organization_default: &Targets) -> Vec<TargetResult> {
+pub fn evaluate_targets(
+    metrics: &Metrics,
+    team: &Targets,
+    organization_default: &Targets,
+) -> Vec<TargetResult> {
     let mut effective: BTreeMap<Metric, (f64, bool)> = organization_default
         .iter()
         .map(|(&metric, &target)| (metric, (target, true)))
         .collect();
-    effective.extend(team.iter().map(|(&metric, &target)| (metric, (target, false))));
+    effective.extend(
+        team.iter()
+            .map(|(&metric, &target)| (metric, (target, false))),
+    );
     effective
         .into_iter()
         .filter_map(|(metric, (target, from_organization_default))| {
@@ -388,7 +404,10 @@ pub struct BacklogSummary {
 impl BacklogSummary {
     /// Summarises open tickets given as (created_at, priority). Tickets created
     /// after `as_of` did not exist then and are left out.
-    pub fn summarize(as_of: Instant, open: impl IntoIterator<Item = (Instant, Priority)>) -> BacklogSummary {
+    pub fn summarize(
+        as_of: Instant,
+        open: impl IntoIterator<Item = (Instant, Priority)>,
+    ) -> BacklogSummary {
         let mut summary = BacklogSummary {
             as_of,
             open_tickets: 0,
@@ -450,7 +469,9 @@ mod tests {
                 score,
             })
             .collect();
-        let nps = Metrics::from_aggregate(&aggregate_of(&answers)).nps.unwrap();
+        let nps = Metrics::from_aggregate(&aggregate_of(&answers))
+            .nps
+            .unwrap();
         assert_eq!((nps.promoters, nps.passives, nps.detractors), (2, 1, 2));
         assert_eq!(nps.score, 0.0);
     }
@@ -464,7 +485,9 @@ mod tests {
                 score,
             })
             .collect();
-        let csat = Metrics::from_aggregate(&aggregate_of(&answers)).csat.unwrap();
+        let csat = Metrics::from_aggregate(&aggregate_of(&answers))
+            .csat
+            .unwrap();
         assert_eq!(csat.satisfied_percent, 50.0);
         assert_eq!(csat.mean_score, 13.0 / 4.0);
         assert_eq!(csat.score_counts, vec![1, 0, 1, 1, 1]);
@@ -481,16 +504,28 @@ mod tests {
                 nanos: 7200 * NANOS_PER_SECOND,
             },
         ]));
-        let organization = Targets::from([(Metric::CsatPercent, 85.0), (Metric::FrtP90, 3600.0), (Metric::NpsScore, 30.0)]);
+        let organization = Targets::from([
+            (Metric::CsatPercent, 85.0),
+            (Metric::FrtP90, 3600.0),
+            (Metric::NpsScore, 30.0),
+        ]);
         let team = Targets::from([(Metric::FrtP90, 10_000.0)]);
         let results = evaluate_targets(&metrics, &team, &organization);
-        let status = |metric| results.iter().find(|r| r.metric == metric).map(|r| (r.status, r.from_organization_default));
+        let status = |metric| {
+            results
+                .iter()
+                .find(|r| r.metric == metric)
+                .map(|r| (r.status, r.from_organization_default))
+        };
         assert_eq!(status(Metric::CsatPercent), Some((TargetStatus::Met, true)));
         assert_eq!(status(Metric::FrtP90), Some((TargetStatus::Met, false)));
         assert_eq!(status(Metric::NpsScore), Some((TargetStatus::NoData, true)));
         let organization_only = evaluate_targets(&metrics, &Targets::new(), &organization);
         assert_eq!(
-            organization_only.iter().find(|r| r.metric == Metric::FrtP90).map(|r| r.status),
+            organization_only
+                .iter()
+                .find(|r| r.metric == Metric::FrtP90)
+                .map(|r| r.status),
             Some(TargetStatus::Missed)
         );
     }
@@ -498,8 +533,20 @@ mod tests {
     #[test]
     fn backlog_bands_include_their_lower_bound() {
         let as_of = Instant::from_seconds(1_000_000);
-        let ages = [0, 3599, 3600, 4 * 3600, 86_400 - 1, 86_400, 3 * 86_400, 7 * 86_400, 30 * 86_400];
-        let open = ages.iter().map(|&age| (Instant::from_seconds(1_000_000 - age), Priority::High));
+        let ages = [
+            0,
+            3599,
+            3600,
+            4 * 3600,
+            86_400 - 1,
+            86_400,
+            3 * 86_400,
+            7 * 86_400,
+            30 * 86_400,
+        ];
+        let open = ages
+            .iter()
+            .map(|&age| (Instant::from_seconds(1_000_000 - age), Priority::High));
         let summary = BacklogSummary::summarize(as_of, open);
         assert_eq!(summary.by_age, [2, 1, 2, 1, 1, 2]);
         assert_eq!(summary.by_priority, [0, 0, 9, 0]);

@@ -68,7 +68,8 @@ impl DurationHistogram {
 
     /// Exact mean in seconds, absent when empty.
     pub fn mean_seconds(&self) -> Option<f64> {
-        (self.count > 0).then(|| self.sum_nanos as f64 / self.count as f64 / NANOS_PER_SECOND as f64)
+        (self.count > 0)
+            .then(|| self.sum_nanos as f64 / self.count as f64 / NANOS_PER_SECOND as f64)
     }
 
     /// The nearest-rank percentile (the value at rank ⌈q·n⌉ of the sorted values),

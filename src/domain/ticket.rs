@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::{DatedFact, Fact, FactScopes, Scope};
 use super::records::{
-    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind, SurveyResponse,
+    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
+    SurveyResponse,
 };
 use super::time::{Instant, NANOS_PER_SECOND};
 
@@ -57,19 +58,19 @@ pub struct TicketInputs {
 
 /// Interactions in ticket order: by `opened_at`, ties by `interaction_id`.
 pub fn sort_in_ticket_order(interactions: &mut [Interaction]) {
-    interactions.sort_by(|a, b| {
-        (a.opened_at, &a.interaction_id).cmp(&(b.opened_at, &b.interaction_id))
-    });
+    interactions
+        .sort_by(|a, b| (a.opened_at, &a.interaction_id).cmp(&(b.opened_at, &b.interaction_id)));
 }
 
 /// The ticket's customer: the latest interaction's, or if that is empty the first's.
 /// `interactions` must be in ticket order.
 pub fn ticket_customer(interactions: &[Interaction]) -> Option<Id> {
     let latest = interactions.last()?;
-    latest
-        .customer_id
-        .clone()
-        .or_else(|| interactions.first().and_then(|first| first.customer_id.clone()))
+    latest.customer_id.clone().or_else(|| {
+        interactions
+            .first()
+            .and_then(|first| first.customer_id.clone())
+    })
 }
 
 /// What a ticket contributes: its created / first-response / resolved facts,
@@ -109,7 +110,9 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
     }
 
     if let Some(resolved_at) = resolved_at {
-        let reopened = interactions[..interactions.len() - 1].iter().any(|i| i.resolved);
+        let reopened = interactions[..interactions.len() - 1]
+            .iter()
+            .any(|i| i.resolved);
         contribution.facts.push(DatedFact {
             at: resolved_at,
             scopes: FactScopes::Of(latest.attribution()),
@@ -128,7 +131,9 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
                 .surveys
                 .iter()
                 .filter(|s| s.kind == SurveyKind::Csat)
-                .max_by(|a, b| (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id)));
+                .max_by(|a, b| {
+                    (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id))
+                });
             contribution.facts.push(DatedFact {
                 at: resolved_at,
                 scopes: FactScopes::Of(latest.attribution()),
@@ -215,12 +220,18 @@ pub struct CustomerContact {
 /// What a customer contributes: one churn fact per CHURNED event, attributed to the
 /// scopes of the customer's latest interaction opened at or before the event (the
 /// organisation alone when there is none).
-pub fn customer_contribution(events: &[CustomerEvent], mut contacts: Vec<CustomerContact>) -> Contribution {
+pub fn customer_contribution(
+    events: &[CustomerEvent],
+    mut contacts: Vec<CustomerContact>,
+) -> Contribution {
     contacts.sort();
     let facts = events
         .iter()
         .map(|event| {
-            let latest_before = contacts.iter().rev().find(|c| c.opened_at <= event.occurred_at);
+            let latest_before = contacts
+                .iter()
+                .rev()
+                .find(|c| c.opened_at <= event.occurred_at);
             DatedFact {
                 at: event.occurred_at,
                 scopes: latest_before

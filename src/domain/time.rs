@@ -218,7 +218,11 @@ pub enum PeriodError {
 
 /// Cuts `window` into periods of `granularity` in `zone` (local midnights, Mondays and
 /// month starts; DST respected), the first and last clipped to the window.
-pub fn periods(window: Window, granularity: Granularity, zone: Tz) -> Result<Vec<Window>, PeriodError> {
+pub fn periods(
+    window: Window,
+    granularity: Granularity,
+    zone: Tz,
+) -> Result<Vec<Window>, PeriodError> {
     let mut periods = Vec::new();
     let mut start = window.from;
     while start < window.to {
@@ -256,7 +260,10 @@ fn next_boundary(seconds: i64, granularity: Granularity, zone: Tz) -> i64 {
             } else {
                 (date.year(), date.month() + 1)
             };
-            local_midnight(zone, NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(date))
+            local_midnight(
+                zone,
+                NaiveDate::from_ymd_opt(year, month, 1).unwrap_or(date),
+            )
         }
     }
 }
@@ -272,4 +279,142 @@ fn local_midnight(zone: Tz, date: NaiveDate) -> i64 {
         naive += Duration::minutes(15);
     }
     naive.and_utc().timestamp()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rfc3339: &str) -> i64 {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp()
+    }
+
+    fn lengths_in_hours(periods: &[Window]) -> Vec<i64> {
+        periods.iter().map(|p| (p.to() - p.from()) / 3600).collect()
+    }
+
+    #[test]
+    fn windows_must_be_aligned_and_ordered() {
+        assert_eq!(Window::new(900, 1800).map(|w| w.to()), Ok(1800));
+        assert_eq!(Window::new(60, 1800), Err(WindowError::Misaligned));
+        assert_eq!(Window::new(1800, 1800), Err(WindowError::Inverted));
+        assert_eq!(Window::new(2700, 1800), Err(WindowError::Inverted));
+    }
+
+    #[test]
+    fn a_year_long_window_costs_a_few_dozen_buckets_not_thousands() {
+        let window = Window::new(at("2025-01-03T10:45:00Z"), at("2026-01-05T13:15:00Z")).unwrap();
+        let runs = decompose(window);
+        let buckets: i64 = runs
+            .iter()
+            .map(|run| {
+                let mut count = 0;
+                let mut cursor = run.start;
+                while cursor < run.end {
+                    cursor = run.level.bucket_end(cursor);
+                    count += 1;
+                }
+                count
+            })
+            .sum();
+        assert!(buckets < 80, "{buckets} buckets in {runs:?}");
+        assert!(runs.len() <= 8, "{} runs", runs.len());
+        // The runs tile the window exactly, in order.
+        assert_eq!(runs.first().unwrap().start, window.from());
+        assert_eq!(runs.last().unwrap().end, window.to());
+        for pair in runs.windows(2) {
+            assert_eq!(pair[0].end, pair[1].start);
+        }
+    }
+
+    #[test]
+    fn decomposition_uses_calendar_months_of_different_lengths() {
+        let window = Window::new(at("2026-02-01T00:00:00Z"), at("2026-04-01T00:00:00Z")).unwrap();
+        assert_eq!(
+            decompose(window),
+            vec![BucketRun {
+                level: Level::Month,
+                start: window.from(),
+                end: window.to()
+            }]
+        );
+    }
+
+    #[test]
+    fn days_in_new_york_have_23_and_25_hours_across_dst_changes() {
+        let zone: Tz = "America/New_York".parse().unwrap();
+        let spring = Window::new(at("2026-03-07T05:00:00Z"), at("2026-03-10T04:00:00Z")).unwrap();
+        assert_eq!(
+            lengths_in_hours(&periods(spring, Granularity::Day, zone).unwrap()),
+            vec![24, 23, 24]
+        );
+        let autumn = Window::new(at("2026-10-31T04:00:00Z"), at("2026-11-03T05:00:00Z")).unwrap();
+        assert_eq!(
+            lengths_in_hours(&periods(autumn, Granularity::Day, zone).unwrap()),
+            vec![24, 25, 24]
+        );
+    }
+
+    #[test]
+    fn kolkata_days_start_at_half_past_six_utc_and_the_ends_are_clipped() {
+        let zone: Tz = "Asia/Kolkata".parse().unwrap();
+        let window = Window::new(at("2026-03-01T00:00:00Z"), at("2026-03-03T00:00:00Z")).unwrap();
+        let cut = periods(window, Granularity::Day, zone).unwrap();
+        let bounds: Vec<(i64, i64)> = cut.iter().map(|p| (p.from(), p.to())).collect();
+        assert_eq!(
+            bounds,
+            vec![
+                (at("2026-03-01T00:00:00Z"), at("2026-03-01T18:30:00Z")),
+                (at("2026-03-01T18:30:00Z"), at("2026-03-02T18:30:00Z")),
+                (at("2026-03-02T18:30:00Z"), at("2026-03-03T00:00:00Z")),
+            ]
+        );
+        let hours = periods(
+            Window::new(at("2026-03-01T00:00:00Z"), at("2026-03-01T02:00:00Z")).unwrap(),
+            Granularity::Hour,
+            zone,
+        )
+        .unwrap();
+        assert_eq!(
+            hours.iter().map(|p| p.to() - p.from()).collect::<Vec<_>>(),
+            vec![1800, 3600, 1800],
+            "local hours start at :30 UTC"
+        );
+    }
+
+    #[test]
+    fn weeks_start_on_monday_and_months_on_the_first_in_local_time() {
+        let zone: Tz = "UTC".parse().unwrap();
+        // 2026-03-04 is a Wednesday.
+        let window = Window::new(at("2026-03-04T00:00:00Z"), at("2026-03-20T00:00:00Z")).unwrap();
+        let weeks = periods(window, Granularity::Week, zone).unwrap();
+        assert_eq!(weeks[1].from(), at("2026-03-09T00:00:00Z"));
+        assert_eq!(weeks[2].from(), at("2026-03-16T00:00:00Z"));
+        let new_york: Tz = "America/New_York".parse().unwrap();
+        let months = periods(
+            Window::new(at("2026-01-15T00:00:00Z"), at("2026-04-15T00:00:00Z")).unwrap(),
+            Granularity::Month,
+            new_york,
+        )
+        .unwrap();
+        assert_eq!(
+            months.iter().map(|p| p.from()).collect::<Vec<_>>(),
+            vec![
+                at("2026-01-15T00:00:00Z"),
+                at("2026-02-01T05:00:00Z"),
+                at("2026-03-01T05:00:00Z"),
+                at("2026-04-01T04:00:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn too_many_periods_are_refused() {
+        let zone: Tz = "UTC".parse().unwrap();
+        let window = Window::new(at("2020-01-01T00:00:00Z"), at("2026-01-01T00:00:00Z")).unwrap();
+        assert_eq!(
+            periods(window, Granularity::Hour, zone),
+            Err(PeriodError::TooMany)
+        );
+    }
 }

@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use super::keys::describe_key;
 
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
-    let payload = postcard::to_stdvec(value).map_err(|e| Error::Internal(format!("encoding: {e}")))?;
+    let payload =
+        postcard::to_stdvec(value).map_err(|e| Error::Internal(format!("encoding: {e}")))?;
     let mut bytes = Vec::with_capacity(payload.len() + 4);
     bytes.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
@@ -40,9 +41,15 @@ mod tests {
     #[test]
     fn a_flipped_byte_is_data_loss() {
         let mut bytes = encode(&(42u64, String::from("team"))).unwrap();
-        assert_eq!(decode::<(u64, String)>(b"k", &bytes).unwrap(), (42, "team".into()));
+        assert_eq!(
+            decode::<(u64, String)>(b"k", &bytes).unwrap(),
+            (42, "team".into())
+        );
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
-        assert!(matches!(decode::<(u64, String)>(b"k", &bytes), Err(Error::DataLoss(_))));
+        assert!(matches!(
+            decode::<(u64, String)>(b"k", &bytes),
+            Err(Error::DataLoss(_))
+        ));
     }
 }

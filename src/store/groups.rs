@@ -4,10 +4,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::aggregate::{Aggregate, Scope};
-use crate::domain::records::{Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse};
+use crate::domain::records::{
+    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse,
+};
 use crate::domain::ticket::{
-    customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer, Contribution,
-    CustomerContact, IndexEntry, TicketInputs,
+    customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer,
+    Contribution, CustomerContact, IndexEntry, TicketInputs,
 };
 use crate::domain::time::{Instant, Level};
 use crate::error::{Error, Result};
@@ -20,13 +22,21 @@ fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| Id::parse(s).ok())
-        .ok_or_else(|| Error::DataLoss(format!("index key holds a bad id: {}", keys::describe_key(bytes))))
+        .ok_or_else(|| {
+            Error::DataLoss(format!(
+                "index key holds a bad id: {}",
+                keys::describe_key(bytes)
+            ))
+        })
 }
 
 fn load<T: serde::de::DeserializeOwned>(reader: &impl Reader, key: &[u8]) -> Result<T> {
-    reader
-        .get_decoded(key)?
-        .ok_or_else(|| Error::DataLoss(format!("index points at a missing record {}", keys::describe_key(key))))
+    reader.get_decoded(key)?.ok_or_else(|| {
+        Error::DataLoss(format!(
+            "index points at a missing record {}",
+            keys::describe_key(key)
+        ))
+    })
 }
 
 /// The interactions of a ticket, in ticket order.
@@ -34,7 +44,12 @@ pub fn ticket_interactions(reader: &impl Reader, ticket: &Id) -> Result<Vec<Inte
     let mut interactions = reader
         .key_suffixes(&keys::ticket_members_prefix(ticket))?
         .into_iter()
-        .map(|suffix| load(reader, &keys::raw(RecordKind::Interaction, &id_from_bytes(&suffix)?)))
+        .map(|suffix| {
+            load(
+                reader,
+                &keys::raw(RecordKind::Interaction, &id_from_bytes(&suffix)?),
+            )
+        })
         .collect::<Result<Vec<Interaction>>>()?;
     sort_in_ticket_order(&mut interactions);
     Ok(interactions)
@@ -45,7 +60,12 @@ pub fn customer_events(reader: &impl Reader, customer: &Id) -> Result<Vec<Custom
     reader
         .key_suffixes(&keys::customer_events_prefix(customer))?
         .into_iter()
-        .map(|suffix| load(reader, &keys::raw(RecordKind::Event, &id_from_bytes(&suffix)?)))
+        .map(|suffix| {
+            load(
+                reader,
+                &keys::raw(RecordKind::Event, &id_from_bytes(&suffix)?),
+            )
+        })
         .collect()
 }
 
@@ -63,13 +83,15 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
                         .ok_or_else(|| Error::DataLoss("empty feedback index key".into()))?;
                     let id = id_from_bytes(id)?;
                     if kind == RecordKind::Survey.byte() {
-                        inputs
-                            .surveys
-                            .push(load::<SurveyResponse>(reader, &keys::raw(RecordKind::Survey, &id))?);
+                        inputs.surveys.push(load::<SurveyResponse>(
+                            reader,
+                            &keys::raw(RecordKind::Survey, &id),
+                        )?);
                     } else {
-                        inputs
-                            .reviews
-                            .push(load::<QualityReview>(reader, &keys::raw(RecordKind::Review, &id))?);
+                        inputs.reviews.push(load::<QualityReview>(
+                            reader,
+                            &keys::raw(RecordKind::Review, &id),
+                        )?);
                     }
                 }
             }
@@ -91,7 +113,9 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
                 .map(|(key, value)| {
                     let suffix = &key[prefix.len()..];
                     let opened_at = keys::time_from_bytes(suffix.get(..8).unwrap_or_default())
-                        .ok_or_else(|| Error::DataLoss(format!("bad contact key {}", keys::describe_key(&key))))?;
+                        .ok_or_else(|| {
+                            Error::DataLoss(format!("bad contact key {}", keys::describe_key(&key)))
+                        })?;
                     let interaction = suffix[8..].split(|&b| b == 0).next().unwrap_or_default();
                     Ok(CustomerContact {
                         opened_at: Instant(opened_at),
@@ -106,11 +130,17 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
 }
 
 /// The aggregate deltas of a contribution, per (scope, 15-minute bucket start).
-pub fn fact_deltas(contribution: &Contribution, sign: i64, into: &mut HashMap<(Scope, i64), Aggregate>) {
+pub fn fact_deltas(
+    contribution: &Contribution,
+    sign: i64,
+    into: &mut HashMap<(Scope, i64), Aggregate>,
+) {
     for dated in &contribution.facts {
         let quarter = dated.at.quarter_start();
         for scope in dated.scopes.scopes() {
-            into.entry((scope, quarter)).or_default().add_fact(&dated.fact, sign);
+            into.entry((scope, quarter))
+                .or_default()
+                .add_fact(&dated.fact, sign);
         }
     }
 }
@@ -176,7 +206,11 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
             continue;
         }
         for level in Level::ALL {
-            txn.add_to_aggregate(keys::aggregate(level, &scope, level.bucket_start(quarter)), &delta, 1)?;
+            txn.add_to_aggregate(
+                keys::aggregate(level, &scope, level.bucket_start(quarter)),
+                &delta,
+                1,
+            )?;
         }
     }
     let old_entries = index_entries(&old)?;

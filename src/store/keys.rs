@@ -72,7 +72,10 @@ pub fn ticket_members_prefix(ticket: &Id) -> Vec<u8> {
 }
 
 pub fn ticket_member(ticket: &Id, interaction: &Id) -> Vec<u8> {
-    key(&[&ticket_members_prefix(ticket), interaction.as_str().as_bytes()])
+    key(&[
+        &ticket_members_prefix(ticket),
+        interaction.as_str().as_bytes(),
+    ])
 }
 
 pub fn feedback_prefix(interaction: &Id) -> Vec<u8> {
@@ -80,7 +83,11 @@ pub fn feedback_prefix(interaction: &Id) -> Vec<u8> {
 }
 
 pub fn feedback(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
-    key(&[&feedback_prefix(interaction), &[kind.byte()], id.as_str().as_bytes()])
+    key(&[
+        &feedback_prefix(interaction),
+        &[kind.byte()],
+        id.as_str().as_bytes(),
+    ])
 }
 
 pub fn customer_events_prefix(customer: &Id) -> Vec<u8> {
@@ -96,7 +103,11 @@ pub fn pending_prefix(interaction: &Id) -> Vec<u8> {
 }
 
 pub fn pending(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
-    key(&[&pending_prefix(interaction), &[kind.byte()], id.as_str().as_bytes()])
+    key(&[
+        &pending_prefix(interaction),
+        &[kind.byte()],
+        id.as_str().as_bytes(),
+    ])
 }
 
 /// The unit whose contribution is stored and recomputed.
@@ -135,9 +146,11 @@ pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
         Scope::Team(team) => key(&[&[SCOPE_TEAM], team.as_str().as_bytes(), &[0]]),
         Scope::Agent(agent) => key(&[&[SCOPE_AGENT], agent.as_str().as_bytes(), &[0]]),
         Scope::Channel(channel) => vec![SCOPE_CHANNEL, channel.code()],
-        Scope::TeamChannel(team, channel) => {
-            key(&[&[SCOPE_TEAM_CHANNEL], team.as_str().as_bytes(), &[0, channel.code()]])
-        }
+        Scope::TeamChannel(team, channel) => key(&[
+            &[SCOPE_TEAM_CHANNEL],
+            team.as_str().as_bytes(),
+            &[0, channel.code()],
+        ]),
     }
 }
 
@@ -153,7 +166,10 @@ pub fn scope_from_bytes(bytes: &[u8]) -> Option<(Scope, &[u8])> {
         SCOPE_ORGANIZATION => Some((Scope::Organization, rest)),
         SCOPE_TEAM => id_and_rest(rest).map(|(id, used)| (Scope::Team(id), &rest[used..])),
         SCOPE_AGENT => id_and_rest(rest).map(|(id, used)| (Scope::Agent(id), &rest[used..])),
-        SCOPE_CHANNEL => Some((Scope::Channel(Channel::from_code(*rest.first()?)?), &rest[1..])),
+        SCOPE_CHANNEL => Some((
+            Scope::Channel(Channel::from_code(*rest.first()?)?),
+            &rest[1..],
+        )),
         SCOPE_TEAM_CHANNEL => {
             let (id, used) = id_and_rest(rest)?;
             let channel = Channel::from_code(*rest.get(used)?)?;
@@ -186,7 +202,11 @@ pub fn level_byte(level: Level) -> u8 {
 }
 
 pub fn aggregate(level: Level, scope: &Scope, start_seconds: i64) -> Vec<u8> {
-    key(&[&[AGGREGATE, level_byte(level)], &scope_bytes(scope), &time_bytes(start_seconds)])
+    key(&[
+        &[AGGREGATE, level_byte(level)],
+        &scope_bytes(scope),
+        &time_bytes(start_seconds),
+    ])
 }
 
 /// Prefix of the all-time aggregates of every scope of a kind.
@@ -208,7 +228,12 @@ pub fn customer_contacts_prefix(customer: &Id) -> Vec<u8> {
 
 /// The ticket is part of the key so that an interaction moving between tickets
 /// is a delete by one group and an insert by another, never a shared key.
-pub fn customer_contact(customer: &Id, opened_at_nanos: i64, interaction: &Id, ticket: &Id) -> Vec<u8> {
+pub fn customer_contact(
+    customer: &Id,
+    opened_at_nanos: i64,
+    interaction: &Id,
+    ticket: &Id,
+) -> Vec<u8> {
     key(&[
         &customer_contacts_prefix(customer),
         &time_bytes(opened_at_nanos),
@@ -223,7 +248,10 @@ pub fn customer_tickets_prefix(customer: &Id) -> Vec<u8> {
 }
 
 pub fn customer_ticket(customer: &Id, ticket: &Id) -> Vec<u8> {
-    key(&[&customer_tickets_prefix(customer), ticket.as_str().as_bytes()])
+    key(&[
+        &customer_tickets_prefix(customer),
+        ticket.as_str().as_bytes(),
+    ])
 }
 
 pub fn targets(team: Option<&Id>) -> Vec<u8> {

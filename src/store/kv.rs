@@ -19,10 +19,17 @@ pub trait KvStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
     /// Entries whose key starts with `prefix`, in key order.
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
+    fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
 
     /// Entries with `start <= key < end`, in key order.
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
+    fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
 
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
@@ -60,7 +67,10 @@ impl SledStore {
             .cache_capacity(options.cache_capacity_bytes)
             .open()
             .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
                     Error::Unavailable(format!(
                         "the data directory {} is in use by another process: {io}",
                         options.path.display()
@@ -80,7 +90,10 @@ impl SledStore {
 }
 
 fn entries<'a>(iter: sled::Iter) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-    Box::new(iter.map(|item| item.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Error::from)))
+    Box::new(iter.map(|item| {
+        item.map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .map_err(Error::from)
+    }))
 }
 
 impl KvStore for SledStore {
@@ -88,11 +101,18 @@ impl KvStore for SledStore {
         Ok(self.db.get(key)?.map(|v| v.to_vec()))
     }
 
-    fn scan_prefix<'a>(&'a self, prefix: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+    fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
         entries(self.db.scan_prefix(prefix))
     }
 
-    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+    fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
         entries(self.db.range(start.to_vec()..end.to_vec()))
     }
 

@@ -131,7 +131,9 @@ impl Store {
             mpsc::error::TrySendError::Full(_) => {
                 Error::ResourceExhausted("too many writes are waiting; retry with backoff".into())
             }
-            mpsc::error::TrySendError::Closed(_) => Error::Unavailable("the store writer has stopped".into()),
+            mpsc::error::TrySendError::Closed(_) => {
+                Error::Unavailable("the store writer has stopped".into())
+            }
         })?;
         answer
             .await
@@ -149,7 +151,9 @@ impl Store {
 
     /// Replaces the targets of a team (`None`: the organisation default).
     pub async fn set_targets(&self, team: Option<Id>, targets: Targets) -> Result<()> {
-        self.submit(Command::SetTargets(team, targets)).await.map(|_| ())
+        self.submit(Command::SetTargets(team, targets))
+            .await
+            .map(|_| ())
     }
 
     /// Recomputes every derived value from the raw records and compares.
@@ -226,7 +230,11 @@ fn commit_group(kv: &dyn KvStore, group: Vec<Job>) {
     let all: Vec<&Job> = group.iter().collect();
     match attempt(&all) {
         Ok(replies) => {
-            tracing::debug!(jobs = group.len(), elapsed_us = started.elapsed().as_micros() as u64, "group committed");
+            tracing::debug!(
+                jobs = group.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "group committed"
+            );
             for (job, reply) in group.into_iter().zip(replies) {
                 let _ = job.reply.send(Ok(reply));
             }
@@ -256,7 +264,9 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             for record in records {
                 match writes::apply_record(txn, counters, record) {
                     Ok(outcome) => outcomes.push(Ok(outcome)),
-                    Err(Error::AlreadyExists(message)) => outcomes.push(Err(Error::AlreadyExists(message))),
+                    Err(Error::AlreadyExists(message)) => {
+                        outcomes.push(Err(Error::AlreadyExists(message)))
+                    }
                     Err(other) => return Err(other),
                 }
             }
@@ -266,6 +276,8 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             writes::apply_targets(txn, team.as_ref(), targets)?;
             Ok(Reply::Done)
         }
-        Command::Verify | Command::Rebuild => Err(Error::Internal("exclusive command in a group".into())),
+        Command::Verify | Command::Rebuild => {
+            Err(Error::Internal("exclusive command in a group".into()))
+        }
     }
 }

@@ -37,7 +37,9 @@ pub fn list_scopes(kv: &dyn KvStore, kind: ScopeKind) -> Result<Vec<Scope>> {
             let (key, _) = entry?;
             keys::scope_from_bytes(&key[2..])
                 .map(|(scope, _)| scope)
-                .ok_or_else(|| Error::DataLoss(format!("bad aggregate key {}", keys::describe_key(&key))))
+                .ok_or_else(|| {
+                    Error::DataLoss(format!("bad aggregate key {}", keys::describe_key(&key)))
+                })
         })
         .collect()
 }

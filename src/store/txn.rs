@@ -132,7 +132,8 @@ impl Reader for Txn<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = KvStore::scan_prefix(self.kv, prefix).collect::<Result<_>>()?;
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            KvStore::scan_prefix(self.kv, prefix).collect::<Result<_>>()?;
         for (key, value) in self
             .writes
             .range(prefix.to_vec()..)

@@ -74,7 +74,10 @@ impl Reader for RecomputingReader<'_> {
     }
 }
 
-fn raw_records<T: serde::de::DeserializeOwned>(kv: &dyn KvStore, kind: RecordKind) -> Result<Vec<T>> {
+fn raw_records<T: serde::de::DeserializeOwned>(
+    kv: &dyn KvStore,
+    kind: RecordKind,
+) -> Result<Vec<T>> {
     KvStore::scan_prefix(kv, &keys::raw_prefix(kind))
         .map(|entry| {
             let (key, value) = entry?;
@@ -83,8 +86,14 @@ fn raw_records<T: serde::de::DeserializeOwned>(kv: &dyn KvStore, kind: RecordKin
         .collect()
 }
 
+/// Every derived key with its encoded value, and the number of groups computed.
+struct Derived {
+    entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    groups: u64,
+}
+
 /// Every derived key and value, recomputed from the raw records.
-fn recompute_derived(kv: &dyn KvStore) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, u64)> {
+fn recompute_derived(kv: &dyn KvStore) -> Result<Derived> {
     let mut derived = BTreeMap::new();
     let empty = encode(&())?;
     let mut counters = Counters::default();
@@ -114,11 +123,21 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, u6
     };
     let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey)?;
     for survey in &surveys {
-        feedback(&survey.interaction_id, RecordKind::Survey, &survey.response_id, &mut counters);
+        feedback(
+            &survey.interaction_id,
+            RecordKind::Survey,
+            &survey.response_id,
+            &mut counters,
+        );
     }
     let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review)?;
     for review in &reviews {
-        feedback(&review.interaction_id, RecordKind::Review, &review.review_id, &mut counters);
+        feedback(
+            &review.interaction_id,
+            RecordKind::Review,
+            &review.review_id,
+            &mut counters,
+        );
     }
     counters.survey_responses = surveys.len() as i64;
     counters.quality_reviews = reviews.len() as i64;
@@ -126,7 +145,10 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, u6
     let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event)?;
     let mut customers = BTreeSet::new();
     for event in &events {
-        derived.insert(keys::customer_event(&event.customer_id, &event.event_id), empty.clone());
+        derived.insert(
+            keys::customer_event(&event.customer_id, &event.event_id),
+            empty.clone(),
+        );
         customers.insert(event.customer_id.clone());
     }
     counters.customer_events = events.len() as i64;
@@ -169,7 +191,10 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<(BTreeMap<Vec<u8>, Vec<u8>>, u6
     if counters != Counters::default() {
         derived.insert(keys::stats(), encode(&counters)?);
     }
-    Ok((derived, groups.len() as u64))
+    Ok(Derived {
+        entries: derived,
+        groups: groups.len() as u64,
+    })
 }
 
 fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
@@ -180,7 +205,10 @@ fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ 
 
 /// Compares every stored derived value with its recomputation.
 pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
-    let (mut expected, groups) = recompute_derived(kv)?;
+    let Derived {
+        entries: mut expected,
+        groups,
+    } = recompute_derived(kv)?;
     let mut report = VerifyReport {
         groups_checked: groups,
         ..VerifyReport::default()
@@ -188,14 +216,20 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
     let mismatch = |key: &[u8], description: &str, report: &mut VerifyReport| {
         report.mismatch_count += 1;
         if report.mismatches.len() < MAX_LISTED_MISMATCHES {
-            report.mismatches.push((keys::describe_key(key), description.to_owned()));
+            report
+                .mismatches
+                .push((keys::describe_key(key), description.to_owned()));
         }
     };
     for entry in stored_derived(kv) {
         let (key, value) = entry?;
         report.keys_checked += 1;
         match expected.remove(&key) {
-            None => mismatch(&key, "stored but not derivable from the raw records", &mut report),
+            None => mismatch(
+                &key,
+                "stored but not derivable from the raw records",
+                &mut report,
+            ),
             Some(want) if want != value => {
                 let description = if key.first() == Some(&keys::AGGREGATE) {
                     match decode::<Aggregate>(&key, &value) {
@@ -215,14 +249,20 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
         mismatch(key, "missing: the raw records imply it", &mut report);
     }
     if report.mismatch_count > 0 {
-        tracing::warn!(mismatches = report.mismatch_count, "aggregates do not match the raw records");
+        tracing::warn!(
+            mismatches = report.mismatch_count,
+            "aggregates do not match the raw records"
+        );
     }
     Ok(report)
 }
 
 /// Replaces every derived value with its recomputation, in one atomic commit.
 pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
-    let (expected, groups) = recompute_derived(kv)?;
+    let Derived {
+        entries: expected,
+        groups,
+    } = recompute_derived(kv)?;
     let mut changes = Vec::new();
     for entry in stored_derived(kv) {
         let (key, _) = entry?;

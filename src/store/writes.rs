@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::records::{CustomerEvent, Id, Interaction, QualityReview, Record, SurveyResponse};
+use crate::domain::records::{
+    CustomerEvent, Id, Interaction, QualityReview, Record, SurveyResponse,
+};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
 
@@ -46,7 +48,13 @@ impl Counters {
 }
 
 /// Compares a write with the stored version of the same id.
-fn classify<T: PartialEq>(stored: Option<(&T, u64)>, new: &T, new_revision: u64, what: &str, id: &Id) -> Result<Outcome> {
+fn classify<T: PartialEq>(
+    stored: Option<(&T, u64)>,
+    new: &T,
+    new_revision: u64,
+    what: &str,
+    id: &Id,
+) -> Result<Outcome> {
     match stored {
         None => Ok(Outcome::Created),
         Some((_, revision)) if new_revision > revision => Ok(Outcome::Updated),
@@ -61,7 +69,11 @@ fn classify<T: PartialEq>(stored: Option<(&T, u64)>, new: &T, new_revision: u64,
 /// Applies one write to the transaction. Per-record refusals (ALREADY_EXISTS)
 /// happen before anything is changed; any other error leaves the transaction
 /// half-done and must abort it.
-pub fn apply_record(txn: &mut Txn<'_>, counters: &mut Counters, record: &Record) -> Result<Outcome> {
+pub fn apply_record(
+    txn: &mut Txn<'_>,
+    counters: &mut Counters,
+    record: &Record,
+) -> Result<Outcome> {
     match record {
         Record::Interaction(interaction) => apply_interaction(txn, counters, interaction),
         Record::SurveyResponse(survey) => apply_feedback(txn, counters, &Feedback::Survey(survey)),
@@ -70,11 +82,21 @@ pub fn apply_record(txn: &mut Txn<'_>, counters: &mut Counters, record: &Record)
     }
 }
 
-fn apply_interaction(txn: &mut Txn<'_>, counters: &mut Counters, new: &Interaction) -> Result<Outcome> {
+fn apply_interaction(
+    txn: &mut Txn<'_>,
+    counters: &mut Counters,
+    new: &Interaction,
+) -> Result<Outcome> {
     let id = &new.interaction_id;
     let key = keys::raw(RecordKind::Interaction, id);
     let old: Option<Interaction> = txn.get_decoded(&key)?;
-    let outcome = classify(old.as_ref().map(|o| (o, o.revision)), new, new.revision, "interaction", id)?;
+    let outcome = classify(
+        old.as_ref().map(|o| (o, o.revision)),
+        new,
+        new.revision,
+        "interaction",
+        id,
+    )?;
     if matches!(outcome, Outcome::Duplicate | Outcome::Stale) {
         return Ok(outcome);
     }
@@ -82,7 +104,10 @@ fn apply_interaction(txn: &mut Txn<'_>, counters: &mut Counters, new: &Interacti
     let mut customers: BTreeSet<Id> = new.customer_id.iter().cloned().collect();
     if let Some(old) = &old {
         txn.delete(keys::ticket_member(&old.ticket_id, id));
-        if txn.scan_prefix(&keys::ticket_members_prefix(&old.ticket_id))?.is_empty() {
+        if txn
+            .scan_prefix(&keys::ticket_members_prefix(&old.ticket_id))?
+            .is_empty()
+        {
             counters.tickets -= 1;
         }
         tickets.insert(old.ticket_id.clone());
@@ -101,7 +126,10 @@ fn apply_interaction(txn: &mut Txn<'_>, counters: &mut Counters, new: &Interacti
             txn.delete(pending_key);
         }
     }
-    if txn.scan_prefix(&keys::ticket_members_prefix(&new.ticket_id))?.is_empty() {
+    if txn
+        .scan_prefix(&keys::ticket_members_prefix(&new.ticket_id))?
+        .is_empty()
+    {
         counters.tickets += 1;
     }
     txn.put(keys::ticket_member(&new.ticket_id, id), &())?;
@@ -146,19 +174,35 @@ fn ticket_of(txn: &Txn<'_>, interaction: &Id) -> Result<Option<Id>> {
         .map(|i| i.ticket_id))
 }
 
-fn apply_feedback(txn: &mut Txn<'_>, counters: &mut Counters, new: &Feedback<'_>) -> Result<Outcome> {
+fn apply_feedback(
+    txn: &mut Txn<'_>,
+    counters: &mut Counters,
+    new: &Feedback<'_>,
+) -> Result<Outcome> {
     let kind = new.kind();
     let id = new.id();
     let key = keys::raw(kind, id);
     let (outcome, old_interaction) = match new {
         Feedback::Survey(survey) => {
             let old: Option<SurveyResponse> = txn.get_decoded(&key)?;
-            let outcome = classify(old.as_ref().map(|o| (o, o.revision)), *survey, survey.revision, "survey response", id)?;
+            let outcome = classify(
+                old.as_ref().map(|o| (o, o.revision)),
+                *survey,
+                survey.revision,
+                "survey response",
+                id,
+            )?;
             (outcome, old.map(|o| o.interaction_id))
         }
         Feedback::Review(review) => {
             let old: Option<QualityReview> = txn.get_decoded(&key)?;
-            let outcome = classify(old.as_ref().map(|o| (o, o.revision)), *review, review.revision, "quality review", id)?;
+            let outcome = classify(
+                old.as_ref().map(|o| (o, o.revision)),
+                *review,
+                review.revision,
+                "quality review",
+                id,
+            )?;
             (outcome, old.map(|o| o.interaction_id))
         }
     };
@@ -204,7 +248,13 @@ fn apply_event(txn: &mut Txn<'_>, counters: &mut Counters, new: &CustomerEvent) 
     let id = &new.event_id;
     let key = keys::raw(RecordKind::Event, id);
     let old: Option<CustomerEvent> = txn.get_decoded(&key)?;
-    let outcome = classify(old.as_ref().map(|o| (o, o.revision)), new, new.revision, "customer event", id)?;
+    let outcome = classify(
+        old.as_ref().map(|o| (o, o.revision)),
+        new,
+        new.revision,
+        "customer event",
+        id,
+    )?;
     if matches!(outcome, Outcome::Duplicate | Outcome::Stale) {
         return Ok(outcome);
     }
