@@ -2,6 +2,8 @@
 //! key-value store with atomic, durable batches. sled is the embedded default; a
 //! backend speaking the PostgreSQL wire protocol can implement the same trait.
 
+use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -49,14 +51,46 @@ pub struct SledOptions {
 /// The embedded sled store.
 ///
 /// Durability: sled 0.34's `flush()` ends in `sync_file_range` on Linux, which
-/// neither flushes the drive's cache nor the file's metadata. After every flush we
-/// therefore `fdatasync` sled's data file ourselves, so an acknowledged commit
-/// survives a power cut, not only a killed process.
+/// neither flushes the drive's cache nor the file's metadata, and it writes
+/// large pages to `blobs/` files it never syncs. After every flush we therefore
+/// `fdatasync` sled's data file and `fsync` every blob file not yet synced (and
+/// the blob directory), so an acknowledged commit survives a power cut, not only
+/// a killed process.
 #[derive(Debug)]
 pub struct SledStore {
     db: sled::Db,
-    data_file: Mutex<File>,
+    durability: Mutex<Durability>,
     path: PathBuf,
+}
+
+/// What has to be synced after a flush.
+#[derive(Debug)]
+struct Durability {
+    data_file: File,
+    synced_blobs: HashSet<OsString>,
+}
+
+impl Durability {
+    fn sync(&mut self, store_path: &Path) -> std::io::Result<()> {
+        self.data_file.sync_data()?;
+        let blobs = store_path.join("blobs");
+        let Ok(entries) = std::fs::read_dir(&blobs) else {
+            return Ok(());
+        };
+        let mut synced_any = false;
+        for entry in entries {
+            let entry = entry?;
+            if !self.synced_blobs.contains(&entry.file_name()) {
+                File::open(entry.path())?.sync_all()?;
+                self.synced_blobs.insert(entry.file_name());
+                synced_any = true;
+            }
+        }
+        if synced_any {
+            File::open(&blobs)?.sync_all()?;
+        }
+        Ok(())
+    }
 }
 
 impl SledStore {
@@ -83,7 +117,10 @@ impl SledStore {
         File::open(&options.path)?.sync_all()?;
         Ok(SledStore {
             db,
-            data_file: Mutex::new(data_file),
+            durability: Mutex::new(Durability {
+                data_file,
+                synced_blobs: HashSet::new(),
+            }),
             path: options.path.clone(),
         })
     }
@@ -126,11 +163,10 @@ impl KvStore for SledStore {
         }
         self.db.apply_batch(batch)?;
         self.db.flush()?;
-        let file = self
-            .data_file
+        self.durability
             .lock()
-            .map_err(|_| Error::Internal("data file lock poisoned".into()))?;
-        file.sync_data()?;
+            .map_err(|_| Error::Internal("durability lock poisoned".into()))?
+            .sync(&self.path)?;
         Ok(())
     }
 
