@@ -26,9 +26,11 @@ pub enum Fact {
         churned: bool,
         csat_satisfied: Option<bool>,
     },
-    /// An interaction was opened.
+    /// An interaction was opened. Every interaction on the SOCIAL channel is a
+    /// mention; its social facts (if sent) say whether it was negative and what kind.
     InteractionOpened {
         handle_nanos: Option<i64>,
+        on_social_channel: bool,
         social: Option<SocialFacts>,
     },
     /// A survey answer.
@@ -192,14 +194,15 @@ impl Aggregate {
             }
             Fact::InteractionOpened {
                 handle_nanos,
+                on_social_channel,
                 social,
             } => {
                 self.interactions += sign;
                 if let Some(nanos) = handle_nanos {
                     self.handle.record(nanos, sign);
                 }
+                self.social_mentions += sign * i64::from(on_social_channel);
                 if let Some(social) = social {
-                    self.social_mentions += sign;
                     self.social_negative += sign * i64::from(social.is_negative());
                     match social.kind {
                         SocialKind::QuestionTechnical => self.social_technical += sign,

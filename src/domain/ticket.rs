@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::aggregate::{DatedFact, Fact, FactScopes, Scope};
 use super::records::{
-    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
+    Attribution, Channel, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
     SurveyResponse,
 };
 use super::time::{Instant, NANOS_PER_SECOND};
@@ -158,6 +158,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             scopes: FactScopes::Of(interaction.attribution()),
             fact: Fact::InteractionOpened {
                 handle_nanos: interaction.handle_time_nanos,
+                on_social_channel: interaction.channel == Channel::Social,
                 social: interaction.social,
             },
         });
