@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::{DatedFact, Fact, FactScopes, Scope};
+use super::aggregate::{DatedFact, Fact, FactScopes};
 use super::records::{
     Attribution, Channel, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
     SurveyResponse,
@@ -248,12 +248,136 @@ pub fn customer_contribution(
     }
 }
 
-/// The scope of an open ticket, for the backlog: scopes listed by `FactScopes`.
-pub fn backlog_scopes(entry: &IndexEntry) -> Vec<Scope> {
-    match entry {
-        IndexEntry::OpenTicket {
-            scope_attribution, ..
-        } => scope_attribution.scopes(),
-        _ => Vec::new(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::Channel;
+
+    fn id(raw: &str) -> Id {
+        Id::parse(raw).unwrap()
+    }
+
+    fn interaction(interaction_id: &str, team: &str, opened_hour: i64, resolved: bool) -> Interaction {
+        let opened_at = Instant::from_seconds(1_767_225_600 + opened_hour * 3600);
+        Interaction {
+            interaction_id: id(interaction_id),
+            revision: 1,
+            ticket_id: id("T"),
+            team_id: id(team),
+            agent_id: None,
+            customer_id: Some(id("c")),
+            channel: Channel::Chat,
+            priority: Priority::High,
+            opened_at,
+            first_response_at: Some(Instant(opened_at.0 + 60 * NANOS_PER_SECOND)),
+            closed_at: Some(Instant(opened_at.0 + 600 * NANOS_PER_SECOND)),
+            handle_time_nanos: None,
+            resolved,
+            tags: Vec::new(),
+            social: None,
+        }
+    }
+
+    fn resolved_fact(contribution: &Contribution) -> Option<(&Fact, &FactScopes)> {
+        contribution
+            .facts
+            .iter()
+            .find(|f| matches!(f.fact, Fact::TicketResolved { .. }))
+            .map(|f| (&f.fact, &f.scopes))
+    }
+
+    #[test]
+    fn a_ticket_is_resolved_by_its_latest_contact_whatever_the_arrival_order() {
+        let inputs = TicketInputs {
+            interactions: vec![interaction("b", "tech", 24, true), interaction("a", "billing", 0, false)],
+            ..TicketInputs::default()
+        };
+        let contribution = ticket_contribution(inputs);
+        let (fact, scopes) = resolved_fact(&contribution).expect("resolved");
+        assert_eq!(
+            fact,
+            &Fact::TicketResolved {
+                resolution_nanos: (24 * 3600 + 600) * NANOS_PER_SECOND,
+                first_contact: false,
+                reopened: false
+            }
+        );
+        assert!(matches!(scopes, FactScopes::Of(a) if a.team_id.as_str() == "tech"));
+        let created = &contribution.facts[0];
+        assert!(matches!(&created.scopes, FactScopes::Of(a) if a.team_id.as_str() == "billing"));
+        assert_eq!(created.fact, Fact::TicketCreated { resolved_now: true });
+        assert!(!contribution.index.iter().any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
+    }
+
+    #[test]
+    fn a_ticket_whose_latest_contact_is_unresolved_is_open_and_counts_as_reopened_later() {
+        let open = ticket_contribution(TicketInputs {
+            interactions: vec![interaction("a", "tech", 0, true), interaction("b", "tech", 48, false)],
+            ..TicketInputs::default()
+        });
+        assert!(resolved_fact(&open).is_none());
+        assert!(open.index.iter().any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
+        let resolved_again = ticket_contribution(TicketInputs {
+            interactions: vec![interaction("a", "tech", 0, true), interaction("b", "tech", 48, true)],
+            ..TicketInputs::default()
+        });
+        assert!(matches!(
+            resolved_fact(&resolved_again),
+            Some((Fact::TicketResolved { reopened: true, first_contact: false, .. }, _))
+        ));
+    }
+
+    #[test]
+    fn post_contact_churn_counts_a_churn_within_thirty_days_after_the_resolution() {
+        let resolved_at = interaction("a", "tech", 0, true).closed_at.unwrap();
+        let churn_after = |days: i64, extra_seconds: i64| {
+            let at = Instant(resolved_at.0 + (days * 86_400 + extra_seconds) * NANOS_PER_SECOND);
+            let contribution = ticket_contribution(TicketInputs {
+                interactions: vec![interaction("a", "tech", 0, true)],
+                churn_times: vec![at],
+                ..TicketInputs::default()
+            });
+            contribution.facts.iter().find_map(|f| match f.fact {
+                Fact::PostContactChurn { churned, .. } => Some(churned),
+                _ => None,
+            })
+        };
+        assert_eq!(churn_after(0, 0), Some(true));
+        assert_eq!(churn_after(30, 0), Some(true));
+        assert_eq!(churn_after(30, 1), Some(false));
+        assert_eq!(churn_after(0, -1), Some(false));
+    }
+
+    #[test]
+    fn churn_is_attributed_to_the_latest_contact_opened_at_or_before_it() {
+        let contact = |hour: i64, team: &str| CustomerContact {
+            opened_at: Instant::from_seconds(hour * 3600),
+            interaction_id: id(&format!("i{hour}")),
+            attribution: Attribution {
+                team_id: id(team),
+                agent_id: None,
+                channel: Channel::Email,
+            },
+        };
+        let event = |hour: i64| CustomerEvent {
+            event_id: id(&format!("e{hour}")),
+            revision: 1,
+            customer_id: id("c"),
+            kind: crate::domain::records::CustomerEventKind::Churned,
+            occurred_at: Instant::from_seconds(hour * 3600),
+        };
+        let contribution = customer_contribution(
+            &[event(5), event(10), event(1)],
+            vec![contact(10, "late"), contact(2, "early")],
+        );
+        let teams: Vec<Option<&str>> = contribution
+            .facts
+            .iter()
+            .map(|f| match &f.scopes {
+                FactScopes::Of(a) => Some(a.team_id.as_str()),
+                FactScopes::OrganizationOnly => None,
+            })
+            .collect();
+        assert_eq!(teams, vec![Some("early"), Some("late"), None]);
     }
 }
