@@ -45,8 +45,13 @@ impl ScorecardApi {
     }
 }
 
-fn invalid(fields: Fields) -> Status {
-    Error::InvalidArgument(fields.into_violations()).into()
+/// The parsed request when every field was valid, else `INVALID_ARGUMENT`
+/// naming every bad field (a value can parse yet carry a violation, such as a
+/// scope with a field its kind does not use).
+fn accept<T>(fields: Fields, parsed: Option<T>) -> Result<T, Status> {
+    fields
+        .finish(parsed)
+        .map_err(|violations| Error::InvalidArgument(violations).into())
 }
 
 fn optional_team(fields: &mut Fields, raw: &str) -> Option<Option<Id>> {
@@ -65,9 +70,7 @@ impl ScorecardService for ScorecardApi {
         let scope = fields.scope("scope", raw.scope.as_ref());
         let window = fields.window("window", raw.window.as_ref());
         let as_of = fields.as_of("backlog_as_of", raw.backlog_as_of.as_ref());
-        let (Some(scope), Some(window), Some(backlog_as_of)) = (scope, window, as_of) else {
-            return Err(invalid(fields));
-        };
+        let ((scope, window), backlog_as_of) = accept(fields, scope.zip(window).zip(as_of))?;
         let query = ScorecardQuery {
             scope,
             window,
@@ -122,11 +125,10 @@ impl ScorecardService for ScorecardApi {
                 .map_err(|_| fields.violation("page_token", "is not a token this service issued"))
                 .ok()
         };
-        let (Some(kind), Some(window), Some(order_by), Some(page_size), Some(offset)) =
-            (kind, window, order_by, page_size, offset)
-        else {
-            return Err(invalid(fields));
-        };
+        let ((((kind, window), order_by), page_size), offset) = accept(
+            fields,
+            kind.zip(window).zip(order_by).zip(page_size).zip(offset),
+        )?;
         let query = LeaderboardQuery {
             kind,
             window,
@@ -183,11 +185,8 @@ impl ScorecardService for ScorecardApi {
                 )
             })
             .ok();
-        let (Some(scope), Some(window), Some(granularity), Some(zone)) =
-            (scope, window, granularity, zone)
-        else {
-            return Err(invalid(fields));
-        };
+        let (((scope, window), granularity), zone) =
+            accept(fields, scope.zip(window).zip(granularity).zip(zone))?;
         let series = self
             .read(move |store| queries::time_series(store.kv(), &scope, window, granularity, zone))
             .await?;
@@ -211,9 +210,7 @@ impl ScorecardService for ScorecardApi {
         let mut fields = Fields::new("");
         let scope = fields.scope("scope", raw.scope.as_ref());
         let as_of = fields.as_of("as_of", raw.as_of.as_ref());
-        let (Some(scope), Some(as_of)) = (scope, as_of) else {
-            return Err(invalid(fields));
-        };
+        let (scope, as_of) = accept(fields, scope.zip(as_of))?;
         let backlog = self
             .read(move |store| queries::backlog(store.kv(), &scope, as_of))
             .await?;
@@ -242,9 +239,8 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::GetTargetsResponse>, Status> {
         let raw = request.into_inner();
         let mut fields = Fields::new("");
-        let Some(team) = optional_team(&mut fields, &raw.team_id) else {
-            return Err(invalid(fields));
-        };
+        let team = optional_team(&mut fields, &raw.team_id);
+        let team = accept(fields, team)?;
         let (own, organization) = self
             .read(move |store| {
                 let organization = reads::targets(store.kv(), None)?;

@@ -53,10 +53,6 @@ impl Fields {
         self.violations.push(FieldViolation::new(path, description));
     }
 
-    pub fn into_violations(self) -> Vec<FieldViolation> {
-        self.violations
-    }
-
     /// `Ok(value)` when nothing was wrong, else every violation.
     pub fn finish<T>(self, value: Option<T>) -> Result<T, Vec<FieldViolation>> {
         match value {
@@ -177,6 +173,7 @@ impl Fields {
             self.violation(field, "is required");
             return None;
         };
+        let violations_before = self.violations.len();
         let kind = pb::ScopeKind::try_from(raw.kind).unwrap_or(pb::ScopeKind::Unspecified);
         let team_field = format!("{field}.team_id");
         let agent_field = format!("{field}.agent_id");
@@ -196,7 +193,7 @@ impl Fields {
         let team = wants_team.then(|| self.id(&team_field, &raw.team_id));
         let agent = wants_agent.then(|| self.id(&agent_field, &raw.agent_id));
         let channel = wants_channel.then(|| self.channel(&channel_field, raw.channel));
-        match kind {
+        let scope = match kind {
             pb::ScopeKind::Unspecified => {
                 self.violation(
                     &format!("{field}.kind"),
@@ -211,7 +208,9 @@ impl Fields {
             pb::ScopeKind::TeamChannel => {
                 Some(Scope::TeamChannel(team.flatten()?, channel.flatten()?))
             }
-        }
+        };
+        // A scope that carries a field its kind does not use is not a scope.
+        scope.filter(|_| self.violations.len() == violations_before)
     }
 
     pub fn channel(&mut self, field: &str, raw: i32) -> Option<Channel> {

@@ -257,7 +257,12 @@ mod tests {
         Id::parse(raw).unwrap()
     }
 
-    fn interaction(interaction_id: &str, team: &str, opened_hour: i64, resolved: bool) -> Interaction {
+    fn interaction(
+        interaction_id: &str,
+        team: &str,
+        opened_hour: i64,
+        resolved: bool,
+    ) -> Interaction {
         let opened_at = Instant::from_seconds(1_767_225_600 + opened_hour * 3600);
         Interaction {
             interaction_id: id(interaction_id),
@@ -289,7 +294,10 @@ mod tests {
     #[test]
     fn a_ticket_is_resolved_by_its_latest_contact_whatever_the_arrival_order() {
         let inputs = TicketInputs {
-            interactions: vec![interaction("b", "tech", 24, true), interaction("a", "billing", 0, false)],
+            interactions: vec![
+                interaction("b", "tech", 24, true),
+                interaction("a", "billing", 0, false),
+            ],
             ..TicketInputs::default()
         };
         let contribution = ticket_contribution(inputs);
@@ -306,24 +314,43 @@ mod tests {
         let created = &contribution.facts[0];
         assert!(matches!(&created.scopes, FactScopes::Of(a) if a.team_id.as_str() == "billing"));
         assert_eq!(created.fact, Fact::TicketCreated { resolved_now: true });
-        assert!(!contribution.index.iter().any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
+        assert!(!contribution
+            .index
+            .iter()
+            .any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
     }
 
     #[test]
     fn a_ticket_whose_latest_contact_is_unresolved_is_open_and_counts_as_reopened_later() {
         let open = ticket_contribution(TicketInputs {
-            interactions: vec![interaction("a", "tech", 0, true), interaction("b", "tech", 48, false)],
+            interactions: vec![
+                interaction("a", "tech", 0, true),
+                interaction("b", "tech", 48, false),
+            ],
             ..TicketInputs::default()
         });
         assert!(resolved_fact(&open).is_none());
-        assert!(open.index.iter().any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
+        assert!(open
+            .index
+            .iter()
+            .any(|e| matches!(e, IndexEntry::OpenTicket { .. })));
         let resolved_again = ticket_contribution(TicketInputs {
-            interactions: vec![interaction("a", "tech", 0, true), interaction("b", "tech", 48, true)],
+            interactions: vec![
+                interaction("a", "tech", 0, true),
+                interaction("b", "tech", 48, true),
+            ],
             ..TicketInputs::default()
         });
         assert!(matches!(
             resolved_fact(&resolved_again),
-            Some((Fact::TicketResolved { reopened: true, first_contact: false, .. }, _))
+            Some((
+                Fact::TicketResolved {
+                    reopened: true,
+                    first_contact: false,
+                    ..
+                },
+                _
+            ))
         ));
     }
 

@@ -1,12 +1,12 @@
 //! The narrow boundary between the service and its storage engine: an ordered
-//! key-value store with atomic, durable batches. sled is the embedded default; a
-//! backend speaking the PostgreSQL wire protocol can implement the same trait.
+//! key-value store with atomic, durable batches, implemented over sled.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use crate::error::{Error, Result};
 
@@ -96,22 +96,7 @@ impl Durability {
 impl SledStore {
     pub fn open(options: &SledOptions) -> Result<SledStore> {
         std::fs::create_dir_all(&options.path)?;
-        let db = sled::Config::new()
-            .path(&options.path)
-            .cache_capacity(options.cache_capacity_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    Error::Unavailable(format!(
-                        "the data directory {} is in use by another process: {io}",
-                        options.path.display()
-                    ))
-                }
-                other => Error::from(other),
-            })?;
+        let db = open_sled(options)?;
         let data_file = File::open(options.path.join("db"))?;
         // Make the directory entries of sled's files durable once.
         File::open(&options.path)?.sync_all()?;
@@ -124,6 +109,39 @@ impl SledStore {
             path: options.path.clone(),
         })
     }
+}
+
+/// How long opening waits for a lock held by a sled instance that is still
+/// shutting down; sled releases its file lock only when its background
+/// flusher exits, a little after the last handle is dropped.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+fn open_sled(options: &SledOptions) -> Result<sled::Db> {
+    let config = sled::Config::new()
+        .path(&options.path)
+        .cache_capacity(options.cache_capacity_bytes);
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(io)) if is_lock_conflict(&io) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Unavailable(format!(
+                        "the data directory {} is locked by another running instance \
+                         (waited {} s): {io}",
+                        options.path.display(),
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(other) => return Err(Error::from(other)),
+        }
+    }
+}
+
+fn is_lock_conflict(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock")
 }
 
 fn entries<'a>(iter: sled::Iter) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {

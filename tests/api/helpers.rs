@@ -31,7 +31,11 @@ pub struct TestApp {
 
 fn init_logs() {
     if std::env::var_os("TEST_LOG").is_some() {
-        support_metrics::telemetry::init("debug,h2=warn,tower=warn,sled=warn", LogFormat::Text, std::io::stderr);
+        support_metrics::telemetry::init(
+            "debug,h2=warn,tower=warn,sled=warn",
+            LogFormat::Text,
+            std::io::stderr,
+        );
     }
 }
 
@@ -85,7 +89,10 @@ impl TestApp {
             let _ = stop.send(());
         }
         if let Some(server) = self.server.take() {
-            server.await.expect("server task").expect("server stops cleanly");
+            server
+                .await
+                .expect("server task")
+                .expect("server stops cleanly");
         }
         self._dir.take()
     }
@@ -95,7 +102,9 @@ impl TestApp {
         for chunk in records.chunks(1000) {
             let response = self
                 .ingest
-                .record_batch(pb::RecordBatchRequest { records: chunk.to_vec() })
+                .record_batch(pb::RecordBatchRequest {
+                    records: chunk.to_vec(),
+                })
                 .await
                 .expect("batch accepted")
                 .into_inner();
@@ -104,7 +113,12 @@ impl TestApp {
         results
     }
 
-    pub async fn scorecard(&mut self, scope: pb::Scope, window: pb::Window, as_of: Option<Timestamp>) -> pb::Scorecard {
+    pub async fn scorecard(
+        &mut self,
+        scope: pb::Scope,
+        window: pb::Window,
+        as_of: Option<Timestamp>,
+    ) -> pb::Scorecard {
         self.scorecards
             .get_scorecard(pb::GetScorecardRequest {
                 scope: Some(scope),
@@ -202,7 +216,11 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
 }
 
 fn str_field(value: &Value, name: &str) -> String {
-    value.get(name).and_then(Value::as_str).unwrap_or_default().to_owned()
+    value
+        .get(name)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
 }
 
 fn time_field(value: &Value, name: &str) -> Option<Timestamp> {
@@ -228,23 +246,36 @@ pub fn record_from_json(line: &str) -> pb::Record {
             team_id: str_field(i, "team_id"),
             agent_id: str_field(i, "agent_id"),
             customer_id: str_field(i, "customer_id"),
-            channel: enum_field(i, "channel", |s| pb::Channel::from_str_name(s).map(|c| c as i32)),
-            priority: enum_field(i, "priority", |s| pb::Priority::from_str_name(s).map(|c| c as i32)),
+            channel: enum_field(i, "channel", |s| {
+                pb::Channel::from_str_name(s).map(|c| c as i32)
+            }),
+            priority: enum_field(i, "priority", |s| {
+                pb::Priority::from_str_name(s).map(|c| c as i32)
+            }),
             opened_at: time_field(i, "opened_at"),
             first_response_at: time_field(i, "first_response_at"),
             closed_at: time_field(i, "closed_at"),
-            handle_time: i.get("handle_time").and_then(Value::as_str).map(|d| Duration {
-                seconds: d.trim_end_matches('s').parse::<f64>().expect("duration") as i64,
-                nanos: 0,
-            }),
+            handle_time: i
+                .get("handle_time")
+                .and_then(Value::as_str)
+                .map(|d| Duration {
+                    seconds: d.trim_end_matches('s').parse::<f64>().expect("duration") as i64,
+                    nanos: 0,
+                }),
             resolved: i.get("resolved").and_then(Value::as_bool).unwrap_or(false),
             tags: i
                 .get("tags")
                 .and_then(Value::as_array)
-                .map(|tags| tags.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect())
+                .map(|tags| {
+                    tags.iter()
+                        .filter_map(|t| t.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default(),
             social: i.get("social").map(|s| pb::SocialFacts {
-                kind: enum_field(s, "kind", |k| pb::SocialKind::from_str_name(k).map(|c| c as i32)),
+                kind: enum_field(s, "kind", |k| {
+                    pb::SocialKind::from_str_name(k).map(|c| c as i32)
+                }),
                 sentiment: s.get("sentiment").and_then(Value::as_f64).unwrap_or(0.0),
             }),
         })
@@ -253,7 +284,9 @@ pub fn record_from_json(line: &str) -> pb::Record {
             response_id: str_field(s, "response_id"),
             revision: s["revision"].as_u64().unwrap_or(0),
             interaction_id: str_field(s, "interaction_id"),
-            kind: enum_field(s, "kind", |k| pb::SurveyKind::from_str_name(k).map(|c| c as i32)),
+            kind: enum_field(s, "kind", |k| {
+                pb::SurveyKind::from_str_name(k).map(|c| c as i32)
+            }),
             score: s["score"].as_u64().unwrap_or(0) as u32,
             submitted_at: time_field(s, "submitted_at"),
             comment: str_field(s, "comment"),
@@ -272,13 +305,17 @@ pub fn record_from_json(line: &str) -> pb::Record {
             event_id: str_field(e, "event_id"),
             revision: e["revision"].as_u64().unwrap_or(0),
             customer_id: str_field(e, "customer_id"),
-            kind: enum_field(e, "kind", |k| pb::CustomerEventKind::from_str_name(k).map(|c| c as i32)),
+            kind: enum_field(e, "kind", |k| {
+                pb::CustomerEventKind::from_str_name(k).map(|c| c as i32)
+            }),
             occurred_at: time_field(e, "occurred_at"),
         })
     } else {
         panic!("unknown record line {line}");
     };
-    pb::Record { record: Some(record) }
+    pb::Record {
+        record: Some(record),
+    }
 }
 
 /// The worked example of `shared/examples/`, kept as a fixture in the repository.

@@ -140,62 +140,139 @@ fn close(actual: Option<f64>, expected: Option<f64>, what: &str, scope: &pb::Sco
 }
 
 fn duration(stats: &Option<pb::DurationStats>) -> (u64, Option<f64>) {
-    stats.as_ref().map_or((0, None), |s| (s.count, Some(s.mean_seconds)))
+    stats
+        .as_ref()
+        .map_or((0, None), |s| (s.count, Some(s.mean_seconds)))
 }
 
 fn check(card: &pb::Scorecard, expected: &Expected) {
     let scope = &expected.scope;
     let m = card.metrics.as_ref().unwrap();
-    assert_eq!(m.tickets_created, expected.tickets_created, "tickets created of {scope:?}");
-    assert_eq!(m.interactions, expected.interactions, "interactions of {scope:?}");
-    assert_eq!(m.tickets_resolved, expected.tickets_resolved, "tickets resolved of {scope:?}");
-    close(m.resolution_rate_percent, expected.resolution_rate, "resolution rate", scope);
+    assert_eq!(
+        m.tickets_created, expected.tickets_created,
+        "tickets created of {scope:?}"
+    );
+    assert_eq!(
+        m.interactions, expected.interactions,
+        "interactions of {scope:?}"
+    );
+    assert_eq!(
+        m.tickets_resolved, expected.tickets_resolved,
+        "tickets resolved of {scope:?}"
+    );
+    close(
+        m.resolution_rate_percent,
+        expected.resolution_rate,
+        "resolution rate",
+        scope,
+    );
     close(m.fcr_rate_percent, expected.fcr_rate, "FCR rate", scope);
-    close(m.reopen_rate_percent, expected.reopen_rate, "reopen rate", scope);
+    close(
+        m.reopen_rate_percent,
+        expected.reopen_rate,
+        "reopen rate",
+        scope,
+    );
     for (what, actual, wanted) in [
         ("FRT", duration(&m.first_response_time), expected.frt),
-        ("resolution time", duration(&m.resolution_time), expected.resolution_time),
+        (
+            "resolution time",
+            duration(&m.resolution_time),
+            expected.resolution_time,
+        ),
         ("AHT", duration(&m.handle_time), expected.aht),
     ] {
         assert_eq!(actual.0, wanted.0, "{what} count of {scope:?}");
         close(actual.1, wanted.1, what, scope);
     }
-    let csat = m.csat.as_ref().map_or((0, None), |c| (c.responses, Some(c.satisfied_percent)));
+    let csat = m
+        .csat
+        .as_ref()
+        .map_or((0, None), |c| (c.responses, Some(c.satisfied_percent)));
     assert_eq!(csat.0, expected.csat.0, "CSAT responses of {scope:?}");
     close(csat.1, expected.csat.1, "CSAT %", scope);
-    let ces = m.ces.as_ref().map_or((0, None), |c| (c.responses, Some(c.mean_score)));
+    let ces = m
+        .ces
+        .as_ref()
+        .map_or((0, None), |c| (c.responses, Some(c.mean_score)));
     assert_eq!(ces.0, expected.ces.0, "CES responses of {scope:?}");
     close(ces.1, expected.ces.1, "CES mean", scope);
-    let nps = m.nps.as_ref().map_or((0, None), |n| (n.responses, Some(n.score)));
+    let nps = m
+        .nps
+        .as_ref()
+        .map_or((0, None), |n| (n.responses, Some(n.score)));
     assert_eq!(nps.0, expected.nps.0, "NPS responses of {scope:?}");
     close(nps.1, expected.nps.1, "NPS", scope);
-    close(m.survey_response_rate_percent, expected.survey_response_rate, "survey response rate", scope);
-    let quality = m.quality.as_ref().map_or((0, None), |q| (q.reviews, Some(q.mean_score)));
+    close(
+        m.survey_response_rate_percent,
+        expected.survey_response_rate,
+        "survey response rate",
+        scope,
+    );
+    let quality = m
+        .quality
+        .as_ref()
+        .map_or((0, None), |q| (q.reviews, Some(q.mean_score)));
     assert_eq!(quality.0, expected.quality.0, "reviews of {scope:?}");
     close(quality.1, expected.quality.1, "quality mean", scope);
     let social = m.social.as_ref().unwrap();
-    assert_eq!((social.mentions, social.negative), expected.social, "social of {scope:?}");
+    assert_eq!(
+        (social.mentions, social.negative),
+        expected.social,
+        "social of {scope:?}"
+    );
     let churn = m.churn.as_ref().unwrap();
-    assert_eq!(churn.churned_customers, expected.churned_customers, "churned customers of {scope:?}");
-    close(churn.post_contact_churn_percent, expected.post_contact_churn, "post-contact churn", scope);
-    close(churn.unsatisfied_churn_percent, expected.churn_after_unsatisfied, "churn after unsatisfied", scope);
-    close(churn.satisfied_churn_percent, expected.churn_after_satisfied, "churn after satisfied", scope);
+    assert_eq!(
+        churn.churned_customers, expected.churned_customers,
+        "churned customers of {scope:?}"
+    );
+    close(
+        churn.post_contact_churn_percent,
+        expected.post_contact_churn,
+        "post-contact churn",
+        scope,
+    );
+    close(
+        churn.unsatisfied_churn_percent,
+        expected.churn_after_unsatisfied,
+        "churn after unsatisfied",
+        scope,
+    );
+    close(
+        churn.satisfied_churn_percent,
+        expected.churn_after_satisfied,
+        "churn after satisfied",
+        scope,
+    );
     let backlog = card.backlog.as_ref().unwrap();
-    assert_eq!(backlog.open_tickets, expected.backlog_open, "backlog of {scope:?}");
-    close(backlog.oldest_age_seconds, expected.oldest_open_age, "oldest open age", scope);
+    assert_eq!(
+        backlog.open_tickets, expected.backlog_open,
+        "backlog of {scope:?}"
+    );
+    close(
+        backlog.oldest_age_seconds,
+        expected.oldest_open_age,
+        "oldest open age",
+        scope,
+    );
 }
 
 #[tokio::test]
 async fn every_number_of_the_worked_example_matches_the_hand_computed_table() {
     let mut app = spawn_app().await;
     let results = app.record_all(worked_example()).await;
-    assert!(results
-        .iter()
-        .all(|r| r.result == Some(pb::item_result::Result::Outcome(pb::Outcome::Created as i32))));
+    assert!(results.iter().all(|r| r.result
+        == Some(pb::item_result::Result::Outcome(
+            pb::Outcome::Created as i32
+        ))));
     let window = window("2026-03-02T00:00:00Z", "2026-03-09T00:00:00Z");
     for expected in columns() {
         let card = app
-            .scorecard(expected.scope.clone(), window.clone(), Some(ts("2026-03-05T00:00:00Z")))
+            .scorecard(
+                expected.scope.clone(),
+                window,
+                Some(ts("2026-03-05T00:00:00Z")),
+            )
             .await;
         check(&card, &expected);
     }
@@ -213,7 +290,11 @@ async fn the_worked_example_gives_the_same_numbers_whatever_the_arrival_order() 
     app.record_all(records).await;
     for expected in columns() {
         let card = app
-            .scorecard(expected.scope.clone(), window.clone(), Some(ts("2026-03-05T00:00:00Z")))
+            .scorecard(
+                expected.scope.clone(),
+                window,
+                Some(ts("2026-03-05T00:00:00Z")),
+            )
             .await;
         check(&card, &expected);
     }
