@@ -11,6 +11,7 @@ use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
 use crate::config::Config;
+use crate::limit::InFlightLimitLayer;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
@@ -26,6 +27,7 @@ pub struct Application {
     listener: TcpListener,
     store: Store,
     max_message_bytes: usize,
+    max_in_flight: usize,
 }
 
 impl Application {
@@ -34,13 +36,21 @@ impl Application {
         let options = SledOptions {
             path: config.data_dir.clone(),
             cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+            durable_acks: !config.unsafe_ack_before_durable,
         };
+        if config.unsafe_ack_before_durable {
+            tracing::warn!(
+                "--unsafe-ack-before-durable: writes are acknowledged before they are on disk; \
+                 a crash loses the most recent ones"
+            );
+        }
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Application {
             listener,
             store,
             max_message_bytes: config.max_message_mb * 1024 * 1024,
+            max_in_flight: config.max_in_flight.max(1),
         })
     }
 
@@ -92,6 +102,7 @@ impl Application {
         };
         Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .layer(InFlightLimitLayer::new(self.max_in_flight))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

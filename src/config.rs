@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -15,9 +15,47 @@ pub enum LogFormat {
 }
 
 /// support-metrics: records customer-support interactions and serves per-team
-/// quality scorecards over gRPC.
+/// quality scorecards over gRPC. Without a command it serves.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do; the tools other than `serve` need the data directory to
+/// themselves (the server stopped).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Check every stored value against its checksum and every aggregate and
+    /// index against a recomputation from the raw records. Exits 1 on any
+    /// problem, naming the keys.
+    Verify,
+    /// Write every raw record and every team's targets as NDJSON (the backup
+    /// format of docs/operations.md).
+    Export {
+        /// File to write (created or truncated, then fsynced); standard output if absent.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Record NDJSON items (as `export` writes them) into the store with the
+    /// ingest API's validation and idempotency; aggregates follow as records
+    /// land. Stops at the first bad line, naming it: the lines before it are
+    /// imported, and importing the same file again changes nothing.
+    Import {
+        /// File to read; standard input if absent.
+        #[arg(long)]
+        input: Option<PathBuf>,
+    },
+}
+
+/// Settings of the server and the tools.
+#[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address the gRPC server listens on.
     #[arg(
@@ -28,24 +66,46 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// Directory of the embedded sled store (created if missing).
-    #[arg(long, env = "SUPPORT_METRICS_DATA_DIR", default_value = "./data")]
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
     pub data_dir: PathBuf,
 
     /// sled's page cache in MiB.
-    #[arg(long, env = "SUPPORT_METRICS_CACHE_MB", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_CACHE_MB",
+        default_value_t = 128,
+        global = true
+    )]
     pub cache_mb: u64,
 
     /// Log format.
-    #[arg(long, env = "SUPPORT_METRICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "SUPPORT_METRICS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
 
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(
         long,
         env = "SUPPORT_METRICS_LOG",
-        default_value = "info,h2=warn,tower=warn,sled=warn"
+        default_value = "info,h2=warn,tower=warn,sled=warn",
+        global = true
     )]
     pub log: String,
+
+    /// UNSAFE, for bulk backfills only: acknowledge writes before they are on
+    /// disk. A crash (kill -9, power cut) loses writes acknowledged in roughly
+    /// the last half second. A clean shutdown still flushes everything.
+    #[arg(long, env = "SUPPORT_METRICS_UNSAFE_ACK_BEFORE_DURABLE")]
+    pub unsafe_ack_before_durable: bool,
+
+    /// Requests handled at once across all connections; beyond it requests are
+    /// refused with RESOURCE_EXHAUSTED (health checks are exempt).
+    #[arg(long, env = "SUPPORT_METRICS_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
 
     /// Largest request message accepted, in MiB.
     #[arg(long, env = "SUPPORT_METRICS_MAX_MESSAGE_MB", default_value_t = 16)]

@@ -1,16 +1,57 @@
-//! Thin: config → telemetry → build the app → run until SIGTERM or Ctrl-C.
+//! Thin: parse the command line → telemetry → serve (until SIGTERM or Ctrl-C) or
+//! run one of the offline tools.
+
+use std::process::ExitCode;
 
 use clap::Parser;
 use support_metrics::app::Application;
-use support_metrics::config::Config;
+use support_metrics::config::{Cli, Command};
 use support_metrics::telemetry;
+use support_metrics::tools;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+async fn main() -> anyhow::Result<ExitCode> {
+    let Cli { config, command } = Cli::parse();
     telemetry::init(&config.log, config.log_format, std::io::stderr);
-    let app = Application::build(&config).await?;
-    app.run_until(shutdown_signal()).await
+    match command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let app = Application::build(&config).await?;
+            app.run_until(shutdown_signal()).await?;
+        }
+        Command::Verify => {
+            let clean = tokio::task::spawn_blocking(move || {
+                tools::verify(&config, &mut std::io::stdout().lock())
+            })
+            .await??;
+            if !clean {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Export { output } => {
+            tokio::task::spawn_blocking(move || tools::export(&config, output.as_deref()))
+                .await??;
+        }
+        Command::Import { input } => {
+            let summary = tools::import(&config, input.as_deref()).await?;
+            eprintln!(
+                "imported {} lines: {} created, {} updated, {} duplicate, {} stale, {} targets, {} conflicts",
+                summary.lines,
+                summary.created,
+                summary.updated,
+                summary.duplicate,
+                summary.stale,
+                summary.targets,
+                summary.conflicts.len()
+            );
+            for conflict in &summary.conflicts {
+                eprintln!("  {conflict}");
+            }
+            if !summary.conflicts.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

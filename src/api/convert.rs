@@ -3,14 +3,16 @@
 use prost_types::Timestamp;
 
 use crate::domain::aggregate::Scope;
-use crate::domain::records::Channel;
+use crate::domain::records::{
+    Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
+};
 use crate::domain::scorecard::{
     BacklogSummary, Direction, DurationSummary, Metric, Metrics, TargetResult, TargetStatus,
 };
 use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
 use crate::proto::v1 as pb;
 use crate::queries::Scorecard;
-use crate::store::Outcome;
+use crate::store::{BackupItem, Outcome};
 
 pub fn timestamp_of_seconds(seconds: i64) -> Timestamp {
     Timestamp { seconds, nanos: 0 }
@@ -233,4 +235,106 @@ pub fn targets(targets: &crate::domain::scorecard::Targets) -> Vec<pb::Target> {
             value,
         })
         .collect()
+}
+
+fn optional_id(id: Option<&Id>) -> String {
+    id.map(Id::to_string).unwrap_or_default()
+}
+
+fn priority(priority: Priority) -> pb::Priority {
+    match priority {
+        Priority::Low => pb::Priority::Low,
+        Priority::Normal => pb::Priority::Normal,
+        Priority::High => pb::Priority::High,
+        Priority::Urgent => pb::Priority::Urgent,
+    }
+}
+
+fn social(facts: &SocialFacts) -> pb::SocialFacts {
+    let kind = match facts.kind {
+        SocialKind::Mention => pb::SocialKind::Mention,
+        SocialKind::Complaint => pb::SocialKind::Complaint,
+        SocialKind::QuestionTechnical => pb::SocialKind::QuestionTechnical,
+        SocialKind::QuestionAccount => pb::SocialKind::QuestionAccount,
+        SocialKind::Praise => pb::SocialKind::Praise,
+    };
+    pb::SocialFacts {
+        kind: kind as i32,
+        sentiment: facts.sentiment,
+    }
+}
+
+fn duration_of_nanos(nanos: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: nanos / NANOS_PER_SECOND,
+        nanos: (nanos % NANOS_PER_SECOND) as i32,
+    }
+}
+
+/// A stored record as the wire message that records it again, unchanged.
+pub fn record(record: &Record) -> pb::Record {
+    let record = match record {
+        Record::Interaction(i) => pb::record::Record::Interaction(pb::Interaction {
+            interaction_id: i.interaction_id.to_string(),
+            revision: i.revision,
+            ticket_id: i.ticket_id.to_string(),
+            team_id: i.team_id.to_string(),
+            agent_id: optional_id(i.agent_id.as_ref()),
+            customer_id: optional_id(i.customer_id.as_ref()),
+            channel: channel(i.channel) as i32,
+            priority: priority(i.priority) as i32,
+            opened_at: Some(timestamp(i.opened_at)),
+            first_response_at: i.first_response_at.map(timestamp),
+            closed_at: i.closed_at.map(timestamp),
+            handle_time: i.handle_time_nanos.map(duration_of_nanos),
+            resolved: i.resolved,
+            tags: i.tags.clone(),
+            social: i.social.as_ref().map(social),
+        }),
+        Record::SurveyResponse(s) => pb::record::Record::SurveyResponse(pb::SurveyResponse {
+            response_id: s.response_id.to_string(),
+            revision: s.revision,
+            interaction_id: s.interaction_id.to_string(),
+            kind: match s.kind {
+                SurveyKind::Csat => pb::SurveyKind::Csat,
+                SurveyKind::Ces => pb::SurveyKind::Ces,
+                SurveyKind::Nps => pb::SurveyKind::Nps,
+            } as i32,
+            score: u32::from(s.score),
+            submitted_at: Some(timestamp(s.submitted_at)),
+            comment: s.comment.clone(),
+        }),
+        Record::QualityReview(r) => pb::record::Record::QualityReview(pb::QualityReview {
+            review_id: r.review_id.to_string(),
+            revision: r.revision,
+            interaction_id: r.interaction_id.to_string(),
+            reviewer_id: r.reviewer_id.to_string(),
+            score: u32::from(r.score),
+            reviewed_at: Some(timestamp(r.reviewed_at)),
+        }),
+        Record::CustomerEvent(e) => pb::record::Record::CustomerEvent(pb::CustomerEvent {
+            event_id: e.event_id.to_string(),
+            revision: e.revision,
+            customer_id: e.customer_id.to_string(),
+            kind: match e.kind {
+                CustomerEventKind::Churned => pb::CustomerEventKind::Churned,
+            } as i32,
+            occurred_at: Some(timestamp(e.occurred_at)),
+        }),
+    };
+    pb::Record {
+        record: Some(record),
+    }
+}
+
+/// A backup item as the wire message that restores it.
+pub fn backup_item(item: &BackupItem) -> pb::ExportItem {
+    let item = match item {
+        BackupItem::Record(r) => pb::export_item::Item::Record(record(r)),
+        BackupItem::Targets(team, t) => pb::export_item::Item::Targets(pb::SetTargetsRequest {
+            team_id: optional_id(team.as_ref()),
+            targets: targets(t),
+        }),
+    };
+    pb::ExportItem { item: Some(item) }
 }

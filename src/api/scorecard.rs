@@ -259,7 +259,7 @@ impl ScorecardService for ScorecardApi {
 }
 
 /// The team and its complete set of targets, at most one per metric.
-fn parse_targets(
+pub fn parse_targets(
     raw: &pb::SetTargetsRequest,
 ) -> Result<(Option<Id>, Targets), Vec<FieldViolation>> {
     let mut fields = Fields::new("");

@@ -36,6 +36,9 @@ pub trait KvStore: Send + Sync + 'static {
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
 
+    /// Makes every commit so far durable (a no-op when commits already are).
+    fn flush(&self) -> Result<()>;
+
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64>;
 }
@@ -46,6 +49,10 @@ pub struct SledOptions {
     pub path: PathBuf,
     /// sled's page cache, in bytes.
     pub cache_capacity_bytes: u64,
+    /// `true`: a commit returns only once it is on disk. `false` (unsafe, for
+    /// bulk backfills): a commit returns once applied in memory and sled writes
+    /// it out within about half a second, so a crash loses the last moments.
+    pub durable_acks: bool,
 }
 
 /// The embedded sled store.
@@ -61,6 +68,7 @@ pub struct SledStore {
     db: sled::Db,
     durability: Mutex<Durability>,
     path: PathBuf,
+    durable_acks: bool,
 }
 
 /// What has to be synced after a flush.
@@ -107,6 +115,7 @@ impl SledStore {
                 synced_blobs: HashSet::new(),
             }),
             path: options.path.clone(),
+            durable_acks: options.durable_acks,
         })
     }
 }
@@ -180,6 +189,24 @@ impl KvStore for SledStore {
             }
         }
         self.db.apply_batch(batch)?;
+        if self.durable_acks {
+            self.make_durable()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.make_durable()
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        Ok(directory_size(&self.path)?)
+    }
+}
+
+impl SledStore {
+    /// Flushes sled and syncs its files (see the type's documentation).
+    fn make_durable(&self) -> Result<()> {
         self.db.flush()?;
         self.durability
             .lock()
@@ -187,9 +214,14 @@ impl KvStore for SledStore {
             .sync(&self.path)?;
         Ok(())
     }
+}
 
-    fn size_on_disk(&self) -> Result<u64> {
-        Ok(directory_size(&self.path)?)
+impl Drop for SledStore {
+    /// A clean close leaves everything on disk, whatever `durable_acks` was.
+    fn drop(&mut self) {
+        if let Err(error) = self.make_durable() {
+            tracing::error!(%error, "flushing the store on close failed");
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The store: raw records, aggregates and indexes over a [`KvStore`], one writer
 //! thread with group commit, and the reads scorecards are served from.
 
+pub mod backup;
 pub mod codec;
 pub mod groups;
 pub mod keys;
@@ -10,6 +11,7 @@ pub mod txn;
 pub mod verify;
 pub mod writes;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -19,6 +21,7 @@ use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
 
+pub use backup::{BackupItem, Snapshot};
 pub use kv::{KvStore, SledOptions, SledStore};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
@@ -36,12 +39,13 @@ enum Command {
     SetTargets(Option<Id>, Targets),
     Verify,
     Rebuild,
+    Snapshot,
 }
 
 impl Command {
-    /// Verify and rebuild see the whole store and run alone.
+    /// Verify, rebuild and snapshot see the whole store and run alone.
     fn is_exclusive(&self) -> bool {
-        matches!(self, Command::Verify | Command::Rebuild)
+        matches!(self, Command::Verify | Command::Rebuild | Command::Snapshot)
     }
 
     fn record_count(&self) -> usize {
@@ -57,6 +61,7 @@ enum Reply {
     Done,
     Verify(VerifyReport),
     Rebuild(RebuildReport),
+    Snapshot(Snapshot),
 }
 
 struct Job {
@@ -80,6 +85,8 @@ struct Inner {
     kv: Arc<dyn KvStore>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
+    /// Where snapshots are spooled (the data directory).
+    spool_dir: PathBuf,
 }
 
 impl Drop for Inner {
@@ -95,22 +102,25 @@ impl Drop for Inner {
 impl Store {
     /// Opens the sled store at `options.path` and starts the writer.
     pub fn open(options: &SledOptions) -> Result<Store> {
-        Ok(Store::with_kv(Arc::new(SledStore::open(options)?)))
+        let kv = Arc::new(SledStore::open(options)?);
+        Ok(Store::with_kv(kv, options.path.clone()))
     }
 
-    /// Starts the writer over any key-value store.
-    pub fn with_kv(kv: Arc<dyn KvStore>) -> Store {
+    /// Starts the writer over any key-value store; snapshots spool in `spool_dir`.
+    pub fn with_kv(kv: Arc<dyn KvStore>, spool_dir: PathBuf) -> Store {
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
+        let writer_spool_dir = spool_dir.clone();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(writer_kv.as_ref(), receiver))
+            .spawn(move || run_writer(writer_kv.as_ref(), &writer_spool_dir, receiver))
             .expect("spawning the writer thread");
         Store {
             inner: Arc::new(Inner {
                 kv,
                 jobs: Some(jobs),
                 writer: Some(writer),
+                spool_dir,
             }),
         }
     }
@@ -171,9 +181,25 @@ impl Store {
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
     }
+
+    /// A consistent snapshot of every raw record and every team's targets:
+    /// exactly the writes acknowledged before it was taken. Writes wait while
+    /// it is copied to a spool file; reading it out does not hold them up.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        match self.submit(Command::Snapshot).await? {
+            Reply::Snapshot(snapshot) => Ok(snapshot),
+            _ => Err(Error::Internal("writer answered the wrong command".into())),
+        }
+    }
+
+    /// The same snapshot without the writer's queue, for tools that own the
+    /// store and write nothing meanwhile.
+    pub fn snapshot_now(&self) -> Result<Snapshot> {
+        Snapshot::take(self.kv(), &self.inner.spool_dir)
+    }
 }
 
-fn run_writer(kv: &dyn KvStore, mut receiver: mpsc::Receiver<Job>) {
+fn run_writer(kv: &dyn KvStore, spool_dir: &std::path::Path, mut receiver: mpsc::Receiver<Job>) {
     let mut held_back: Option<Job> = None;
     loop {
         let Some(first) = held_back.take().or_else(|| receiver.blocking_recv()) else {
@@ -182,6 +208,7 @@ fn run_writer(kv: &dyn KvStore, mut receiver: mpsc::Receiver<Job>) {
         if first.command.is_exclusive() {
             let result = match &first.command {
                 Command::Verify => verify::verify(kv).map(Reply::Verify),
+                Command::Snapshot => Snapshot::take(kv, spool_dir).map(Reply::Snapshot),
                 _ => verify::rebuild(kv).map(Reply::Rebuild),
             };
             let _ = first.reply.send(result);
@@ -276,7 +303,7 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             writes::apply_targets(txn, team.as_ref(), targets)?;
             Ok(Reply::Done)
         }
-        Command::Verify | Command::Rebuild => {
+        Command::Verify | Command::Rebuild | Command::Snapshot => {
             Err(Error::Internal("exclusive command in a group".into()))
         }
     }

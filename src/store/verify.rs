@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::records::{CustomerEvent, Id, Interaction, QualityReview, SurveyResponse};
+use crate::domain::scorecard::Targets;
 use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
@@ -32,6 +33,10 @@ const MAX_LISTED_MISMATCHES: usize = 100;
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyReport {
     pub groups_checked: u64,
+    /// Raw records and targets decoded and checked against their checksums.
+    pub values_checked: u64,
+    /// Raw records and targets that fail their checksum (also listed as mismatches).
+    pub damaged_values: u64,
     pub keys_checked: u64,
     pub mismatch_count: u64,
     /// (readable key, what is wrong), the first 100.
@@ -74,16 +79,57 @@ impl Reader for RecomputingReader<'_> {
     }
 }
 
+/// What to do with a source value (a raw record or targets) that is damaged.
+enum OnDamage<'a> {
+    /// Fail: rebuilding from a damaged record would silently drop it.
+    Fail,
+    /// Note its key and go on without it, to report every problem at once.
+    Collect(&'a mut SourceCheck),
+}
+
+/// Source values read, and the keys of those that are damaged.
+#[derive(Default)]
+struct SourceCheck {
+    checked: u64,
+    damaged: Vec<Vec<u8>>,
+}
+
 fn raw_records<T: serde::de::DeserializeOwned>(
     kv: &dyn KvStore,
     kind: RecordKind,
+    on_damage: &mut OnDamage<'_>,
 ) -> Result<Vec<T>> {
-    KvStore::scan_prefix(kv, &keys::raw_prefix(kind))
-        .map(|entry| {
-            let (key, value) = entry?;
-            decode(&key, &value)
-        })
-        .collect()
+    let mut records = Vec::new();
+    for entry in KvStore::scan_prefix(kv, &keys::raw_prefix(kind)) {
+        let (key, value) = entry?;
+        match (decode(&key, &value), &mut *on_damage) {
+            (Ok(record), OnDamage::Collect(check)) => {
+                check.checked += 1;
+                records.push(record);
+            }
+            (Ok(record), OnDamage::Fail) => records.push(record),
+            (Err(Error::DataLoss(_)), OnDamage::Collect(check)) => {
+                check.checked += 1;
+                check.damaged.push(key);
+            }
+            (Err(error), _) => return Err(error),
+        }
+    }
+    Ok(records)
+}
+
+/// Decodes every stored targets value.
+fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result<()> {
+    for entry in KvStore::scan_prefix(kv, &[keys::TARGETS]) {
+        let (key, value) = entry?;
+        check.checked += 1;
+        match decode::<Targets>(&key, &value) {
+            Ok(_) => {}
+            Err(Error::DataLoss(_)) => check.damaged.push(key),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
 }
 
 /// Every derived key with its encoded value, and the number of groups computed.
@@ -93,12 +139,12 @@ struct Derived {
 }
 
 /// Every derived key and value, recomputed from the raw records.
-fn recompute_derived(kv: &dyn KvStore) -> Result<Derived> {
+fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<Derived> {
     let mut derived = BTreeMap::new();
     let empty = encode(&())?;
     let mut counters = Counters::default();
 
-    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction)?;
+    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction, &mut on_damage)?;
     let known: BTreeSet<&Id> = interactions.iter().map(|i| &i.interaction_id).collect();
     let mut tickets = BTreeSet::new();
     for interaction in &interactions {
@@ -121,7 +167,7 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<Derived> {
             }
         }
     };
-    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey)?;
+    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey, &mut on_damage)?;
     for survey in &surveys {
         feedback(
             &survey.interaction_id,
@@ -130,7 +176,7 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<Derived> {
             &mut counters,
         );
     }
-    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review)?;
+    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review, &mut on_damage)?;
     for review in &reviews {
         feedback(
             &review.interaction_id,
@@ -142,7 +188,7 @@ fn recompute_derived(kv: &dyn KvStore) -> Result<Derived> {
     counters.survey_responses = surveys.len() as i64;
     counters.quality_reviews = reviews.len() as i64;
 
-    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event)?;
+    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event, &mut on_damage)?;
     let mut customers = BTreeSet::new();
     for event in &events {
         derived.insert(
@@ -205,12 +251,16 @@ fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ 
 
 /// Compares every stored derived value with its recomputation.
 pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
+    let mut sources = SourceCheck::default();
     let Derived {
         entries: mut expected,
         groups,
-    } = recompute_derived(kv)?;
+    } = recompute_derived(kv, OnDamage::Collect(&mut sources))?;
+    check_targets(kv, &mut sources)?;
     let mut report = VerifyReport {
         groups_checked: groups,
+        values_checked: sources.checked,
+        damaged_values: sources.damaged.len() as u64,
         ..VerifyReport::default()
     };
     let mismatch = |key: &[u8], description: &str, report: &mut VerifyReport| {
@@ -221,6 +271,13 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
                 .push((keys::describe_key(key), description.to_owned()));
         }
     };
+    for key in &sources.damaged {
+        mismatch(
+            key,
+            "damaged (fails its checksum or does not decode): restore it from a backup",
+            &mut report,
+        );
+    }
     for entry in stored_derived(kv) {
         let (key, value) = entry?;
         report.keys_checked += 1;
@@ -262,7 +319,7 @@ pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
     let Derived {
         entries: expected,
         groups,
-    } = recompute_derived(kv)?;
+    } = recompute_derived(kv, OnDamage::Fail)?;
     let mut changes = Vec::new();
     for entry in stored_derived(kv) {
         let (key, _) = entry?;

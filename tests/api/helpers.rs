@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use prost_types::{Duration, Timestamp};
-use serde_json::Value;
 use support_metrics::app::Application;
 use support_metrics::config::{Config, LogFormat};
 use support_metrics::proto::v1 as pb;
@@ -39,6 +38,20 @@ fn init_logs() {
     }
 }
 
+/// The settings the offline tools (`verify`, `export`, `import`) get for a directory.
+pub fn tool_config(data_dir: PathBuf) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir,
+        cache_mb: 16,
+        log_format: LogFormat::Text,
+        log: String::new(),
+        max_message_mb: 16,
+        max_in_flight: 512,
+        unsafe_ack_before_durable: false,
+    }
+}
+
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data");
@@ -49,15 +62,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server on an existing data directory (to test restarts).
 pub async fn spawn_app_at(data_dir: PathBuf) -> TestApp {
+    spawn_app_with(tool_config(data_dir)).await
+}
+
+/// Starts a server with the given settings (its `listen` is replaced by port 0).
+pub async fn spawn_app_with(mut config: Config) -> TestApp {
     init_logs();
-    let config = Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.clone(),
-        cache_mb: 16,
-        log_format: LogFormat::Text,
-        log: String::new(),
-        max_message_mb: 16,
-    };
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let data_dir = config.data_dir.clone();
     let app = Application::build(&config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -132,6 +144,24 @@ impl TestApp {
             .into_inner()
             .scorecard
             .expect("scorecard present")
+    }
+
+    /// Every item of an Export, as NDJSON lines.
+    pub async fn export_lines(&mut self) -> Result<Vec<String>, tonic::Status> {
+        let mut stream = self.admin.export(pb::ExportRequest {}).await?.into_inner();
+        let mut lines = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            lines.extend(chunk.items.iter().map(support_metrics::ndjson::to_line));
+        }
+        Ok(lines)
+    }
+
+    pub async fn stats(&mut self) -> pb::GetStatsResponse {
+        self.admin
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect("stats")
+            .into_inner()
     }
 
     pub async fn verify(&mut self) -> pb::VerifyAggregatesResponse {
@@ -215,107 +245,156 @@ pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn str_field(value: &Value, name: &str) -> String {
-    value
-        .get(name)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned()
-}
-
-fn time_field(value: &Value, name: &str) -> Option<Timestamp> {
-    value.get(name).and_then(Value::as_str).map(ts)
-}
-
-fn enum_field(value: &Value, name: &str, parse: fn(&str) -> Option<i32>) -> i32 {
-    value
-        .get(name)
-        .and_then(Value::as_str)
-        .map(|s| parse(s).unwrap_or_else(|| panic!("unknown {name} {s}")))
-        .unwrap_or(0)
-}
-
 /// Parses one NDJSON line of the record format (protobuf JSON of `Record`).
 pub fn record_from_json(line: &str) -> pb::Record {
-    let value: Value = serde_json::from_str(line).expect("JSON line");
-    let record = if let Some(i) = value.get("interaction") {
-        pb::record::Record::Interaction(pb::Interaction {
-            interaction_id: str_field(i, "interaction_id"),
-            revision: i["revision"].as_u64().unwrap_or(0),
-            ticket_id: str_field(i, "ticket_id"),
-            team_id: str_field(i, "team_id"),
-            agent_id: str_field(i, "agent_id"),
-            customer_id: str_field(i, "customer_id"),
-            channel: enum_field(i, "channel", |s| {
-                pb::Channel::from_str_name(s).map(|c| c as i32)
-            }),
-            priority: enum_field(i, "priority", |s| {
-                pb::Priority::from_str_name(s).map(|c| c as i32)
-            }),
-            opened_at: time_field(i, "opened_at"),
-            first_response_at: time_field(i, "first_response_at"),
-            closed_at: time_field(i, "closed_at"),
-            handle_time: i
-                .get("handle_time")
-                .and_then(Value::as_str)
-                .map(|d| Duration {
-                    seconds: d.trim_end_matches('s').parse::<f64>().expect("duration") as i64,
+    support_metrics::ndjson::record_from_line(line)
+        .unwrap_or_else(|e| panic!("bad record line {line}: {e}"))
+}
+
+/// A small deterministic generator (xorshift64*), so tests need no seed crate.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// `count` interactions over March 2026 (3 teams, 6 agents, 4 channels, tickets
+/// of one to three contacts) with surveys, reviews and churn events: valid
+/// records of every kind, for tests that need a realistic store.
+pub fn generated_records(seed: u64, count: usize) -> Vec<pb::Record> {
+    const MARCH_2026: i64 = 1_772_323_200;
+    let channels = [
+        pb::Channel::Email,
+        pb::Channel::Chat,
+        pb::Channel::Phone,
+        pb::Channel::Social,
+    ];
+    let mut rng = Rng::new(seed);
+    let mut records = Vec::new();
+    let mut ticket = 0;
+    let mut contacts_left = 0;
+    for n in 0..count {
+        if contacts_left == 0 {
+            ticket += 1;
+            contacts_left = 1 + rng.below(3);
+        }
+        contacts_left -= 1;
+        let opened = MARCH_2026 + rng.below(28 * 86_400) as i64;
+        let first_response = opened + rng.below(7_200) as i64;
+        let closed = first_response + rng.below(86_400) as i64;
+        let channel = channels[rng.below(4) as usize];
+        let customer = format!("gen-c{}", ticket % 40);
+        let interaction_id = format!("gen-i{n}");
+        records.push(pb::Record {
+            record: Some(pb::record::Record::Interaction(pb::Interaction {
+                interaction_id: interaction_id.clone(),
+                revision: 1 + rng.below(3),
+                ticket_id: format!("gen-T{ticket}"),
+                team_id: format!("team-{}", rng.below(3)),
+                agent_id: format!("agent-{}", rng.below(6)),
+                customer_id: customer.clone(),
+                channel: channel as i32,
+                priority: 1 + rng.below(4) as i32,
+                opened_at: Some(Timestamp {
+                    seconds: opened,
                     nanos: 0,
                 }),
-            resolved: i.get("resolved").and_then(Value::as_bool).unwrap_or(false),
-            tags: i
-                .get("tags")
-                .and_then(Value::as_array)
-                .map(|tags| {
-                    tags.iter()
-                        .filter_map(|t| t.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            social: i.get("social").map(|s| pb::SocialFacts {
-                kind: enum_field(s, "kind", |k| {
-                    pb::SocialKind::from_str_name(k).map(|c| c as i32)
+                first_response_at: rng.chance(90).then_some(Timestamp {
+                    seconds: first_response,
+                    nanos: 0,
                 }),
-                sentiment: s.get("sentiment").and_then(Value::as_f64).unwrap_or(0.0),
-            }),
-        })
-    } else if let Some(s) = value.get("survey_response") {
-        pb::record::Record::SurveyResponse(pb::SurveyResponse {
-            response_id: str_field(s, "response_id"),
-            revision: s["revision"].as_u64().unwrap_or(0),
-            interaction_id: str_field(s, "interaction_id"),
-            kind: enum_field(s, "kind", |k| {
-                pb::SurveyKind::from_str_name(k).map(|c| c as i32)
-            }),
-            score: s["score"].as_u64().unwrap_or(0) as u32,
-            submitted_at: time_field(s, "submitted_at"),
-            comment: str_field(s, "comment"),
-        })
-    } else if let Some(r) = value.get("quality_review") {
-        pb::record::Record::QualityReview(pb::QualityReview {
-            review_id: str_field(r, "review_id"),
-            revision: r["revision"].as_u64().unwrap_or(0),
-            interaction_id: str_field(r, "interaction_id"),
-            reviewer_id: str_field(r, "reviewer_id"),
-            score: r["score"].as_u64().unwrap_or(0) as u32,
-            reviewed_at: time_field(r, "reviewed_at"),
-        })
-    } else if let Some(e) = value.get("customer_event") {
-        pb::record::Record::CustomerEvent(pb::CustomerEvent {
-            event_id: str_field(e, "event_id"),
-            revision: e["revision"].as_u64().unwrap_or(0),
-            customer_id: str_field(e, "customer_id"),
-            kind: enum_field(e, "kind", |k| {
-                pb::CustomerEventKind::from_str_name(k).map(|c| c as i32)
-            }),
-            occurred_at: time_field(e, "occurred_at"),
-        })
-    } else {
-        panic!("unknown record line {line}");
-    };
-    pb::Record {
-        record: Some(record),
+                closed_at: Some(Timestamp {
+                    seconds: closed,
+                    nanos: 0,
+                }),
+                handle_time: Some(Duration {
+                    seconds: 60 + rng.below(3_600) as i64,
+                    nanos: 0,
+                }),
+                resolved: rng.chance(70),
+                tags: if rng.chance(30) {
+                    vec!["refund".into()]
+                } else {
+                    vec![]
+                },
+                social: (channel == pb::Channel::Social).then(|| pb::SocialFacts {
+                    kind: 1 + rng.below(5) as i32,
+                    sentiment: rng.below(201) as f64 / 100.0 - 1.0,
+                }),
+            })),
+        });
+        if rng.chance(40) {
+            let kind = 1 + rng.below(3) as i32;
+            let score = match kind {
+                1 => 1 + rng.below(5),
+                2 => 1 + rng.below(7),
+                _ => rng.below(11),
+            } as u32;
+            records.push(pb::Record {
+                record: Some(pb::record::Record::SurveyResponse(pb::SurveyResponse {
+                    response_id: format!("gen-s{n}"),
+                    revision: 1,
+                    interaction_id: interaction_id.clone(),
+                    kind,
+                    score,
+                    submitted_at: Some(Timestamp {
+                        seconds: closed + 600,
+                        nanos: 0,
+                    }),
+                    comment: String::new(),
+                })),
+            });
+        }
+        if rng.chance(20) {
+            records.push(pb::Record {
+                record: Some(pb::record::Record::QualityReview(pb::QualityReview {
+                    review_id: format!("gen-q{n}"),
+                    revision: 1,
+                    interaction_id,
+                    reviewer_id: "qa-1".into(),
+                    score: rng.below(101) as u32,
+                    reviewed_at: Some(Timestamp {
+                        seconds: closed + 3_600,
+                        nanos: 0,
+                    }),
+                })),
+            });
+        }
+        if rng.chance(3) {
+            records.push(pb::Record {
+                record: Some(pb::record::Record::CustomerEvent(pb::CustomerEvent {
+                    event_id: format!("gen-e{n}"),
+                    revision: 1,
+                    customer_id: customer,
+                    kind: pb::CustomerEventKind::Churned as i32,
+                    occurred_at: Some(Timestamp {
+                        seconds: closed + rng.below(20 * 86_400) as i64,
+                        nanos: 0,
+                    }),
+                })),
+            });
+        }
     }
+    records
 }
 
 /// The worked example of `shared/examples/`, kept as a fixture in the repository.

@@ -4,7 +4,10 @@
 mod helpers;
 
 mod admin;
+mod backup;
+mod corruption;
 mod ingest;
+mod limits;
 mod model;
 mod reflection_and_health;
 mod scorecard;

@@ -1845,25 +1845,9 @@ fn open_store(dir: &tempfile::TempDir) -> Result<Store, String> {
     Store::open(&SledOptions {
         path: dir.path().join("data"),
         cache_capacity_bytes: 8 << 20,
+        durable_acks: true,
     })
     .map_err(|e| format!("open: {e}"))
-}
-
-/// Opens the store again right after it was dropped. sled 0.34 releases its file
-/// lock from a background thread after `Db` is dropped (spacejam/sled#1289), so an
-/// immediate reopen can briefly see the lock held (reported to the lead); retry
-/// for a short while rather than fail the model on it.
-fn reopen_store(dir: &tempfile::TempDir) -> Result<Store, String> {
-    let mut attempts = 0;
-    loop {
-        match open_store(dir) {
-            Err(error) if error.contains("in use") && attempts < 50 => {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            result => return result,
-        }
-    }
 }
 
 /// Damages one stored aggregate; returns the key it damaged.
@@ -1924,7 +1908,7 @@ async fn run_case(case: &Case, coverage: &Coverage) -> Result<(), String> {
     .await?;
     drop(store);
     // A restart on the same directory: what was acknowledged is all there.
-    let store = reopen_store(&dir)?;
+    let store = open_store(&dir)?;
     write_all(
         &store,
         after_restart,

@@ -1,0 +1,231 @@
+//! The command-line tools that own a stopped store: `verify`, `export`, `import`.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::api::convert;
+use crate::api::scorecard::parse_targets;
+use crate::api::validate;
+use crate::config::Config;
+use crate::domain::records::{Id, Record};
+use crate::domain::scorecard::Targets;
+use crate::error::Error;
+use crate::ndjson;
+use crate::proto::v1 as pb;
+use crate::store::{verify, Outcome, SledOptions, Store};
+
+/// Records per commit when importing.
+const IMPORT_BATCH: usize = 1000;
+
+fn open(config: &Config, durable_acks: bool) -> anyhow::Result<Store> {
+    if !config.data_dir.join("db").exists() {
+        bail!("{} holds no store", config.data_dir.display());
+    }
+    let options = SledOptions {
+        path: config.data_dir.clone(),
+        cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+        durable_acks,
+    };
+    Store::open(&options).with_context(|| format!("opening {}", config.data_dir.display()))
+}
+
+/// Scrubs the store; `Ok(false)` when anything is damaged or inconsistent.
+pub fn verify(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
+    let store = open(config, true)?;
+    let report = verify::verify(store.kv())?;
+    writeln!(
+        out,
+        "values checked: {}\ndamaged values: {}\ngroups recomputed: {}\nderived keys checked: {}\nmismatches: {}",
+        report.values_checked,
+        report.damaged_values,
+        report.groups_checked,
+        report.keys_checked,
+        report.mismatch_count
+    )?;
+    for (key, description) in &report.mismatches {
+        writeln!(out, "  {key}: {description}")?;
+    }
+    if report.mismatch_count > report.mismatches.len() as u64 {
+        writeln!(
+            out,
+            "  … and {} more",
+            report.mismatch_count - report.mismatches.len() as u64
+        )?;
+    }
+    if report.damaged_values > 0 {
+        writeln!(
+            out,
+            "Damaged raw records or targets cannot be recomputed: restore them from a backup."
+        )?;
+    } else if report.mismatch_count > 0 {
+        writeln!(
+            out,
+            "The raw records are intact: RebuildAggregates (or an import into an empty \
+             directory) repairs the derived values."
+        )?;
+    }
+    Ok(report.mismatch_count == 0)
+}
+
+/// Writes the backup to `output` (a file, fsynced) or standard output.
+pub fn export(config: &Config, output: Option<&Path>) -> anyhow::Result<u64> {
+    let store = open(config, true)?;
+    let snapshot = store.snapshot_now()?;
+    let write = |out: &mut dyn Write| -> anyhow::Result<u64> {
+        let mut count = 0;
+        for item in snapshot {
+            let line = ndjson::to_line(&convert::backup_item(&item?));
+            writeln!(out, "{line}")?;
+            count += 1;
+        }
+        Ok(count)
+    };
+    let count = match output {
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("creating {}", path.display()))?;
+            let mut out = BufWriter::new(file);
+            let count = write(&mut out)?;
+            out.into_inner()
+                .map_err(|e| e.into_error())?
+                .sync_all()
+                .with_context(|| format!("syncing {}", path.display()))?;
+            count
+        }
+        None => {
+            let mut out = BufWriter::new(std::io::stdout().lock());
+            let count = write(&mut out)?;
+            out.flush()?;
+            count
+        }
+    };
+    tracing::info!(items = count, "exported");
+    Ok(count)
+}
+
+/// What an import did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ImportSummary {
+    pub lines: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub duplicate: u64,
+    pub stale: u64,
+    pub targets: u64,
+    /// Records whose id and revision exist with other content (ALREADY_EXISTS).
+    pub conflicts: Vec<String>,
+}
+
+/// Imports NDJSON from `input` (a file) or standard input.
+pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let options = SledOptions {
+        path: config.data_dir.clone(),
+        cache_capacity_bytes: config.cache_mb * 1024 * 1024,
+        // One fsync at the end instead of one per batch.
+        durable_acks: false,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(&options))
+        .await?
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let reader: Box<dyn BufRead + Send> = match input {
+        Some(path) => Box::new(BufReader::new(
+            File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(BufReader::new(std::io::stdin())),
+    };
+    let mut summary = ImportSummary::default();
+    let mut batch = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch_lines = Vec::with_capacity(IMPORT_BATCH);
+    let result = async {
+        for (index, line) in reader.lines().enumerate() {
+            let number = index as u64 + 1;
+            let line = line.with_context(|| format!("reading line {number}"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let item = match parse_item(&line) {
+                Ok(item) => item,
+                Err(error) => {
+                    // The lines before the bad one are imported, as documented.
+                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    bail!("line {number}: {error}");
+                }
+            };
+            summary.lines += 1;
+            match item {
+                Item::Record(record) => {
+                    batch.push(record);
+                    batch_lines.push(number);
+                    if batch.len() == IMPORT_BATCH {
+                        record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    }
+                }
+                Item::Targets(team, targets) => {
+                    // Keep the file's order: earlier records land first.
+                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    store.set_targets(team, targets).await?;
+                    summary.targets += 1;
+                }
+            }
+        }
+        record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await
+    }
+    .await;
+    // Whatever was recorded is made durable, even when a line stopped the import.
+    let flushed = tokio::task::spawn_blocking(move || {
+        let flushed = store.kv().flush();
+        drop(store);
+        flushed
+    })
+    .await?;
+    result?;
+    flushed?;
+    Ok(summary)
+}
+
+/// A validated line.
+enum Item {
+    Record(Record),
+    Targets(Option<Id>, Targets),
+}
+
+fn parse_item(line: &str) -> Result<Item, String> {
+    match ndjson::from_line(line)?.item {
+        Some(pb::export_item::Item::Record(record)) => validate::record(&record, "")
+            .map(Item::Record)
+            .map_err(|violations| Error::InvalidArgument(violations).to_string()),
+        Some(pb::export_item::Item::Targets(targets)) => parse_targets(&targets)
+            .map(|(team, targets)| Item::Targets(team, targets))
+            .map_err(|violations| Error::InvalidArgument(violations).to_string()),
+        None => Err("holds no item".into()),
+    }
+}
+
+async fn record_batch(
+    store: &Store,
+    batch: &mut Vec<Record>,
+    lines: &mut Vec<u64>,
+    summary: &mut ImportSummary,
+) -> anyhow::Result<()> {
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let outcomes = store.record(std::mem::take(batch)).await?;
+    for (outcome, line) in outcomes.into_iter().zip(lines.drain(..)) {
+        match outcome {
+            Ok(Outcome::Created) => summary.created += 1,
+            Ok(Outcome::Updated) => summary.updated += 1,
+            Ok(Outcome::Duplicate) => summary.duplicate += 1,
+            Ok(Outcome::Stale) => summary.stale += 1,
+            Err(Error::AlreadyExists(message)) => {
+                summary.conflicts.push(format!("line {line}: {message}"))
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(())
+}
