@@ -20,6 +20,9 @@ use crate::store::{SledOptions, Store};
 
 /// Requests handled at once on one connection; more wait in line.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
+/// How long in-flight requests may run on after shutdown starts: well inside
+/// Kubernetes' default 30 s grace period, leaving time to close the store.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// A bound, not yet serving application.
 #[derive(Debug)]
@@ -84,8 +87,10 @@ impl Application {
         tracing::info!(%addr, "serving gRPC");
         let store = self.store;
         let stopping_health = health.clone();
+        let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
             shutdown.await;
+            let _ = stopping.send(());
             tracing::info!("shutting down: health NOT_SERVING, draining requests");
             stopping_health
                 .set_service_status("", ServingStatus::NotServing)
@@ -100,7 +105,7 @@ impl Application {
                 .set_not_serving::<AdminServiceServer<AdminApi>>()
                 .await;
         };
-        Server::builder()
+        let serve = Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
             .layer(InFlightLimitLayer::new(self.max_in_flight))
             .add_service(health_service)
@@ -118,8 +123,22 @@ impl Application {
                 AdminServiceServer::new(AdminApi::new(store.clone()))
                     .max_decoding_message_size(limit),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain)
-            .await?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), drain);
+        // Requests get DRAIN_TIMEOUT to finish once shutdown starts; a client that
+        // holds a stream open longer does not keep the pod from stopping.
+        let drain_deadline = async move {
+            match stopped.await {
+                Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = serve => served?,
+            () = drain_deadline => tracing::warn!(
+                seconds = DRAIN_TIMEOUT.as_secs(),
+                "requests still in flight after the drain timeout; closing them"
+            ),
+        }
         // The last handle closes the writer after it has committed what it holds.
         tokio::task::spawn_blocking(move || drop(store)).await?;
         tracing::info!("stopped");

@@ -78,7 +78,7 @@ pub struct Config {
     #[arg(
         long,
         env = "SUPPORT_METRICS_CACHE_MB",
-        default_value_t = 128,
+        default_value_t = 64,
         global = true
     )]
     pub cache_mb: u64,

@@ -1,0 +1,236 @@
+//! The real binary under faults: killed with SIGKILL mid-write, stopped with
+//! SIGTERM under load, started twice on one data directory.
+//!
+//! The crash harness runs `CRASH_CYCLES` kill cycles (20 by default). A long run:
+//!
+//! ```sh
+//! CRASH_CYCLES=500 cargo test --release --test process -- crash --nocapture
+//! ```
+//!
+//! A failure prints its seed; `CRASH_SEED=<seed>` replays the same workload
+//! (the kill moments still depend on timing).
+
+mod server;
+mod workload;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use server::Server;
+use support_metrics::proto::v1 as pb;
+use workload::{check, is_disconnect, seed, write_until_error, Ledger, Rng};
+
+const WRITERS: usize = 4;
+
+/// Totals of a harness run.
+#[derive(Debug, Default)]
+struct Totals {
+    cycles: usize,
+    acknowledged: u64,
+    lost: usize,
+    mismatches: u64,
+    problems: Vec<String>,
+}
+
+/// Starts the server, lets the writers run for a random time within `run_ms`,
+/// SIGKILLs it, restarts and checks; `cycles` times on one data directory.
+async fn crash_cycles(cycles: usize, run_ms: (u64, u64), extra: &[&str]) -> Totals {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let seed = seed();
+    let mut rng = Rng::new(seed);
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut totals = Totals::default();
+    let mut server = Server::start(&data_dir, extra).await;
+    for cycle in 0..cycles {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|writer| {
+                tokio::spawn(write_until_error(
+                    server.port,
+                    writer,
+                    cycle,
+                    seed,
+                    Arc::clone(&ledger),
+                ))
+            })
+            .collect();
+        let run = run_ms.0 + rng.below(run_ms.1 - run_ms.0);
+        tokio::time::sleep(Duration::from_millis(run)).await;
+        server.kill();
+        for writer in writers {
+            let code = writer.await.expect("writer task");
+            assert!(
+                is_disconnect(code),
+                "cycle {cycle}: a writer stopped on {code:?}, not on the kill"
+            );
+        }
+        // The store must reopen every time.
+        server = Server::start(&data_dir, extra).await;
+        let findings = check(&server, &ledger).await;
+        totals.cycles += 1;
+        totals.lost += findings.lost.len();
+        totals.mismatches += findings.mismatches;
+        for lost in findings.lost.iter().take(5) {
+            println!("cycle {cycle}: LOST {lost}");
+        }
+        totals.problems.extend(
+            findings
+                .problems
+                .into_iter()
+                .map(|p| format!("cycle {cycle}: {p}")),
+        );
+    }
+    totals.acknowledged = ledger.lock().unwrap().acknowledgements;
+    println!(
+        "{} kill cycles, {} writes acknowledged, {} lost, {} aggregate mismatches",
+        totals.cycles, totals.acknowledged, totals.lost, totals.mismatches
+    );
+    drop(server);
+    totals
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_random_moments_loses_no_acknowledged_write() {
+    let cycles = std::env::var("CRASH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20);
+    let totals = crash_cycles(cycles, (200, 1_200), &[]).await;
+    assert!(totals.acknowledged > 0, "the writers got writes through");
+    assert_eq!(totals.lost, 0, "acknowledged writes were lost");
+    assert!(totals.problems.is_empty(), "{:#?}", totals.problems);
+}
+
+/// The harness can fail: with acknowledgements before durability, a kill loses
+/// the writes of the last moments, and the harness must see it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_harness_detects_lost_writes_when_durability_is_off() {
+    let totals = crash_cycles(5, (150, 450), &["--unsafe-ack-before-durable"]).await;
+    assert!(totals.acknowledged > 0);
+    assert!(
+        totals.lost > 0,
+        "{} writes acknowledged before they were durable, and no kill lost one: \
+         the harness cannot see losses",
+        totals.acknowledged
+    );
+    // Losing the tail is all a crash may do: what remains is consistent.
+    assert_eq!(totals.mismatches, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_drains_and_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let seed = seed();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let server = Server::start(&data_dir, &[]).await;
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|writer| {
+            tokio::spawn(write_until_error(
+                server.port,
+                writer,
+                0,
+                seed,
+                Arc::clone(&ledger),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let log_before = server.log();
+    let status = server
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("exits within Kubernetes' 30 s grace period");
+    assert!(status.success(), "exit status {status}");
+    for writer in writers {
+        let code = writer.await.expect("writer task");
+        assert!(
+            is_disconnect(code),
+            "a writer saw {code:?} during shutdown, not UNAVAILABLE"
+        );
+    }
+    assert!(!log_before.contains("ERROR"), "{log_before}");
+
+    let server = Server::start(&data_dir, &[]).await;
+    let findings = check(&server, &ledger).await;
+    println!(
+        "SIGTERM under load: {} writes acknowledged, {} lost",
+        ledger.lock().unwrap().acknowledgements,
+        findings.lost.len()
+    );
+    assert!(findings.lost.is_empty(), "{:#?}", findings.lost);
+    assert!(findings.problems.is_empty(), "{:#?}", findings.problems);
+    assert!(ledger.lock().unwrap().acknowledgements > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_data_directory_exits_and_harms_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let first = Server::start(&data_dir, &[]).await;
+    let interaction = pb::Interaction {
+        interaction_id: "before".into(),
+        revision: 1,
+        ticket_id: "T1".into(),
+        team_id: "billing".into(),
+        channel: pb::Channel::Email as i32,
+        opened_at: Some(prost_types::Timestamp {
+            seconds: 1_772_442_000,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    first
+        .ingest()
+        .await
+        .record_interaction(pb::RecordInteractionRequest {
+            interaction: Some(interaction.clone()),
+        })
+        .await
+        .expect("first write");
+
+    let log = dir.path().join("second.log");
+    let mut second = server::spawn(&data_dir, &log, server::free_port(), &[]);
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the second process neither served nor exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let message = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "the second process must fail: {message}");
+    assert!(
+        message.contains("is locked by another running instance")
+            && message.contains(&data_dir.display().to_string()),
+        "{message}"
+    );
+
+    // The first keeps serving, reads and writes, and the store is intact.
+    let mut ingest = first.ingest().await;
+    let outcome = ingest
+        .record_interaction(pb::RecordInteractionRequest {
+            interaction: Some(pb::Interaction {
+                interaction_id: "after".into(),
+                ..interaction.clone()
+            }),
+        })
+        .await
+        .expect("the first server still writes")
+        .into_inner()
+        .outcome;
+    assert_eq!(outcome, pb::Outcome::Created as i32);
+    assert_eq!(server::stats(&first).await.interactions, 2);
+    let status = first
+        .terminate(Duration::from_secs(30))
+        .await
+        .expect("stops");
+    assert!(status.success());
+    let restarted = Server::start(&data_dir, &[]).await;
+    assert_eq!(server::stats(&restarted).await.interactions, 2);
+    assert_eq!(server::verify(&restarted).await.mismatch_count, 0);
+}
