@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod backup;
 mod corruption;
+mod hostile_input;
 mod ingest;
 mod limits;
 mod model;
