@@ -22,6 +22,9 @@ impl AdminApi {
     }
 }
 
+/// Items per message of the export stream.
+const EXPORT_CHUNK: usize = 1000;
+
 /// Reads the spooled snapshot and sends it in chunks until done, failed, or the
 /// client goes away.
 fn stream_snapshot(snapshot: Snapshot, sender: &mpsc::Sender<Result<pb::ExportResponse, Status>>) {
@@ -57,9 +60,6 @@ fn stream_snapshot(snapshot: Snapshot, sender: &mpsc::Sender<Result<pb::ExportRe
 fn non_negative(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
-
-/// Items per message of the export stream.
-const EXPORT_CHUNK: usize = 1000;
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
