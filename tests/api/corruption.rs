@@ -94,6 +94,7 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
     let raw_i1 = keys::raw(RecordKind::Interaction, &Id::parse("i1").unwrap());
     let org_targets = keys::targets(None);
     let injected = flip_bytes(&data_dir, &[raw_i1, org_targets]);
+    println!("damaged source values injected: {injected}");
 
     // Offline scrub: non-zero, naming both keys.
     let mut report = Vec::new();
@@ -159,6 +160,7 @@ async fn damaged_aggregates_are_refused_and_a_rebuild_repairs_them() {
     let aggregates = family_keys(&data_dir, keys::AGGREGATE);
     assert!(aggregates.len() > 50, "the example fills many buckets");
     let injected = flip_bytes(&data_dir, &aggregates);
+    println!("damaged aggregates injected: {injected}");
 
     let mut report = Vec::new();
     assert!(!tools::verify(&tool_config(data_dir.clone()), &mut report).unwrap());
