@@ -39,6 +39,37 @@ async fn health_reports_serving_for_the_server_and_each_service() {
     assert_eq!(unknown.code(), Code::NotFound);
 }
 
+#[tokio::test]
+async fn shutdown_turns_health_to_not_serving_while_requests_drain() {
+    let app = spawn_app().await;
+    let mut health = HealthClient::new(app.channel.clone());
+    let mut watch = health
+        .watch(HealthCheckRequest::default())
+        .await
+        .expect("watch")
+        .into_inner();
+    let first = watch
+        .message()
+        .await
+        .expect("first status")
+        .expect("a status");
+    assert_eq!(first.status(), ServingStatus::Serving);
+
+    let stopping = tokio::spawn(app.stop());
+    // The watch is itself a request in flight, so the server is draining and
+    // still answers it: with NOT_SERVING, before anything closes.
+    let next = watch
+        .message()
+        .await
+        .expect("next status")
+        .expect("a status");
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    drop(watch);
+    stopping
+        .await
+        .expect("the server stops once nothing is in flight");
+}
+
 /// One reflection request on a fresh stream; the single answer.
 macro_rules! reflection_tests {
     ($version:ident, $list_test:ident, $symbol_test:ident) => {
