@@ -66,7 +66,7 @@ async fn crash_cycles(cycles: usize, run_ms: (u64, u64), extra: &[&str]) -> Tota
         }
         // The store must reopen every time.
         server = Server::start(&data_dir, extra).await;
-        let findings = check(&server, &ledger).await;
+        let findings = check(&server, &ledger, cycle, cycle + 1 == cycles, &mut rng).await;
         totals.cycles += 1;
         totals.lost += findings.lost.len();
         totals.mismatches += findings.mismatches;
@@ -152,7 +152,7 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
     assert!(!log_before.contains("ERROR"), "{log_before}");
 
     let server = Server::start(&data_dir, &[]).await;
-    let findings = check(&server, &ledger).await;
+    let findings = check(&server, &ledger, 0, true, &mut Rng::new(seed)).await;
     println!(
         "SIGTERM under load: {} writes acknowledged, {} lost",
         ledger.lock().unwrap().acknowledgements,

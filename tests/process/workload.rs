@@ -76,6 +76,8 @@ pub struct Ledger {
     attempted: HashMap<String, u64>,
     /// The highest acknowledged revision, with the exact record, per record.
     acknowledged: HashMap<String, pb::Record>,
+    /// The kill cycle in which each record was last acknowledged.
+    acknowledged_in: HashMap<String, usize>,
     /// Each writer's interactions, which only that writer revises.
     interactions_of: HashMap<usize, Vec<pb::Interaction>>,
     /// Acknowledged write answers (an item of a batch counts as one).
@@ -88,7 +90,7 @@ impl Ledger {
         *highest = (*highest).max(revision(record));
     }
 
-    fn acknowledge(&mut self, record: &pb::Record, outcome: pb::Outcome) {
+    fn acknowledge(&mut self, record: &pb::Record, outcome: pb::Outcome, cycle: usize) {
         self.acknowledgements += 1;
         if outcome == pb::Outcome::Stale {
             return; // a later revision is stored; it was acknowledged on its own
@@ -99,6 +101,7 @@ impl Ledger {
             .get(&key)
             .is_none_or(|known| revision(known) < revision(record));
         if newer {
+            self.acknowledged_in.insert(key.clone(), cycle);
             self.acknowledged.insert(key, record.clone());
         }
     }
@@ -142,7 +145,7 @@ pub async fn write_until_error(
                     match result.result {
                         Some(pb::item_result::Result::Outcome(outcome)) => {
                             let outcome = pb::Outcome::try_from(outcome).expect("an outcome");
-                            ledger.acknowledge(record, outcome);
+                            ledger.acknowledge(record, outcome, cycle);
                         }
                         other => panic!("{}: unexpected item result {other:?}", key(record)),
                     }
@@ -270,14 +273,43 @@ pub struct Findings {
     pub problems: Vec<String>,
 }
 
+/// Up to this many acknowledged records, every check re-sends them all.
+const FULL_CHECK_LIMIT: usize = 20_000;
+/// Beyond it, a check re-sends those of the last two cycles and this many others.
+const SAMPLE_OF_OLDER: usize = 2_000;
+
 /// After a restart: counts within bounds, every acknowledged write still there
 /// (a re-send must be a DUPLICATE, or STALE when a later revision was sent),
-/// and the aggregates consistent with the raw records.
-pub async fn check(server: &Server, ledger: &Mutex<Ledger>) -> Findings {
+/// and the aggregates consistent with the raw records. In long runs only the
+/// last `full` check re-sends everything; the others re-send what the last two
+/// cycles acknowledged and a random sample of the rest, so a cycle's cost stays
+/// bounded.
+pub async fn check(
+    server: &Server,
+    ledger: &Mutex<Ledger>,
+    cycle: usize,
+    full: bool,
+    rng: &mut Rng,
+) -> Findings {
     let mut findings = Findings::default();
-    let (acknowledged, attempted) = {
+    let (acknowledged, attempted, to_resend) = {
         let ledger = ledger.lock().unwrap();
-        (ledger.acknowledged.clone(), ledger.attempted.clone())
+        let everything = full || ledger.acknowledged.len() <= FULL_CHECK_LIMIT;
+        let total = ledger.acknowledged.len() as u64;
+        let to_resend: Vec<pb::Record> = ledger
+            .acknowledged
+            .iter()
+            .filter(|(key, _)| {
+                let recent = ledger.acknowledged_in[*key] + 1 >= cycle;
+                everything || recent || rng.below(total) < SAMPLE_OF_OLDER as u64
+            })
+            .map(|(_, record)| record.clone())
+            .collect();
+        (
+            ledger.acknowledged.clone(),
+            ledger.attempted.clone(),
+            to_resend,
+        )
     };
     let stats = stats(server).await;
     for (prefix, stored) in [
@@ -300,8 +332,7 @@ pub async fn check(server: &Server, ledger: &Mutex<Ledger>) -> Findings {
             .push(format!("aggregate mismatches: {:?}", verify.mismatches));
     }
     let mut client = server.ingest().await;
-    let records: Vec<pb::Record> = acknowledged.values().cloned().collect();
-    for chunk in records.chunks(500) {
+    for chunk in to_resend.chunks(500) {
         let results = client
             .record_batch(pb::RecordBatchRequest {
                 records: chunk.to_vec(),
