@@ -10,6 +10,7 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
+use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
 use crate::limit::InFlightLimitLayer;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
@@ -31,6 +32,40 @@ pub struct Application {
     store: Store,
     max_message_bytes: usize,
     max_in_flight: usize,
+    tokens: Tokens,
+    reflection: bool,
+}
+
+/// The configured tokens, and the refusal to serve a network unauthenticated
+/// unless told to.
+fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
+    let mut tokens = Tokens::default();
+    if let Some(path) = &config.tokens_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("reading the tokens file {}: {e}", path.display()))?;
+        let source = format!("the tokens file {}", path.display());
+        tokens = Tokens::parse(&text, &source).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(inline) = &config.tokens {
+        let more = Tokens::parse(inline, "SUPPORT_METRICS_TOKENS").map_err(anyhow::Error::msg)?;
+        tokens.extend(more);
+    }
+    if tokens.is_empty() {
+        if !config.listen.ip().is_loopback() && !config.insecure {
+            anyhow::bail!(
+                "refusing to serve {} without authentication: configure tokens \
+                 (--tokens-file or SUPPORT_METRICS_TOKENS) or pass --insecure",
+                config.listen
+            );
+        }
+        tracing::warn!(
+            listen = %config.listen,
+            "AUTHENTICATION IS OFF: no tokens are configured, every caller may read and write"
+        );
+    } else {
+        tracing::info!(tokens = tokens.len(), "bearer-token authentication on");
+    }
+    Ok(tokens)
 }
 
 impl Application {
@@ -47,6 +82,7 @@ impl Application {
                  a crash loses the most recent ones"
             );
         }
+        let tokens = load_tokens(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen).await?;
         Ok(Application {
@@ -54,6 +90,8 @@ impl Application {
             store,
             max_message_bytes: config.max_message_mb * 1024 * 1024,
             max_in_flight: config.max_in_flight.max(1),
+            tokens,
+            reflection: !config.disable_reflection,
         })
     }
 
@@ -81,6 +119,11 @@ impl Application {
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
+        let (reflection_v1, reflection_v1alpha) = if self.reflection {
+            (Some(reflection_v1), Some(reflection_v1alpha))
+        } else {
+            (None, None)
+        };
 
         let limit = self.max_message_bytes;
         let addr = self.local_addr()?;
@@ -107,10 +150,11 @@ impl Application {
         };
         let serve = Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .layer(AuthLayer::new(self.tokens))
             .layer(InFlightLimitLayer::new(self.max_in_flight))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
             .add_service(
                 IngestServiceServer::new(IngestApi::new(store.clone()))
                     .max_decoding_message_size(limit),

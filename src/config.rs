@@ -96,6 +96,24 @@ pub struct Config {
     )]
     pub log: String,
 
+    /// File of bearer tokens: `<role> <token>` or `<role> sha256:<hex>` per
+    /// line, roles `writer`, `reader`, `admin`.
+    #[arg(long, env = "SUPPORT_METRICS_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
+    /// Bearer tokens inline, in the tokens file's format (`;` separates
+    /// entries); added to the file's.
+    #[arg(long, env = "SUPPORT_METRICS_TOKENS", hide_env_values = true)]
+    pub tokens: Option<String>,
+
+    /// Serve on a non-loopback address without any token (authentication off).
+    #[arg(long, env = "SUPPORT_METRICS_INSECURE")]
+    pub insecure: bool,
+
+    /// Do not offer gRPC server reflection.
+    #[arg(long, env = "SUPPORT_METRICS_DISABLE_REFLECTION")]
+    pub disable_reflection: bool,
+
     /// UNSAFE, for bulk backfills only: acknowledge writes before they are on
     /// disk. A crash (kill -9, power cut) loses writes acknowledged in roughly
     /// the last half second. A clean shutdown still flushes everything.

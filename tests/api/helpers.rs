@@ -48,6 +48,10 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
         log: String::new(),
         max_message_mb: 16,
         max_in_flight: 512,
+        tokens_file: None,
+        tokens: None,
+        insecure: false,
+        disable_reflection: false,
         unsafe_ack_before_durable: false,
     }
 }

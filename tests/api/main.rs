@@ -4,6 +4,7 @@
 mod helpers;
 
 mod admin;
+mod auth;
 mod backup;
 mod corruption;
 mod hostile_input;
