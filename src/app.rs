@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
@@ -13,10 +14,12 @@ use crate::api::{AdminApi, IngestApi, ScorecardApi};
 use crate::auth::{AuthLayer, Tokens};
 use crate::config::Config;
 use crate::limit::InFlightLimitLayer;
+use crate::metrics::{self, RequestMetricsLayer};
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
+use crate::store::reads;
 use crate::store::{SledOptions, Store};
 
 /// Requests handled at once on one connection; more wait in line.
@@ -29,6 +32,7 @@ const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
+    metrics_listener: TcpListener,
     store: Store,
     max_message_bytes: usize,
     max_in_flight: usize,
@@ -85,8 +89,12 @@ impl Application {
         let tokens = load_tokens(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen).await?;
+        let metrics_listener = metrics::bind(config.metrics_listen).await.map_err(|e| {
+            anyhow::anyhow!("binding the metrics address {}: {e}", config.metrics_listen)
+        })?;
         Ok(Application {
             listener,
+            metrics_listener,
             store,
             max_message_bytes: config.max_message_mb * 1024 * 1024,
             max_in_flight: config.max_in_flight.max(1),
@@ -97,6 +105,11 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `GET /metrics` is served.
+    pub fn metrics_addr(&self) -> std::io::Result<SocketAddr> {
+        self.metrics_listener.local_addr()
     }
 
     /// Serves until `shutdown` completes, then turns health to NOT_SERVING, lets
@@ -127,8 +140,25 @@ impl Application {
 
         let limit = self.max_message_bytes;
         let addr = self.local_addr()?;
-        tracing::info!(%addr, "serving gRPC");
+        let metrics_addr = self.metrics_addr()?;
+        tracing::info!(%addr, %metrics_addr, "serving gRPC, and metrics at /metrics");
         let store = self.store;
+        let metrics = store.metrics();
+        let scraped = store.downgrade();
+        let scrape_metrics = Arc::clone(&metrics);
+        let render = Arc::new(move || match scraped.upgrade() {
+            Some(store) => {
+                let counters = reads::counters(store.kv()).unwrap_or_default();
+                let size = store.kv().size_on_disk().unwrap_or(0);
+                store.metrics().render(
+                    size,
+                    counters.pending_survey_responses,
+                    counters.pending_quality_reviews,
+                )
+            }
+            None => scrape_metrics.render(0, 0, 0),
+        });
+        let metrics_server = tokio::spawn(metrics::serve(self.metrics_listener, render));
         let stopping_health = health.clone();
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
@@ -150,6 +180,7 @@ impl Application {
         };
         let serve = Server::builder()
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
+            .layer(RequestMetricsLayer::new(metrics))
             .layer(AuthLayer::new(self.tokens))
             .layer(InFlightLimitLayer::new(self.max_in_flight))
             .add_service(health_service)
@@ -183,6 +214,7 @@ impl Application {
                 "requests still in flight after the drain timeout; closing them"
             ),
         }
+        metrics_server.abort();
         // The last handle closes the writer after it has committed what it holds.
         tokio::task::spawn_blocking(move || drop(store)).await?;
         tracing::info!("stopped");

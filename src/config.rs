@@ -65,6 +65,14 @@ pub struct Config {
     )]
     pub listen: SocketAddr,
 
+    /// Address of the Prometheus metrics endpoint (`GET /metrics`).
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_METRICS_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    pub metrics_listen: SocketAddr,
+
     /// Directory of the embedded sled store (created if missing).
     #[arg(
         long,

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod limit;
+pub mod metrics;
 pub mod ndjson;
 pub mod proto;
 pub mod queries;

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 
 pub use backup::{BackupItem, Snapshot};
 pub use kv::{KvStore, SledOptions, SledStore};
@@ -81,12 +82,31 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// A store handle that does not keep the store open (for observers such as the
+/// metrics endpoint).
+#[derive(Clone)]
+pub struct WeakStore(std::sync::Weak<Inner>);
+
+impl std::fmt::Debug for WeakStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakStore").finish_non_exhaustive()
+    }
+}
+
+impl WeakStore {
+    /// The store, while it is open.
+    pub fn upgrade(&self) -> Option<Store> {
+        self.0.upgrade().map(|inner| Store { inner })
+    }
+}
+
 struct Inner {
     kv: Arc<dyn KvStore>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     /// Where snapshots are spooled (the data directory).
     spool_dir: PathBuf,
+    metrics: Arc<Metrics>,
 }
 
 impl Drop for Inner {
@@ -111,9 +131,18 @@ impl Store {
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_spool_dir = spool_dir.clone();
+        let metrics = Arc::new(Metrics::new());
+        let writer_metrics = Arc::clone(&metrics);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || run_writer(writer_kv.as_ref(), &writer_spool_dir, receiver))
+            .spawn(move || {
+                run_writer(
+                    writer_kv.as_ref(),
+                    &writer_spool_dir,
+                    &writer_metrics,
+                    receiver,
+                )
+            })
             .expect("spawning the writer thread");
         Store {
             inner: Arc::new(Inner {
@@ -121,8 +150,19 @@ impl Store {
                 jobs: Some(jobs),
                 writer: Some(writer),
                 spool_dir,
+                metrics,
             }),
         }
+    }
+
+    /// A handle that does not keep the store open.
+    pub fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
+    }
+
+    /// The service's metrics; the writer records commits and outcomes in them.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.inner.metrics)
     }
 
     /// The key-value store, for reads.
@@ -199,7 +239,12 @@ impl Store {
     }
 }
 
-fn run_writer(kv: &dyn KvStore, spool_dir: &std::path::Path, mut receiver: mpsc::Receiver<Job>) {
+fn run_writer(
+    kv: &dyn KvStore,
+    spool_dir: &std::path::Path,
+    metrics: &Metrics,
+    mut receiver: mpsc::Receiver<Job>,
+) {
     let mut held_back: Option<Job> = None;
     loop {
         let Some(first) = held_back.take().or_else(|| receiver.blocking_recv()) else {
@@ -229,14 +274,14 @@ fn run_writer(kv: &dyn KvStore, spool_dir: &std::path::Path, mut receiver: mpsc:
                 Err(_) => break,
             }
         }
-        commit_group(kv, group);
+        commit_group(kv, metrics, group);
     }
 }
 
 /// Applies a group of jobs in one transaction and one durable commit (group
 /// commit). If a job fails mid-way, the group is retried one job at a time so
 /// that only the failing job sees the error.
-fn commit_group(kv: &dyn KvStore, group: Vec<Job>) {
+fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) {
     let started = std::time::Instant::now();
     let attempt = |jobs: &[&Job]| -> Result<Vec<Reply>> {
         let mut txn = Txn::new(kv);
@@ -250,7 +295,14 @@ fn commit_group(kv: &dyn KvStore, group: Vec<Job>) {
             txn.put(keys::stats(), &counters)?;
         }
         if !txn.is_empty() {
-            kv.commit(txn.into_changes()?)?;
+            let changes = txn.into_changes()?;
+            let committing = std::time::Instant::now();
+            kv.commit(changes)?;
+            let records = jobs.iter().map(|job| job.command.record_count()).sum();
+            metrics.commit(records, committing.elapsed().as_secs_f64());
+        }
+        for (job, reply) in jobs.iter().zip(&replies) {
+            count_outcomes(metrics, &job.command, reply);
         }
         Ok(replies)
     };
@@ -281,6 +333,29 @@ fn commit_group(kv: &dyn KvStore, group: Vec<Job>) {
                 let _ = job.reply.send(result);
             }
         }
+    }
+}
+
+/// Counts each record of a committed job by kind and outcome.
+fn count_outcomes(metrics: &Metrics, command: &Command, reply: &Reply) {
+    let (Command::Records(records), Reply::Records(outcomes)) = (command, reply) else {
+        return;
+    };
+    for (record, outcome) in records.iter().zip(outcomes) {
+        let kind = match record {
+            Record::Interaction(_) => "interaction",
+            Record::SurveyResponse(_) => "survey_response",
+            Record::QualityReview(_) => "quality_review",
+            Record::CustomerEvent(_) => "customer_event",
+        };
+        let outcome = match outcome {
+            Ok(Outcome::Created) => "created",
+            Ok(Outcome::Updated) => "updated",
+            Ok(Outcome::Duplicate) => "duplicate",
+            Ok(Outcome::Stale) => "stale",
+            Err(_) => "already_exists",
+        };
+        metrics.record_written(kind, outcome);
     }
 }
 

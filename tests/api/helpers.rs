@@ -18,6 +18,7 @@ use tonic::transport::Channel;
 /// A running server; stops when dropped.
 pub struct TestApp {
     pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub ingest: IngestServiceClient<Channel>,
     pub scorecards: ScorecardServiceClient<Channel>,
@@ -42,6 +43,7 @@ fn init_logs() {
 pub fn tool_config(data_dir: PathBuf) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir,
         cache_mb: 16,
         log_format: LogFormat::Text,
@@ -76,6 +78,7 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
     let data_dir = config.data_dir.clone();
     let app = Application::build(&config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
+    let metrics_addr = app.metrics_addr().unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
@@ -87,6 +90,7 @@ pub async fn spawn_app_with(mut config: Config) -> TestApp {
         .expect("connects");
     TestApp {
         addr,
+        metrics_addr,
         data_dir,
         ingest: IngestServiceClient::new(channel.clone()),
         scorecards: ScorecardServiceClient::new(channel.clone()),

@@ -10,6 +10,7 @@ mod corruption;
 mod hostile_input;
 mod ingest;
 mod limits;
+mod metrics;
 mod model;
 mod reflection_and_health;
 mod scorecard;

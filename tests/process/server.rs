@@ -43,6 +43,8 @@ pub fn spawn(data_dir: &Path, log: &Path, port: u16, extra: &[&str]) -> Child {
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data_dir)
+        .arg("--metrics-listen")
+        .arg("127.0.0.1:0")
         .args(extra)
         .env("SUPPORT_METRICS_LOG", "warn")
         .env("RUST_BACKTRACE", "0")

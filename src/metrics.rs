@@ -1,0 +1,333 @@
+//! Prometheus metrics: gRPC requests and latencies, records written, group
+//! commits and their durable-commit latency, store size and pending records,
+//! served as text on a separate HTTP port at `/metrics`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use prometheus::{
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Services whose methods become labels; any other path is labelled `other`,
+/// so a client cannot grow the label set.
+const KNOWN_SERVICES: [&str; 6] = [
+    "supportmetrics.v1.IngestService",
+    "supportmetrics.v1.ScorecardService",
+    "supportmetrics.v1.AdminService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
+/// Every series the service exports, in one registry.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_seconds: HistogramVec,
+    records_written: IntCounterVec,
+    commit_group_records: Histogram,
+    commit_seconds: Histogram,
+    store_size_bytes: IntGauge,
+    pending_records: IntGaugeVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("support_metrics".into()), None)
+            .expect("a valid registry prefix");
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "grpc_requests_total",
+                "gRPC requests by service, method and status code",
+            ),
+            &["service", "method", "code"],
+        )
+        .expect("valid metric");
+        let request_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "grpc_request_duration_seconds",
+                "Time to the response headers of a gRPC request",
+            )
+            .buckets(exponential_buckets(0.000_25, 2.0, 16).expect("valid buckets")),
+            &["service", "method"],
+        )
+        .expect("valid metric");
+        let records_written = IntCounterVec::new(
+            Opts::new(
+                "records_written_total",
+                "Records by kind and outcome (created, updated, duplicate, stale, already_exists)",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid metric");
+        let commit_group_records = Histogram::with_opts(
+            HistogramOpts::new(
+                "commit_group_records",
+                "Records per group commit (one durable commit for many writes)",
+            )
+            .buckets(exponential_buckets(1.0, 2.0, 13).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "commit_durable_seconds",
+                "Time of one durable commit: sled batch, flush and fsync",
+            )
+            .buckets(exponential_buckets(0.000_1, 2.0, 16).expect("valid buckets")),
+        )
+        .expect("valid metric");
+        let store_size_bytes =
+            IntGauge::new("store_size_bytes", "Bytes the store occupies on disk").expect("valid");
+        let pending_records = IntGaugeVec::new(
+            Opts::new(
+                "pending_records",
+                "Surveys and reviews stored but not counted: their interaction is not known yet",
+            ),
+            &["kind"],
+        )
+        .expect("valid metric");
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_seconds.clone()),
+            Box::new(records_written.clone()),
+            Box::new(commit_group_records.clone()),
+            Box::new(commit_seconds.clone()),
+            Box::new(store_size_bytes.clone()),
+            Box::new(pending_records.clone()),
+        ] {
+            registry.register(collector).expect("unique metric names");
+        }
+        Metrics {
+            registry,
+            requests,
+            request_seconds,
+            records_written,
+            commit_group_records,
+            commit_seconds,
+            store_size_bytes,
+            pending_records,
+        }
+    }
+
+    pub fn record_written(&self, kind: &str, outcome: &str) {
+        self.records_written
+            .with_label_values(&[kind, outcome])
+            .inc();
+    }
+
+    pub fn commit(&self, records: usize, seconds: f64) {
+        self.commit_group_records.observe(records as f64);
+        self.commit_seconds.observe(seconds);
+    }
+
+    /// The exposition text, with the gauges set to the given current values.
+    pub fn render(
+        &self,
+        store_size_bytes: u64,
+        pending_surveys: i64,
+        pending_reviews: i64,
+    ) -> String {
+        self.store_size_bytes
+            .set(i64::try_from(store_size_bytes).unwrap_or(i64::MAX));
+        self.pending_records
+            .with_label_values(&["survey_response"])
+            .set(pending_surveys);
+        self.pending_records
+            .with_label_values(&["quality_review"])
+            .set(pending_reviews);
+        let mut text = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
+            tracing::error!(%error, "encoding metrics");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+}
+
+/// The service and method labels of a gRPC path.
+fn labels(path: &str) -> (&str, &str) {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    match (parts.next(), parts.next()) {
+        (Some(service), Some(method)) if KNOWN_SERVICES.contains(&service) => (service, method),
+        _ => ("other", "other"),
+    }
+}
+
+/// The status code name of a response: from its headers when the call failed
+/// before any message (trailers-only), else OK.
+fn code_of(response: &http::Response<tonic::body::Body>) -> &'static str {
+    let code = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i32>().ok())
+        .map_or(tonic::Code::Ok, tonic::Code::from_i32);
+    code_name(code)
+}
+
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+/// Counts and times every gRPC request, refusals included.
+#[derive(Debug, Clone)]
+pub struct RequestMetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl RequestMetricsLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        RequestMetricsLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for RequestMetricsLayer {
+    type Service = RequestMetrics<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestMetrics {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestMetrics<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+impl<S, B> Service<http::Request<B>> for RequestMetrics<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let (service, method) = labels(request.uri().path());
+        let (service, method) = (service.to_owned(), method.to_owned());
+        let metrics = Arc::clone(&self.metrics);
+        let started = Instant::now();
+        let response = self.inner.call(request);
+        Box::pin(async move {
+            let response = response.await;
+            let code = response.as_ref().map_or("UNKNOWN", code_of);
+            metrics
+                .request_seconds
+                .with_label_values(&[&service, &method])
+                .observe(started.elapsed().as_secs_f64());
+            metrics
+                .requests
+                .with_label_values(&[&service, &method, code])
+                .inc();
+            response
+        })
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped; `render`
+/// produces the text at each scrape.
+pub async fn serve(
+    listener: TcpListener,
+    render: Arc<dyn Fn() -> String + Send + Sync>,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let render = Arc::clone(&render);
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
+                let render = Arc::clone(&render);
+                async move {
+                    let response = if request.uri().path() == "/metrics" {
+                        let text = tokio::task::spawn_blocking(move || render())
+                            .await
+                            .unwrap_or_default();
+                        hyper::Response::builder()
+                            .header("content-type", "text/plain; version=0.0.4")
+                            .body(Full::new(Bytes::from(text)))
+                    } else {
+                        hyper::Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"only /metrics is here\n")))
+                    };
+                    Ok::<_, Infallible>(response.unwrap_or_default())
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(error) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%error, "metrics connection ended");
+            }
+        });
+    }
+}
+
+/// Binds the metrics listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_known_services_become_labels() {
+        assert_eq!(
+            labels("/supportmetrics.v1.IngestService/RecordBatch"),
+            ("supportmetrics.v1.IngestService", "RecordBatch")
+        );
+        assert_eq!(labels("/evil.Service/x"), ("other", "other"));
+        assert_eq!(labels("/"), ("other", "other"));
+    }
+}

@@ -1,0 +1,148 @@
+//! The Prometheus endpoint over HTTP: every series of the operations guide,
+//! parsed from a real scrape and checked against what the test did.
+
+use std::collections::HashMap;
+
+use support_metrics::proto::v1 as pb;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::*;
+
+/// `GET path` over plain HTTP/1.1: the status line and the body.
+async fn http_get(app: &TestApp, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
+        .await
+        .expect("metrics port");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Series name with sorted labels → value, from the text exposition format.
+fn parse(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
+    *series.get(name).unwrap_or_else(|| {
+        panic!(
+            "no series {name} in {:#?}",
+            series.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_scrape_shows_requests_records_commits_store_and_pending() {
+    let mut app = spawn_app().await;
+    let example = worked_example();
+    let count = |kind: fn(&pb::record::Record) -> bool| {
+        example
+            .iter()
+            .filter(|r| r.record.as_ref().is_some_and(kind))
+            .count() as f64
+    };
+    let interactions = count(|r| matches!(r, pb::record::Record::Interaction(_)));
+    let surveys = count(|r| matches!(r, pb::record::Record::SurveyResponse(_)));
+    let records = example.len() as f64;
+    app.record_all(example.clone()).await;
+    app.record_all(example).await; // every one a duplicate now
+    app.record_all(vec![record_from_json(
+        r#"{"survey_response": {"response_id": "early", "revision": 1, "interaction_id": "not-yet", "kind": "CSAT", "score": 5, "submitted_at": "2026-03-02T10:00:00Z"}}"#,
+    )])
+    .await;
+    let bad = app
+        .scorecards
+        .get_scorecard(pb::GetScorecardRequest::default())
+        .await
+        .expect_err("no scope, no window");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let (status, body) = http_get(&app, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    let series = parse(&body);
+    let ingest = r#"service="supportmetrics.v1.IngestService""#;
+    assert_eq!(
+        value(
+            &series,
+            &format!(
+                r#"support_metrics_grpc_requests_total{{code="OK",method="RecordBatch",{ingest}}}"#
+            )
+        ),
+        3.0
+    );
+    assert_eq!(
+        value(
+            &series,
+            r#"support_metrics_grpc_requests_total{code="INVALID_ARGUMENT",method="GetScorecard",service="supportmetrics.v1.ScorecardService"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &series,
+            &format!(
+                r#"support_metrics_grpc_request_duration_seconds_count{{method="RecordBatch",{ingest}}}"#
+            )
+        ),
+        3.0
+    );
+    let written = |kind: &str, outcome: &str| {
+        value(
+            &series,
+            &format!(
+                r#"support_metrics_records_written_total{{kind="{kind}",outcome="{outcome}"}}"#
+            ),
+        )
+    };
+    assert_eq!(written("interaction", "created"), interactions);
+    assert_eq!(written("interaction", "duplicate"), interactions);
+    assert_eq!(written("survey_response", "created"), surveys + 1.0);
+    // The all-duplicate batch changed nothing, so it committed nothing.
+    assert_eq!(
+        value(&series, "support_metrics_commit_group_records_count"),
+        2.0
+    );
+    assert_eq!(
+        value(&series, "support_metrics_commit_group_records_sum"),
+        records + 1.0
+    );
+    assert_eq!(
+        value(&series, "support_metrics_commit_durable_seconds_count"),
+        2.0
+    );
+    assert!(value(&series, "support_metrics_store_size_bytes") > 0.0);
+    assert_eq!(
+        value(
+            &series,
+            r#"support_metrics_pending_records{kind="survey_response"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &series,
+            r#"support_metrics_pending_records{kind="quality_review"}"#
+        ),
+        0.0
+    );
+
+    let (status, _) = http_get(&app, "/other").await;
+    assert!(status.contains("404"), "{status}");
+}
