@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
@@ -38,6 +38,32 @@ pub struct Application {
     max_in_flight: usize,
     tokens: Tokens,
     reflection: bool,
+    tls: Option<ServerTlsConfig>,
+}
+
+/// The TLS settings, with the files read; `None` serves plaintext.
+fn load_tls(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let read = |path: &std::path::Path, what: &str| {
+        std::fs::read(path)
+            .map_err(|e| anyhow::anyhow!("reading the {what} {}: {e}", path.display()))
+    };
+    let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) else {
+        if config.tls_cert.is_some() || config.tls_key.is_some() || config.tls_client_ca.is_some() {
+            anyhow::bail!("TLS needs both --tls-cert and --tls-key");
+        }
+        return Ok(None);
+    };
+    let identity = Identity::from_pem(read(cert, "TLS certificate")?, read(key, "TLS key")?);
+    let mut tls = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &config.tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca, "client CA")?));
+        tracing::info!("mutual TLS: clients must present a certificate from the client CA");
+    }
+    // Fail at start, naming the problem, rather than when serving begins.
+    Server::builder()
+        .tls_config(tls.clone())
+        .map_err(|e| anyhow::anyhow!("the TLS certificate or key is not usable: {e}"))?;
+    Ok(Some(tls))
 }
 
 /// The configured tokens, and the refusal to serve a network unauthenticated
@@ -87,6 +113,7 @@ impl Application {
             );
         }
         let tokens = load_tokens(config)?;
+        let tls = load_tls(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen).await?;
         let metrics_listener = metrics::bind(config.metrics_listen).await.map_err(|e| {
@@ -100,6 +127,7 @@ impl Application {
             max_in_flight: config.max_in_flight.max(1),
             tokens,
             reflection: !config.disable_reflection,
+            tls,
         })
     }
 
@@ -178,7 +206,13 @@ impl Application {
                 .set_not_serving::<AdminServiceServer<AdminApi>>()
                 .await;
         };
-        let serve = Server::builder()
+        let mut server = Server::builder();
+        if let Some(tls) = self.tls {
+            server = server
+                .tls_config(tls)
+                .map_err(|e| anyhow::anyhow!("the TLS certificate or key is not usable: {e}"))?;
+        }
+        let serve = server
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
             .layer(RequestMetricsLayer::new(metrics))
             .layer(AuthLayer::new(self.tokens))

@@ -114,6 +114,20 @@ pub struct Config {
     #[arg(long, env = "SUPPORT_METRICS_TOKENS", hide_env_values = true)]
     pub tokens: Option<String>,
 
+    /// TLS: the server's certificate chain (PEM). With `--tls-key`, gRPC is
+    /// served over TLS only.
+    #[arg(long, env = "SUPPORT_METRICS_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS: the server's private key (PEM).
+    #[arg(long, env = "SUPPORT_METRICS_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Mutual TLS: CA certificates (PEM) that client certificates must chain
+    /// to; clients without such a certificate are refused.
+    #[arg(long, env = "SUPPORT_METRICS_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+
     /// Serve on a non-loopback address without any token (authentication off).
     #[arg(long, env = "SUPPORT_METRICS_INSECURE")]
     pub insecure: bool,

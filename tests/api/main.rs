@@ -14,4 +14,5 @@ mod metrics;
 mod model;
 mod reflection_and_health;
 mod scorecard;
+mod tls;
 mod worked_example;
