@@ -144,8 +144,13 @@ fn check(tokens: &Tokens, path: &str, authorization: Option<&[u8]>) -> Result<()
     };
     let token = authorization
         .and_then(|value| std::str::from_utf8(value).ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|value| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, token) = value.split_once(' ')?;
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then_some(token.trim())
+        })
         .ok_or_else(|| {
             Status::unauthenticated("send `authorization: Bearer <token>` to call this service")
         })?;
@@ -306,5 +311,10 @@ mod tests {
             Some(tonic::Code::PermissionDenied)
         );
         assert_eq!(code(None, "/grpc.health.v1.Health/Check"), None);
+        assert!(check(&tokens, ingest, Some(format!("bearer {WRITER}").as_bytes())).is_ok());
+        assert_eq!(
+            code(Some(&format!("Basic {WRITER}")), ingest),
+            Some(tonic::Code::Unauthenticated)
+        );
     }
 }
