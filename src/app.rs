@@ -1,5 +1,6 @@
-//! Binds the listener, wires the services, health and reflection, and serves
-//! until told to stop.
+//! Loads tokens and TLS, binds the gRPC and metrics listeners, wires the
+//! services (with auth, the in-flight bound and request metrics around them),
+//! health and reflection, and serves until told to stop.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,8 +20,7 @@ use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
-use crate::store::reads;
-use crate::store::{SledOptions, Store};
+use crate::store::{reads, SledOptions, Store};
 
 /// Requests handled at once on one connection; more wait in line.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
