@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::client::ClientCommand;
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -52,6 +54,8 @@ pub enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
     },
+    #[command(flatten)]
+    Client(Box<ClientCommand>),
 }
 
 /// Settings of the server and the tools.

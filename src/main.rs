@@ -1,5 +1,5 @@
-//! Thin: parse the command line → telemetry → serve (until SIGTERM or Ctrl-C) or
-//! run one of the offline tools.
+//! Thin: parse the command line → telemetry → serve (until SIGTERM or Ctrl-C),
+//! run one of the offline tools, or act as a client of a running server.
 
 use std::process::ExitCode;
 
@@ -30,6 +30,12 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Export { output } => {
             tokio::task::spawn_blocking(move || tools::export(&config, output.as_deref()))
                 .await??;
+        }
+        Command::Client(command) => {
+            let mut out = std::io::stdout();
+            if !command.run(&mut out).await? {
+                return Ok(ExitCode::FAILURE);
+            }
         }
         Command::Import { input } => {
             let summary = tools::import(&config, input.as_deref()).await?;

@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod backup;
+mod client;
 mod corruption;
 mod hostile_input;
 mod ingest;
