@@ -154,3 +154,36 @@ async fn a_half_configured_or_unusable_tls_setup_is_refused_at_start() {
     let error = Application::build(&config).await.expect_err("a bad key");
     assert!(error.to_string().contains("not usable"), "{error}");
 }
+
+#[tokio::test]
+async fn the_command_line_client_speaks_mutual_tls() {
+    use support_metrics::client::{ClientCommand, Connection};
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = authority("server CA");
+    let client_ca = authority("client CA");
+    let url = tls_server(dir.path(), &server_ca, Some(&client_ca)).await;
+    let (cert, key) = leaf(&client_ca, "operator", ExtendedKeyUsagePurpose::ClientAuth);
+    let connection = |with_identity: bool| Connection {
+        server: url.clone(),
+        token: None,
+        ca_cert: Some(write(dir.path(), "trust.pem", &server_ca.cert.pem())),
+        client_cert: with_identity.then(|| write(dir.path(), "operator.pem", &cert)),
+        client_key: with_identity.then(|| write(dir.path(), "operator.key", &key)),
+    };
+    let mut out = Vec::new();
+    let stats = ClientCommand::Stats {
+        connection: connection(true),
+        json: true,
+    };
+    assert!(stats.run(&mut out).await.expect("stats over mTLS"));
+    let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(printed["interactions"], 0);
+
+    let refused = ClientCommand::Stats {
+        connection: connection(false),
+        json: true,
+    }
+    .run(&mut Vec::new())
+    .await;
+    assert!(refused.is_err(), "no client certificate, no answer");
+}
