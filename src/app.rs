@@ -12,15 +12,16 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
-use crate::auth::{AuthLayer, Tokens};
+use crate::auth::Tokens;
 use crate::config::Config;
-use crate::limit::InFlightLimitLayer;
-use crate::metrics::{self, RequestMetricsLayer};
+use crate::gate::GateLayer;
+use crate::limit::InFlightLimit;
+use crate::metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
 use crate::proto::FILE_DESCRIPTOR_SET;
-use crate::store::{reads, SledOptions, Store};
+use crate::store::{reads, Store};
 
 /// Requests handled at once on one connection; more wait in line.
 const CONCURRENCY_PER_CONNECTION: usize = 256;
@@ -101,11 +102,7 @@ fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
 impl Application {
     /// Opens the store and binds the listener (port 0 picks a free port).
     pub async fn build(config: &Config) -> anyhow::Result<Application> {
-        let options = SledOptions {
-            path: config.data_dir.clone(),
-            cache_capacity_bytes: config.cache_mb * 1024 * 1024,
-            durable_acks: !config.unsafe_ack_before_durable,
-        };
+        let options = config.sled_options(!config.unsafe_ack_before_durable);
         if config.unsafe_ack_before_durable {
             tracing::warn!(
                 "--unsafe-ack-before-durable: writes are acknowledged before they are on disk; \
@@ -214,9 +211,13 @@ impl Application {
         }
         let serve = server
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
-            .layer(RequestMetricsLayer::new(metrics))
-            .layer(AuthLayer::new(self.tokens))
-            .layer(InFlightLimitLayer::new(self.max_in_flight))
+            // Outermost first: metrics see every answer, auth refusals cost
+            // no in-flight permit.
+            .layer(GateLayer::new(metrics))
+            .layer(GateLayer::new(Arc::new(self.tokens)))
+            .layer(GateLayer::new(Arc::new(InFlightLimit::new(
+                self.max_in_flight,
+            ))))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)

@@ -5,16 +5,11 @@
 //! (ScorecardService except SetTargets), operators `admin` (everything). Health
 //! checks are always open, so probes need no token.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::Status;
-use tower_layer::Layer;
-use tower_service::Service;
+
+use crate::gate::Admission;
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,77 +161,23 @@ fn check(tokens: &Tokens, path: &str, authorization: Option<&[u8]>) -> Result<()
     }
 }
 
-/// Refuses requests whose token does not grant their method; a no-op without tokens.
-#[derive(Debug, Clone)]
-pub struct AuthLayer {
-    tokens: Arc<Tokens>,
-}
+/// Refuses requests whose token does not grant their method; admits every
+/// request when no token is configured.
+impl Admission for Tokens {
+    type Ticket = ();
 
-impl AuthLayer {
-    pub fn new(tokens: Tokens) -> Self {
-        AuthLayer {
-            tokens: Arc::new(tokens),
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
+        if self.is_empty() {
+            return Ok(());
         }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Auth {
-            inner,
-            tokens: Arc::clone(&self.tokens),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Auth<S> {
-    inner: S,
-    tokens: Arc<Tokens>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B> Service<http::Request<B>> for Auth<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if self.tokens.is_empty() {
-            return Box::pin(self.inner.call(request));
-        }
-        let verdict = check(
-            &self.tokens,
-            request.uri().path(),
-            request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .map(|value| value.as_bytes()),
-        );
-        match verdict {
-            Ok(()) => Box::pin(self.inner.call(request)),
-            Err(status) => {
-                tracing::warn!(
-                    path = request.uri().path(),
-                    code = ?status.code(),
-                    "refused: {}",
-                    status.message()
-                );
-                Box::pin(std::future::ready(Ok(status.into_http())))
-            }
-        }
+        let path = request.uri().path();
+        let authorization = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|value| value.as_bytes());
+        check(self, path, authorization).inspect_err(|status| {
+            tracing::warn!(path, code = ?status.code(), "refused: {}", status.message());
+        })
     }
 }
 

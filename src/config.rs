@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::ClientCommand;
+use crate::store::SledOptions;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -154,4 +155,16 @@ pub struct Config {
     /// Largest request message accepted, in MiB.
     #[arg(long, env = "SUPPORT_METRICS_MAX_MESSAGE_MB", default_value_t = 16)]
     pub max_message_mb: usize,
+}
+
+impl Config {
+    /// The store's settings for this configuration; `durable_acks` as the
+    /// caller needs (the server follows `--unsafe-ack-before-durable`).
+    pub fn sled_options(&self, durable_acks: bool) -> SledOptions {
+        SledOptions {
+            path: self.data_dir.clone(),
+            cache_capacity_bytes: self.cache_mb * 1024 * 1024,
+            durable_acks,
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod gate;
 pub mod limit;
 pub mod metrics;
 pub mod ndjson;

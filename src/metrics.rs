@@ -3,11 +3,8 @@
 //! served as text on a separate HTTP port at `/metrics`.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http_body_util::Full;
@@ -17,8 +14,8 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
-use tower_layer::Layer;
-use tower_service::Service;
+
+use crate::gate::Admission;
 
 /// Services whose methods become labels; any other path is labelled `other`,
 /// so a client cannot grow the label set.
@@ -206,70 +203,29 @@ fn code_name(code: tonic::Code) -> &'static str {
     }
 }
 
-/// Counts and times every gRPC request, refusals included.
-#[derive(Debug, Clone)]
-pub struct RequestMetricsLayer {
-    metrics: Arc<Metrics>,
-}
+/// Counts and times every gRPC request, refusals included (the gate of the
+/// metrics is outermost).
+impl Admission for Metrics {
+    /// The service and method labels, and when the request arrived.
+    type Ticket = (String, String, Instant);
 
-impl RequestMetricsLayer {
-    pub fn new(metrics: Arc<Metrics>) -> Self {
-        RequestMetricsLayer { metrics }
-    }
-}
-
-impl<S> Layer<S> for RequestMetricsLayer {
-    type Service = RequestMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestMetrics {
-            inner,
-            metrics: Arc::clone(&self.metrics),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RequestMetrics<S> {
-    inner: S,
-    metrics: Arc<Metrics>,
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-impl<S, B> Service<http::Request<B>> for RequestMetrics<S>
-where
-    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
-    S::Future: Send + 'static,
-    S::Error: Send + 'static,
-{
-    type Response = http::Response<tonic::body::Body>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<Self::Ticket, tonic::Status> {
         let (service, method) = labels(request.uri().path());
-        let (service, method) = (service.to_owned(), method.to_owned());
-        let metrics = Arc::clone(&self.metrics);
-        let started = Instant::now();
-        let response = self.inner.call(request);
-        Box::pin(async move {
-            let response = response.await;
-            let code = response.as_ref().map_or("UNKNOWN", code_of);
-            metrics
-                .request_seconds
-                .with_label_values(&[&service, &method])
-                .observe(started.elapsed().as_secs_f64());
-            metrics
-                .requests
-                .with_label_values(&[&service, &method, code])
-                .inc();
-            response
-        })
+        Ok((service.to_owned(), method.to_owned(), Instant::now()))
+    }
+
+    fn finish(
+        &self,
+        (service, method, started): Self::Ticket,
+        response: Option<&http::Response<tonic::body::Body>>,
+    ) {
+        let code = response.map_or("UNKNOWN", code_of);
+        self.request_seconds
+            .with_label_values(&[&service, &method])
+            .observe(started.elapsed().as_secs_f64());
+        self.requests
+            .with_label_values(&[&service, &method, code])
+            .inc();
     }
 }
 

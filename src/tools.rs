@@ -15,7 +15,7 @@ use crate::domain::scorecard::Targets;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
-use crate::store::{verify, Outcome, SledOptions, Store};
+use crate::store::{verify, Outcome, Store};
 
 /// Records per commit when importing.
 const IMPORT_BATCH: usize = 1000;
@@ -24,12 +24,8 @@ fn open(config: &Config, durable_acks: bool) -> anyhow::Result<Store> {
     if !config.data_dir.join("db").exists() {
         bail!("{} holds no store", config.data_dir.display());
     }
-    let options = SledOptions {
-        path: config.data_dir.clone(),
-        cache_capacity_bytes: config.cache_mb * 1024 * 1024,
-        durable_acks,
-    };
-    Store::open(&options).with_context(|| format!("opening {}", config.data_dir.display()))
+    Store::open(&config.sled_options(durable_acks))
+        .with_context(|| format!("opening {}", config.data_dir.display()))
 }
 
 /// Scrubs the store; `Ok(false)` when anything is damaged or inconsistent.
@@ -122,12 +118,8 @@ pub struct ImportSummary {
 /// Imports NDJSON from `input` (a file) or standard input.
 pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let options = SledOptions {
-        path: config.data_dir.clone(),
-        cache_capacity_bytes: config.cache_mb * 1024 * 1024,
-        // One fsync at the end instead of one per batch.
-        durable_acks: false,
-    };
+    // One fsync at the end instead of one per batch.
+    let options = config.sled_options(false);
     let store = tokio::task::spawn_blocking(move || Store::open(&options))
         .await?
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
