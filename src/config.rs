@@ -55,6 +55,20 @@ pub enum Command {
         #[arg(long)]
         input: Option<PathBuf>,
     },
+    /// Fill the store with a generated organisation (8 teams, a few months of
+    /// tickets, surveys, reviews and churn, ending now) and organisation-wide
+    /// targets, so that scorecards show real numbers at once. Deterministic
+    /// from the seed.
+    Demo {
+        /// Interactions to generate.
+        #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..=20_000_000))]
+        interactions: u64,
+        /// Days of history, ending now.
+        #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     #[command(flatten)]
     Client(Box<ClientCommand>),
 }

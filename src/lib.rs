@@ -17,3 +17,4 @@ pub mod queries;
 pub mod store;
 pub mod telemetry;
 pub mod tools;
+pub mod workload;

@@ -4,8 +4,11 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use support_metrics::api::convert;
 use support_metrics::app::Application;
 use support_metrics::config::{Cli, Command};
+use support_metrics::domain::time::{Instant, NANOS_PER_SECOND};
+use support_metrics::ndjson;
 use support_metrics::telemetry;
 use support_metrics::tools;
 
@@ -36,6 +39,32 @@ async fn main() -> anyhow::Result<ExitCode> {
             if !command.run(&mut out).await? {
                 return Ok(ExitCode::FAILURE);
             }
+        }
+        Command::Demo {
+            interactions,
+            days,
+            seed,
+        } => {
+            let options = tools::DemoOptions {
+                seed,
+                interactions: usize::try_from(interactions)?,
+                days,
+            };
+            let (summary, end) = tools::demo(&config, &options).await?;
+            let text = |instant| ndjson::timestamp_text(&convert::timestamp(instant));
+            let month_before = Instant(end.0 - 30 * 86_400 * NANOS_PER_SECOND);
+            eprintln!(
+                "demo: {} records ({} created, {} updated, {} stale) over {days} days in {}\n\
+                 start the server (`support-metrics`) and try\n  \
+                 support-metrics scorecard --team billing --from {} --to {}",
+                summary.lines,
+                summary.created,
+                summary.updated,
+                summary.stale,
+                config.data_dir.display(),
+                text(month_before),
+                text(end),
+            );
         }
         Command::Import { input } => {
             let summary = tools::import(&config, input.as_deref()).await?;

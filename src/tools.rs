@@ -1,4 +1,5 @@
-//! The command-line tools that own a stopped store: `verify`, `export`, `import`.
+//! The command-line tools that own a stopped store: `verify`, `export`, `import`,
+//! `demo`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -11,11 +12,13 @@ use crate::api::scorecard::parse_targets;
 use crate::api::validate;
 use crate::config::Config;
 use crate::domain::records::{Id, Record};
-use crate::domain::scorecard::Targets;
+use crate::domain::scorecard::{Metric, Targets};
+use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
 use crate::store::{verify, Outcome, Store};
+use crate::workload::{self, WorkloadConfig};
 
 /// Records per commit when importing.
 const IMPORT_BATCH: usize = 1000;
@@ -117,12 +120,7 @@ pub struct ImportSummary {
 
 /// Imports NDJSON from `input` (a file) or standard input.
 pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    // One fsync at the end instead of one per batch.
-    let options = config.sled_options(false);
-    let store = tokio::task::spawn_blocking(move || Store::open(&options))
-        .await?
-        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let store = open_for_bulk_load(config).await?;
     let reader: Box<dyn BufRead + Send> = match input {
         Some(path) => Box::new(BufReader::new(
             File::open(path).with_context(|| format!("opening {}", path.display()))?,
@@ -168,15 +166,85 @@ pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<Imp
     }
     .await;
     // Whatever was recorded is made durable, even when a line stopped the import.
-    let flushed = tokio::task::spawn_blocking(move || {
+    let flushed = close_durably(store).await;
+    result?;
+    flushed?;
+    Ok(summary)
+}
+
+/// Opens (or creates) the store for a bulk load: acknowledged after the apply,
+/// made durable once at the end by [`close_durably`].
+async fn open_for_bulk_load(config: &Config) -> anyhow::Result<Store> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let options = config.sled_options(false);
+    tokio::task::spawn_blocking(move || Store::open(&options))
+        .await?
+        .with_context(|| format!("opening {}", config.data_dir.display()))
+}
+
+async fn close_durably(store: Store) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
         let flushed = store.kv().flush();
         drop(store);
         flushed
     })
-    .await?;
-    result?;
+    .await??;
+    Ok(())
+}
+
+/// What `demo` should generate.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub seed: u64,
+    pub interactions: usize,
+    pub days: u32,
+}
+
+/// Fills the store with a generated organisation (see [`workload`]) whose data
+/// ends now, plus organisation-wide targets, so that every scorecard has
+/// something to show. Running it again with the same seed in the same hour
+/// changes nothing (the records are idempotent).
+pub async fn demo(
+    config: &Config,
+    options: &DemoOptions,
+) -> anyhow::Result<(ImportSummary, Instant)> {
+    let now = Instant::now().0 / 1_000_000_000;
+    // The end is the current hour, so that reruns within it repeat the same records.
+    let end = Instant::from_seconds(now - now.rem_euclid(3600));
+    let workload = WorkloadConfig::new(options.seed, options.interactions, options.days, end);
+    let records = workload::generate(&workload);
+    let store = open_for_bulk_load(config).await?;
+    let mut summary = ImportSummary::default();
+    let loaded = async {
+        let progress = indicatif::ProgressBar::new(records.len() as u64);
+        for chunk in records.chunks(IMPORT_BATCH) {
+            let mut batch = chunk.to_vec();
+            let mut lines: Vec<u64> = (0..batch.len() as u64).collect();
+            summary.lines += batch.len() as u64;
+            record_batch(&store, &mut batch, &mut lines, &mut summary).await?;
+            progress.inc(chunk.len() as u64);
+        }
+        progress.finish_and_clear();
+        store.set_targets(None, demo_targets()).await?;
+        summary.targets += 1;
+        anyhow::Ok(())
+    }
+    .await;
+    let flushed = close_durably(store).await;
+    loaded?;
     flushed?;
-    Ok(summary)
+    Ok((summary, end))
+}
+
+/// Organisation-wide targets of the kind SPEC §3 gives as examples.
+fn demo_targets() -> Targets {
+    Targets::from([
+        (Metric::CsatPercent, 85.0),
+        (Metric::FrtP90, 3_600.0),
+        (Metric::FcrRate, 70.0),
+        (Metric::NpsScore, 30.0),
+        (Metric::ResolutionRate, 80.0),
+    ])
 }
 
 /// A validated line.
