@@ -185,15 +185,16 @@ impl Generator<'_> {
         self.config.end.0 - i64::from(self.config.days) * 86_400 * NANOS_PER_SECOND
     }
 
+    /// Whole microseconds, as helpdesks and SQL databases keep them.
     fn seconds(seconds: f64) -> i64 {
-        (seconds * NANOS_PER_SECOND as f64) as i64
+        (seconds * 1e6) as i64 * 1_000
     }
 
     /// An instant in the span, busier in working hours (UTC 08–18) than at night.
     fn creation_instant(&mut self) -> i64 {
         let span = self.config.end.0 - self.start_nanos();
         loop {
-            let at = self.start_nanos() + (self.rng.unit() * span as f64) as i64;
+            let at = self.start_nanos() + Self::seconds(self.rng.unit() * span as f64 / 1e9);
             let hour = at.div_euclid(3600 * NANOS_PER_SECOND).rem_euclid(24);
             let weight = if (8..18).contains(&hour) { 1.0 } else { 0.35 };
             if self.rng.chance(weight) {
@@ -469,12 +470,17 @@ mod tests {
     }
 
     #[test]
-    fn every_record_passes_the_wire_validation() {
+    fn every_record_passes_the_wire_validation_and_is_dated_in_microseconds() {
         for record in generate(&config(1)) {
             let wire = convert::record(&record);
             let parsed = validate::record(&wire, "")
                 .unwrap_or_else(|violations| panic!("{record:?}: {violations:?}"));
             assert_eq!(parsed, record);
+            if let Record::Interaction(i) = &record {
+                let instants = [Some(i.opened_at), i.first_response_at, i.closed_at];
+                assert!(instants.iter().flatten().all(|at| at.0 % 1_000 == 0));
+                assert!(i.handle_time_nanos.iter().all(|nanos| nanos % 1_000 == 0));
+            }
         }
     }
 

@@ -1,4 +1,5 @@
-//! AdminService: counters, verification and rebuild of the aggregates.
+//! AdminService: counters, verification and rebuild of the aggregates, export,
+//! and an echo for measuring the transport.
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -137,6 +138,15 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::RebuildAggregatesResponse {
             groups_rebuilt: report.groups_rebuilt,
             keys_written: report.keys_written,
+        }))
+    }
+
+    async fn echo(
+        &self,
+        request: Request<pb::EchoRequest>,
+    ) -> Result<Response<pb::EchoResponse>, Status> {
+        Ok(Response::new(pb::EchoResponse {
+            payload: request.into_inner().payload,
         }))
     }
 }

@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod client;
 mod corruption;
+mod demo;
 mod hostile_input;
 mod ingest;
 mod limits;

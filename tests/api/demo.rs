@@ -1,0 +1,80 @@
+//! `support-metrics demo` fills a store that a server then serves, and the echo
+//! RPC the benchmarks use as their transport ceiling.
+
+use support_metrics::proto::v1 as pb;
+use support_metrics::tools::{self, DemoOptions};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn demo_fills_a_consistent_store_with_recent_scorecards_and_targets() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let options = DemoOptions {
+        seed: 5,
+        interactions: 2_000,
+        days: 30,
+    };
+    let (summary, end) = tools::demo(&tool_config(data.clone()), &options)
+        .await
+        .expect("demo runs");
+    assert!(summary.created >= 2_000, "{summary:?}");
+    assert!(summary.conflicts.is_empty());
+
+    let mut app = spawn_app_at(data).await;
+    let stats = app.stats().await;
+    assert_eq!(stats.interactions, 2_000);
+    assert!(stats.survey_responses > 0 && stats.quality_reviews > 0);
+    assert!(stats.customer_events > 0);
+    assert_eq!(app.verify().await.mismatch_count, 0);
+
+    // The data ends at `end` (the current hour): the last week has tickets, and
+    // the organisation's demo targets are judged.
+    let end_seconds = end.0 / 1_000_000_000;
+    let week = pb::Window {
+        from: Some(prost_types::Timestamp {
+            seconds: end_seconds - 7 * 86_400,
+            nanos: 0,
+        }),
+        to: Some(prost_types::Timestamp {
+            seconds: end_seconds,
+            nanos: 0,
+        }),
+    };
+    let card = app
+        .scorecards
+        .get_scorecard(pb::GetScorecardRequest {
+            scope: Some(team("billing")),
+            window: Some(week),
+            ..Default::default()
+        })
+        .await
+        .expect("scorecard")
+        .into_inner()
+        .scorecard
+        .expect("a scorecard");
+    let metrics = card.metrics.expect("metrics");
+    assert!(metrics.tickets_created > 0);
+    assert!(metrics.csat.expect("csat").responses > 0);
+    assert!(card
+        .targets
+        .iter()
+        .any(|t| t.metric == pb::Metric::CsatPercent as i32));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn echo_returns_its_payload_and_touches_no_store() {
+    let mut app = spawn_app().await;
+    let payload: Vec<u8> = (0..=255).cycle().take(4_000).collect();
+    let reply = app
+        .admin
+        .echo(pb::EchoRequest {
+            payload: payload.clone(),
+        })
+        .await
+        .expect("echo")
+        .into_inner();
+    assert_eq!(reply.payload, payload);
+    assert_eq!(app.stats().await.interactions, 0);
+}
