@@ -210,6 +210,9 @@ impl Application {
                 .map_err(|e| anyhow::anyhow!("the TLS certificate or key is not usable: {e}"))?;
         }
         let serve = server
+            // Without it a reply written in two segments waits for the client's
+            // delayed ACK: 40 ms added to a scorecard read.
+            .tcp_nodelay(true)
             .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
             // Outermost first: metrics see every answer, auth refusals cost
             // no in-flight permit.

@@ -213,27 +213,42 @@ pub async fn demo(
     let end = Instant::from_seconds(now - now.rem_euclid(3600));
     let workload = WorkloadConfig::new(options.seed, options.interactions, options.days, end);
     let records = workload::generate(&workload);
+    let summary = load(config, &records, Some(demo_targets())).await?;
+    Ok((summary, end))
+}
+
+/// Records `records` (and organisation-wide `targets`) into the store of
+/// `config`, in batches, with a progress bar; durable when it returns. The
+/// `lines` of the summary count records.
+pub async fn load(
+    config: &Config,
+    records: &[Record],
+    targets: Option<Targets>,
+) -> anyhow::Result<ImportSummary> {
     let store = open_for_bulk_load(config).await?;
     let mut summary = ImportSummary::default();
     let loaded = async {
         let progress = indicatif::ProgressBar::new(records.len() as u64);
         for chunk in records.chunks(IMPORT_BATCH) {
             let mut batch = chunk.to_vec();
-            let mut lines: Vec<u64> = (0..batch.len() as u64).collect();
+            let mut lines: Vec<u64> =
+                (summary.lines + 1..=summary.lines + chunk.len() as u64).collect();
             summary.lines += batch.len() as u64;
             record_batch(&store, &mut batch, &mut lines, &mut summary).await?;
             progress.inc(chunk.len() as u64);
         }
         progress.finish_and_clear();
-        store.set_targets(None, demo_targets()).await?;
-        summary.targets += 1;
+        if let Some(targets) = targets {
+            store.set_targets(None, targets).await?;
+            summary.targets += 1;
+        }
         anyhow::Ok(())
     }
     .await;
     let flushed = close_durably(store).await;
     loaded?;
     flushed?;
-    Ok((summary, end))
+    Ok(summary)
 }
 
 /// Organisation-wide targets of the kind SPEC §3 gives as examples.
