@@ -65,6 +65,12 @@ struct Args {
     out: PathBuf,
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    /// Only the ingest part (transport ceiling and writes).
+    #[arg(long, conflicts_with = "only_reads")]
+    only_ingest: bool,
+    /// Only the read part (scorecards and footprint).
+    #[arg(long)]
+    only_reads: bool,
     // cargo bench passes --bench.
     #[arg(long, hide = true)]
     bench: bool,
@@ -124,14 +130,21 @@ async fn main() -> anyhow::Result<()> {
     let cpu = Some(args.server_cpu);
     let mut failures = Vec::new();
 
-    println!("== ingest: records/s and latency, one record per request / per transaction ==");
-    let ingest = ingest(&args, plan, cpu).await?;
-
-    println!(
-        "\n== team scorecard reads at {} interactions ==",
-        plan.interactions
-    );
-    let reads = reads(&args, plan, cpu, &mut failures).await?;
+    let ingest = if args.only_reads {
+        serde_json::Value::Null
+    } else {
+        println!("== ingest: records/s and latency, one record per request / per transaction ==");
+        ingest(&args, plan, cpu).await?
+    };
+    let reads = if args.only_ingest {
+        serde_json::Value::Null
+    } else {
+        println!(
+            "\n== team scorecard reads at {} interactions ==",
+            plan.interactions
+        );
+        reads(&args, plan, cpu, &mut failures).await?
+    };
 
     let results = json!({
         "machine": machine(),

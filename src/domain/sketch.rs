@@ -2,8 +2,6 @@
 //! and sum, percentiles within 1% relative error, and exact removal (a value is
 //! always filed in the same bucket, so subtracting it undoes adding it).
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::time::NANOS_PER_SECOND;
@@ -18,12 +16,18 @@ fn gamma() -> f64 {
 
 /// Counts of durations (nanoseconds) by logarithmic bucket. Counts are signed so
 /// that a delta (new contribution minus old) is a histogram too.
+///
+/// The buckets are dense: `buckets[i]` counts bucket `offset + i`, and the vector
+/// never begins or ends with a zero (an empty histogram has no buckets and offset
+/// 0), so equal histograms are equal values. Decoding, merging and checking one
+/// are then plain array work, which is what the writer does most.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DurationHistogram {
     pub count: i64,
     pub sum_nanos: i128,
     zero_count: i64,
-    buckets: BTreeMap<i32, i64>,
+    offset: i32,
+    buckets: Vec<i64>,
 }
 
 impl DurationHistogram {
@@ -35,11 +39,9 @@ impl DurationHistogram {
             self.zero_count += sign;
         } else {
             let index = bucket_index(nanos);
-            let slot = self.buckets.entry(index).or_insert(0);
-            *slot += sign;
-            if *slot == 0 {
-                self.buckets.remove(&index);
-            }
+            self.cover(index, index);
+            self.buckets[(index - self.offset) as usize] += sign;
+            self.trim();
         }
     }
 
@@ -48,13 +50,57 @@ impl DurationHistogram {
         self.count += other.count * sign;
         self.sum_nanos += other.sum_nanos * i128::from(sign);
         self.zero_count += other.zero_count * sign;
-        for (&index, &count) in &other.buckets {
-            let slot = self.buckets.entry(index).or_insert(0);
-            *slot += count * sign;
-            if *slot == 0 {
-                self.buckets.remove(&index);
-            }
+        if other.buckets.is_empty() {
+            return;
         }
+        self.cover(other.offset, other.offset + other.buckets.len() as i32 - 1);
+        let start = (other.offset - self.offset) as usize;
+        for (slot, &count) in self.buckets[start..].iter_mut().zip(&other.buckets) {
+            *slot += count * sign;
+        }
+        self.trim();
+    }
+
+    /// Grows the buckets (with zeros) to cover indexes `low..=high`.
+    fn cover(&mut self, low: i32, high: i32) {
+        if self.buckets.is_empty() {
+            self.offset = low;
+            self.buckets = vec![0; (high - low + 1) as usize];
+            return;
+        }
+        if low < self.offset {
+            let extra = (self.offset - low) as usize;
+            self.buckets.splice(0..0, std::iter::repeat_n(0, extra));
+            self.offset = low;
+        }
+        let end = self.offset + self.buckets.len() as i32 - 1;
+        if high > end {
+            self.buckets
+                .resize(self.buckets.len() + (high - end) as usize, 0);
+        }
+    }
+
+    /// Drops zero buckets at both ends.
+    fn trim(&mut self) {
+        let Some(first) = self.buckets.iter().position(|&c| c != 0) else {
+            self.buckets.clear();
+            self.offset = 0;
+            return;
+        };
+        let last = self.buckets.iter().rposition(|&c| c != 0).unwrap_or(first);
+        self.buckets.truncate(last + 1);
+        if first > 0 {
+            self.buckets.drain(..first);
+            self.offset += first as i32;
+        }
+    }
+
+    fn nonzero_buckets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, &count)| count != 0)
+            .map(|(i, &count)| (self.offset + i as i32, count))
     }
 
     pub fn is_zero(&self) -> bool {
@@ -63,7 +109,7 @@ impl DurationHistogram {
 
     /// True when no count is negative (a stored histogram must never be).
     pub fn is_non_negative(&self) -> bool {
-        self.count >= 0 && self.zero_count >= 0 && self.buckets.values().all(|&c| c >= 0)
+        self.count >= 0 && self.zero_count >= 0 && self.buckets.iter().all(|&c| c >= 0)
     }
 
     /// Exact mean in seconds, absent when empty.
@@ -83,16 +129,15 @@ impl DurationHistogram {
         if seen >= rank {
             return Some(0.0);
         }
-        for (&index, &count) in &self.buckets {
+        for (index, count) in self.nonzero_buckets() {
             seen += count;
             if seen >= rank {
                 return Some(bucket_value_nanos(index) / NANOS_PER_SECOND as f64);
             }
         }
-        self.buckets
-            .keys()
-            .next_back()
-            .map(|&index| bucket_value_nanos(index) / NANOS_PER_SECOND as f64)
+        self.nonzero_buckets()
+            .last()
+            .map(|(index, _)| bucket_value_nanos(index) / NANOS_PER_SECOND as f64)
     }
 }
 

@@ -11,7 +11,8 @@
 //! | `A` aggregate | `A level scope start` | the aggregate |
 //! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket` | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
-//! | `M` meta | `M stats` | counters |
+//! | `M` meta | `M s` (stats), `M f` (format) | counters; the format version |
+//! | `J` journal | `J` + a `G` key | empty: the group's derived state changed since the last checkpoint (see `deferred`) |
 
 use crate::domain::aggregate::Scope;
 use crate::domain::records::{Channel, Id};
@@ -25,6 +26,7 @@ pub const AGGREGATE: u8 = b'A';
 pub const DERIVED_INDEX: u8 = b'X';
 pub const TARGETS: u8 = b'T';
 pub const META: u8 = b'M';
+pub const JOURNAL: u8 = b'J';
 
 /// Record kinds, as they appear in keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,6 +262,11 @@ pub fn targets(team: Option<&Id>) -> Vec<u8> {
 
 pub fn stats() -> Vec<u8> {
     vec![META, b's']
+}
+
+/// The store's format version.
+pub fn format() -> Vec<u8> {
+    vec![META, b'f']
 }
 
 /// A readable form of a key, for logs and mismatch reports.

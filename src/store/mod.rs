@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod codec;
+pub mod deferred;
 pub mod groups;
 pub mod keys;
 pub mod kv;
@@ -27,6 +28,7 @@ pub use kv::{KvStore, SledOptions, SledStore};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
 
+use deferred::DeferredKv;
 use txn::{Reader, Txn};
 
 /// Writes waiting for the writer beyond this are refused with RESOURCE_EXHAUSTED.
@@ -123,11 +125,17 @@ impl Store {
     /// Opens the sled store at `options.path` and starts the writer.
     pub fn open(options: &SledOptions) -> Result<Store> {
         let kv = Arc::new(SledStore::open(options)?);
-        Ok(Store::with_kv(kv, options.path.clone()))
+        Store::with_kv(kv, options.path.clone())
     }
 
-    /// Starts the writer over any key-value store; snapshots spool in `spool_dir`.
-    pub fn with_kv(kv: Arc<dyn KvStore>, spool_dir: PathBuf) -> Store {
+    /// Starts the writer over any key-value store, with derived state written
+    /// back at checkpoints (see [`deferred`]) and recovered first if the last
+    /// stop was unclean; snapshots spool in `spool_dir`.
+    pub fn with_kv(kv: Arc<dyn KvStore>, spool_dir: PathBuf) -> Result<Store> {
+        check_format(kv.as_ref())?;
+        let kv = DeferredKv::new(kv);
+        deferred::recover(&kv)?;
+        let kv: Arc<dyn KvStore> = Arc::new(kv);
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_spool_dir = spool_dir.clone();
@@ -144,7 +152,7 @@ impl Store {
                 )
             })
             .expect("spawning the writer thread");
-        Store {
+        Ok(Store {
             inner: Arc::new(Inner {
                 kv,
                 jobs: Some(jobs),
@@ -152,7 +160,7 @@ impl Store {
                 spool_dir,
                 metrics,
             }),
-        }
+        })
     }
 
     /// A handle that does not keep the store open.
@@ -236,6 +244,32 @@ impl Store {
     /// store and write nothing meanwhile.
     pub fn snapshot_now(&self) -> Result<Snapshot> {
         Snapshot::take(self.kv(), &self.inner.spool_dir)
+    }
+}
+
+/// The layout of stored values. 2: dense duration histograms (aggregates of
+/// version 1 stores do not decode as version 2).
+const FORMAT_VERSION: u32 = 2;
+
+/// Marks a new store with the format version, and refuses a store of another.
+fn check_format(kv: &dyn KvStore) -> Result<()> {
+    let key = keys::format();
+    match kv.get(&key)? {
+        Some(bytes) => {
+            let version: u32 = codec::decode(&key, &bytes)?;
+            if version != FORMAT_VERSION {
+                return Err(Error::Unavailable(format!(
+                    "the store has format {version}, this build reads format {FORMAT_VERSION}"
+                )));
+            }
+            Ok(())
+        }
+        None if kv.scan_prefix(&[]).next().is_some() => Err(Error::Unavailable(format!(
+            "the store was written by an earlier build (format 1; this build reads format \
+             {FORMAT_VERSION}): export it with that build and import the file into an empty \
+             data directory"
+        ))),
+        None => kv.commit(vec![(key, Some(codec::encode(&FORMAT_VERSION)?))]),
     }
 }
 

@@ -47,7 +47,8 @@ fn family_keys(data_dir: &Path, family: u8) -> Vec<Vec<u8>> {
             .expect("open"),
         ),
         data_dir.to_owned(),
-    );
+    )
+    .expect("open");
     let keys = store
         .kv()
         .scan_prefix(&[family])

@@ -1,0 +1,296 @@
+//! Write-back of derived state. Raw records, their indexes, counters and targets
+//! are committed durably with every write, as before; what is derived from them
+//! (group contributions `G`, aggregates `A`, derived indexes `X`) is kept in an
+//! in-memory overlay and written to the store at a checkpoint, at most about a
+//! second later, in one atomic batch. A busy bucket (the organisation's day,
+//! a team's month) is then written once per checkpoint instead of once per
+//! write: ingest stops being dominated by the storage engine.
+//!
+//! Nothing acknowledged can be lost by this: each durable commit also writes a
+//! journal key `J <group>` for every group whose derived state changed. The
+//! derived state on disk is always that of the last checkpoint (checkpoints are
+//! atomic and delete the journal), so after a crash, [`recover`] recomputes the
+//! journaled groups from the raw records, exactly as the writer had, and
+//! checkpoints. Readers see the overlay merged over the store, so they never
+//! notice when a checkpoint happens.
+
+use std::collections::BTreeMap;
+use std::iter::Peekable;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+use super::groups::recompute;
+use super::keys;
+use super::kv::{Change, Entry, KvStore};
+use super::txn::Txn;
+
+/// Checkpoint when the overlay holds this many keys...
+const MAX_OVERLAY_KEYS: usize = 50_000;
+/// ...or when the last checkpoint is this old (checked at each commit).
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+fn is_derived(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(&keys::GROUP) | Some(&keys::AGGREGATE) | Some(&keys::DERIVED_INDEX)
+    )
+}
+
+fn journal_key(group_key: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(group_key.len() + 1);
+    key.push(keys::JOURNAL);
+    key.extend_from_slice(group_key);
+    key
+}
+
+type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// A [`KvStore`] that defers derived keys to checkpoints.
+pub struct DeferredKv {
+    inner: Arc<dyn KvStore>,
+    overlay: RwLock<Overlay>,
+    /// Serialises commits and checkpoints.
+    writing: Mutex<Instant>,
+}
+
+impl std::fmt::Debug for DeferredKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeferredKv").finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("a store lock was poisoned by a panic".into())
+}
+
+impl DeferredKv {
+    pub fn new(inner: Arc<dyn KvStore>) -> DeferredKv {
+        DeferredKv {
+            inner,
+            overlay: RwLock::new(BTreeMap::new()),
+            writing: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// The overlay's entries from `start` while `within(key)` holds, copied.
+    fn overlay_range(&self, start: &[u8], within: impl Fn(&[u8]) -> bool) -> Result<Vec<Change>> {
+        let overlay = self.overlay.read().map_err(poisoned)?;
+        Ok(overlay
+            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| within(key))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect())
+    }
+
+    fn merged<'a>(
+        &'a self,
+        stored: Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>,
+        pending: Result<Vec<Change>>,
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        match pending {
+            Ok(pending) if pending.is_empty() => stored,
+            Ok(pending) => Box::new(Merge {
+                stored: stored.peekable(),
+                pending: pending.into_iter().peekable(),
+            }),
+            Err(error) => Box::new(std::iter::once(Err(error))),
+        }
+    }
+
+    /// Writes the overlay and deletes the journal, in one atomic commit.
+    fn checkpoint_locked(&self, last: &mut Instant) -> Result<()> {
+        *last = Instant::now();
+        let mut batch: Vec<Change> = {
+            let overlay = self.overlay.read().map_err(poisoned)?;
+            if overlay.is_empty() {
+                return Ok(());
+            }
+            overlay
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect()
+        };
+        for entry in self.inner.scan_prefix(&[keys::JOURNAL]) {
+            batch.push((entry?.0, None));
+        }
+        let keys = batch.len();
+        self.inner.commit(batch)?;
+        // Only the writer changes the overlay, and it is held off by `writing`.
+        self.overlay.write().map_err(poisoned)?.clear();
+        tracing::trace!(keys, "checkpoint");
+        Ok(())
+    }
+
+    /// Writes every deferred change now.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut last = self.writing.lock().map_err(poisoned)?;
+        self.checkpoint_locked(&mut last)
+    }
+
+    /// Deferred keys held in memory.
+    pub fn pending_keys(&self) -> usize {
+        self.overlay.read().map(|o| o.len()).unwrap_or(0)
+    }
+}
+
+impl Drop for DeferredKv {
+    fn drop(&mut self) {
+        if let Err(error) = self.checkpoint().and_then(|()| self.inner.flush()) {
+            // The journal lets the next open recover what this could not write.
+            tracing::error!(%error, "final checkpoint failed; the next start recovers");
+        }
+    }
+}
+
+/// Merges the overlay (newer) over the store's entries, both in key order.
+struct Merge<'a> {
+    stored: Peekable<Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>>,
+    pending: Peekable<std::vec::IntoIter<Change>>,
+}
+
+impl Iterator for Merge<'_> {
+    type Item = Result<Entry>;
+
+    fn next(&mut self) -> Option<Result<Entry>> {
+        loop {
+            let stored_key = match self.stored.peek() {
+                Some(Ok((key, _))) => Some(key.as_slice()),
+                Some(Err(_)) => return self.stored.next(),
+                None => None,
+            };
+            let take_pending = match (stored_key, self.pending.peek()) {
+                (_, None) => false,
+                (None, Some(_)) => true,
+                (Some(stored), Some((pending, _))) => pending.as_slice() <= stored,
+            };
+            if !take_pending {
+                return self.stored.next();
+            }
+            let (key, value) = self.pending.next()?;
+            if let Some(Ok((stored, _))) = self.stored.peek() {
+                if *stored == key {
+                    self.stored.next();
+                }
+            }
+            if let Some(value) = value {
+                return Some(Ok((key, value)));
+            }
+            // A deferred delete hides the stored entry; go on.
+        }
+    }
+}
+
+impl KvStore for DeferredKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if is_derived(key) {
+            if let Some(value) = self.overlay.read().map_err(poisoned)?.get(key) {
+                return Ok(value.clone());
+            }
+        }
+        self.inner.get(key)
+    }
+
+    fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        let stored = self.inner.scan_prefix(prefix);
+        if !prefix.is_empty() && !is_derived(prefix) {
+            return stored;
+        }
+        let pending = self.overlay_range(prefix, |key| key.starts_with(prefix));
+        self.merged(stored, pending)
+    }
+
+    fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        let stored = self.inner.range(start, end);
+        let pending = self.overlay_range(start, |key| key < end);
+        self.merged(stored, pending)
+    }
+
+    /// Raw changes (and the journal) durably now; derived changes into the
+    /// overlay. A commit too large for the overlay (a rebuild) goes straight
+    /// through, after a checkpoint that keeps the order of changes.
+    fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        let mut last = self.writing.lock().map_err(poisoned)?;
+        let derived_count = changes.iter().filter(|(key, _)| is_derived(key)).count();
+        if derived_count > MAX_OVERLAY_KEYS {
+            self.checkpoint_locked(&mut last)?;
+            return self.inner.commit(changes);
+        }
+        let mut durable = Vec::with_capacity(changes.len() - derived_count);
+        let mut derived = Vec::with_capacity(derived_count);
+        for change in changes {
+            if is_derived(&change.0) {
+                if change.0.first() == Some(&keys::GROUP) {
+                    durable.push((journal_key(&change.0), Some(Vec::new())));
+                }
+                derived.push(change);
+            } else {
+                durable.push(change);
+            }
+        }
+        if !durable.is_empty() {
+            self.inner.commit(durable)?;
+        }
+        let size = {
+            let mut overlay = self.overlay.write().map_err(poisoned)?;
+            overlay.extend(derived);
+            overlay.len()
+        };
+        if size > MAX_OVERLAY_KEYS || last.elapsed() > CHECKPOINT_INTERVAL {
+            self.checkpoint_locked(&mut last)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.checkpoint()?;
+        self.inner.flush()
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        self.inner.size_on_disk()
+    }
+}
+
+/// After a crash: recomputes the groups journaled since the last checkpoint
+/// (tickets first: customers read the index tickets maintain) and checkpoints.
+/// Returns how many groups were recovered.
+pub fn recover(kv: &DeferredKv) -> Result<usize> {
+    let mut groups = Vec::new();
+    for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
+        let (key, _) = entry?;
+        let group = keys::group_from_key(&key[1..]).ok_or_else(|| {
+            Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
+        })?;
+        groups.push(group);
+    }
+    if groups.is_empty() {
+        return Ok(0);
+    }
+    // Tickets sort before customers in `Group`'s order. The overlay is empty
+    // at open, so the recomputation reads the last checkpoint's state.
+    groups.sort();
+    let mut txn = Txn::new(kv);
+    for group in &groups {
+        recompute(&mut txn, group)?;
+    }
+    let mut changes = txn.into_changes()?;
+    for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
+        changes.push((entry?.0, None));
+    }
+    kv.inner.commit(changes)?;
+    kv.inner.flush()?;
+    tracing::warn!(
+        groups = groups.len(),
+        "recovered derived state after an unclean stop"
+    );
+    Ok(groups.len())
+}
