@@ -253,7 +253,14 @@ impl Generator<'_> {
                 + handle
                 + Self::seconds(self.rng.lognormal(1_800.0, 1.0));
             let closed = (closed < end).then_some(closed);
-            let resolved = closed.is_some() && self.rng.chance(if last { 0.88 } else { 0.2 });
+            // Most tickets end resolved; what stays open is mostly recent, as
+            // in a helpdesk that works its backlog (a few days of volume).
+            let resolve_share = match (last, opened < end - 7 * 86_400 * NANOS_PER_SECOND) {
+                (false, _) => 0.2,
+                (true, true) => 0.995,
+                (true, false) => 0.85,
+            };
+            let resolved = closed.is_some() && self.rng.chance(resolve_share);
             let interaction = Interaction {
                 interaction_id: id(&format!("i{}", self.next_interaction)),
                 revision: 1,

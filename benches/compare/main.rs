@@ -36,6 +36,11 @@ use support_metrics::workload::{self, WorkloadConfig};
 use load::{drive, percentile, Measured};
 use service::Server;
 
+/// The bench loads the service's store in process (`tools::load`); with the
+/// allocator the server binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Interactions in the read benchmark's store.
