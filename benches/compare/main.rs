@@ -177,20 +177,17 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The machine, read from /proc (the harness itself is pinned to one CPU).
 fn machine() -> serde_json::Value {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|s| s.trim().to_owned())
-        })
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_owned())
         .unwrap_or_default();
-    json!({
-        "cpu": cpu,
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-    })
+    let cores = info.lines().filter(|l| l.starts_with("processor")).count();
+    json!({ "cpu": cpu, "cores": cores })
 }
 
 fn fresh_dir(args: &Args, name: &str) -> anyhow::Result<PathBuf> {

@@ -14,6 +14,7 @@ mod ingest;
 mod limits;
 mod metrics;
 mod model;
+mod recovery;
 mod reflection_and_health;
 mod scorecard;
 mod tls;
