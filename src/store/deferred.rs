@@ -128,11 +128,6 @@ impl DeferredKv {
         let mut last = self.writing.lock().map_err(poisoned)?;
         self.checkpoint_locked(&mut last)
     }
-
-    /// Deferred keys held in memory.
-    pub fn pending_keys(&self) -> usize {
-        self.overlay.read().map(|o| o.len()).unwrap_or(0)
-    }
 }
 
 impl Drop for DeferredKv {
@@ -196,12 +191,13 @@ impl KvStore for DeferredKv {
         &'a self,
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-        let stored = self.inner.scan_prefix(prefix);
         if !prefix.is_empty() && !is_derived(prefix) {
-            return stored;
+            return self.inner.scan_prefix(prefix);
         }
+        // The overlay before the store: a checkpoint between the two reads is
+        // then seen in the store (it commits before it clears the overlay).
         let pending = self.overlay_range(prefix, |key| key.starts_with(prefix));
-        self.merged(stored, pending)
+        self.merged(self.inner.scan_prefix(prefix), pending)
     }
 
     fn range<'a>(
@@ -209,9 +205,8 @@ impl KvStore for DeferredKv {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-        let stored = self.inner.range(start, end);
         let pending = self.overlay_range(start, |key| key < end);
-        self.merged(stored, pending)
+        self.merged(self.inner.range(start, end), pending)
     }
 
     /// Raw changes (and the journal) durably now; derived changes into the
@@ -245,7 +240,12 @@ impl KvStore for DeferredKv {
             overlay.len()
         };
         if size > MAX_OVERLAY_KEYS || last.elapsed() > CHECKPOINT_INTERVAL {
-            self.checkpoint_locked(&mut last)?;
+            // The write itself is durable (and journaled) by now: a failed
+            // checkpoint must not be reported as a failed write. It is retried
+            // at a later commit; until then the overlay serves the reads.
+            if let Err(error) = self.checkpoint_locked(&mut last) {
+                tracing::error!(%error, "checkpoint failed; retried after the next commits");
+            }
         }
         Ok(())
     }
@@ -293,4 +293,50 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
         "recovered derived state after an unclean stop"
     );
     Ok(groups.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn merge(stored: &BTreeMap<Vec<u8>, Vec<u8>>, pending: &Overlay) -> Vec<Entry> {
+        let stored: Box<dyn Iterator<Item = Result<Entry>> + Send> = Box::new(
+            stored
+                .clone()
+                .into_iter()
+                .map(Ok)
+                .collect::<Vec<_>>()
+                .into_iter(),
+        );
+        let pending: Vec<Change> = pending.clone().into_iter().collect();
+        Merge {
+            stored: stored.peekable(),
+            pending: pending.into_iter().peekable(),
+        }
+        .collect::<Result<_>>()
+        .expect("no errors")
+    }
+
+    proptest! {
+        /// The merge is the store with the overlay applied on top, in key order.
+        #[test]
+        fn the_overlay_wins_and_its_deletes_hide_stored_entries(
+            stored in prop::collection::btree_map(prop::collection::vec(0u8..4, 1..4), prop::collection::vec(any::<u8>(), 0..3), 0..20),
+            pending in prop::collection::btree_map(prop::collection::vec(0u8..4, 1..4), prop::option::of(prop::collection::vec(any::<u8>(), 0..3)), 0..20),
+        ) {
+            let mut model = stored.clone();
+            for (key, value) in &pending {
+                match value {
+                    Some(value) => model.insert(key.clone(), value.clone()),
+                    None => model.remove(key),
+                };
+            }
+            let expected: Vec<Entry> = model.into_iter().collect();
+            prop_assert_eq!(merge(&stored, &pending), expected);
+        }
+    }
 }
