@@ -211,8 +211,7 @@ fn print_row(system: &str, concurrency: usize, m: &Measured) {
 async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<serde_json::Value> {
     let total: usize = plan.ingest.iter().sum();
     // A workload of its own, so that every write is new.
-    let config =
-        WorkloadConfig::new(args.seed + 1, total, 30, Instant::from_seconds(END_SECONDS));
+    let config = WorkloadConfig::new(args.seed + 1, total, 30, Instant::from_seconds(END_SECONDS));
     let records: Vec<Record> = workload::generate(&config)
         .into_iter()
         .take(total)
