@@ -9,6 +9,7 @@ use anyhow::Context;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use support_metrics::api::convert;
 use support_metrics::domain::records::Record;
 use support_metrics::domain::time::Instant;
 
@@ -140,8 +141,9 @@ impl Writer {
                 let revision = i.revision as i64;
                 let agent = i.agent_id.as_ref().map(|a| a.as_str());
                 let customer = i.customer_id.as_ref().map(|c| c.as_str());
-                let channel = format!("{:?}", i.channel).to_uppercase();
-                let priority = format!("{:?}", i.priority).to_uppercase();
+                // The wire names, as in the CSV files of the read benchmark.
+                let channel = convert::channel(i.channel).as_str_name();
+                let priority = convert::priority(i.priority).as_str_name();
                 let handle_us = i.handle_time_nanos.map(|n| n / 1_000);
                 let tags = i.tags.join("|");
                 self.client

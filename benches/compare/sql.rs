@@ -7,7 +7,8 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use support_metrics::domain::records::{Channel, Interaction, Priority, Record, SurveyResponse};
+use support_metrics::api::convert;
+use support_metrics::domain::records::{Interaction, Record, SurveyResponse};
 use support_metrics::domain::time::Instant;
 
 pub const SCHEMA: &str = "
@@ -222,27 +223,6 @@ pub fn csv_time(instant: Instant) -> String {
     format!("{}.{micros:06}", time.format("%Y-%m-%d %H:%M:%S"))
 }
 
-fn channel_name(channel: Channel) -> &'static str {
-    match channel {
-        Channel::Email => "EMAIL",
-        Channel::Chat => "CHAT",
-        Channel::Phone => "PHONE",
-        Channel::Social => "SOCIAL",
-        Channel::Messaging => "MESSAGING",
-        Channel::Web => "WEB",
-        Channel::Other => "OTHER",
-    }
-}
-
-fn priority_name(priority: Priority) -> &'static str {
-    match priority {
-        Priority::Low => "LOW",
-        Priority::Normal => "NORMAL",
-        Priority::High => "HIGH",
-        Priority::Urgent => "URGENT",
-    }
-}
-
 /// The latest revision of every interaction and survey response: what the
 /// tables hold after the whole stream has been upserted.
 pub fn final_state(records: &[Record]) -> (Vec<&Interaction>, Vec<&SurveyResponse>) {
@@ -294,8 +274,8 @@ pub fn write_csv(
             i.team_id,
             i.agent_id.as_ref().map(|a| a.as_str()).unwrap_or(""),
             i.customer_id.as_ref().map(|c| c.as_str()).unwrap_or(""),
-            channel_name(i.channel),
-            priority_name(i.priority),
+            convert::channel(i.channel).as_str_name(),
+            convert::priority(i.priority).as_str_name(),
             csv_time(i.opened_at),
             optional_time(i.first_response_at),
             optional_time(i.closed_at),

@@ -241,7 +241,7 @@ fn optional_id(id: Option<&Id>) -> String {
     id.map(Id::to_string).unwrap_or_default()
 }
 
-fn priority(priority: Priority) -> pb::Priority {
+pub fn priority(priority: Priority) -> pb::Priority {
     match priority {
         Priority::Low => pb::Priority::Low,
         Priority::Normal => pb::Priority::Normal,

@@ -11,7 +11,8 @@
 //! | `A` aggregate | `A level scope start` | the aggregate |
 //! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket` | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
-//! | `M` meta | `M s` (stats), `M f` (format) | counters; the format version |
+//! | `M` meta | `M s` | counters |
+//! | `V` version | `V` | the store's format version (neither raw nor derived) |
 //! | `J` journal | `J` + a `G` key | empty: the group's derived state changed since the last checkpoint (see `deferred`) |
 
 use crate::domain::aggregate::Scope;
@@ -26,6 +27,7 @@ pub const AGGREGATE: u8 = b'A';
 pub const DERIVED_INDEX: u8 = b'X';
 pub const TARGETS: u8 = b'T';
 pub const META: u8 = b'M';
+pub const VERSION: u8 = b'V';
 pub const JOURNAL: u8 = b'J';
 
 /// Record kinds, as they appear in keys.
@@ -266,7 +268,7 @@ pub fn stats() -> Vec<u8> {
 
 /// The store's format version.
 pub fn format() -> Vec<u8> {
-    vec![META, b'f']
+    vec![VERSION]
 }
 
 /// A readable form of a key, for logs and mismatch reports.

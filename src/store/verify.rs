@@ -243,13 +243,10 @@ fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<De
     })
 }
 
-/// The stored derived values (the format version, also under `M`, is not one).
 fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
-    let format = keys::format();
     DERIVED_FAMILIES
         .into_iter()
         .flat_map(move |family| KvStore::scan_prefix(kv, &[family]))
-        .filter(move |entry| !matches!(entry, Ok((key, _)) if *key == format))
 }
 
 /// Compares every stored derived value with its recomputation.

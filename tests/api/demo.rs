@@ -41,18 +41,7 @@ async fn demo_fills_a_consistent_store_with_recent_scorecards_and_targets() {
             nanos: 0,
         }),
     };
-    let card = app
-        .scorecards
-        .get_scorecard(pb::GetScorecardRequest {
-            scope: Some(team("billing")),
-            window: Some(week),
-            ..Default::default()
-        })
-        .await
-        .expect("scorecard")
-        .into_inner()
-        .scorecard
-        .expect("a scorecard");
+    let card = app.scorecard(team("billing"), week, None).await;
     let metrics = card.metrics.expect("metrics");
     assert!(metrics.tickets_created > 0);
     assert!(metrics.csat.expect("csat").responses > 0);

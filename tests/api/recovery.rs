@@ -26,19 +26,10 @@ fn family_count(kv: &SledStore, family: u8) -> usize {
 async fn cards(app: &mut TestApp) -> Vec<pb::Scorecard> {
     let mut cards = Vec::new();
     for scope in [org(), team("billing"), team("tech"), agent("ana")] {
+        let march = window("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z");
         let card = app
-            .scorecards
-            .get_scorecard(pb::GetScorecardRequest {
-                scope: Some(scope),
-                window: Some(window("2026-03-01T00:00:00Z", "2026-04-01T00:00:00Z")),
-                backlog_as_of: Some(ts("2026-03-05T00:00:00Z")),
-                ..Default::default()
-            })
-            .await
-            .expect("scorecard")
-            .into_inner()
-            .scorecard
-            .expect("a scorecard");
+            .scorecard(scope, march, Some(ts("2026-03-05T00:00:00Z")))
+            .await;
         cards.push(card);
     }
     cards
