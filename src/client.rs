@@ -38,6 +38,9 @@ pub enum ClientCommand {
         /// Add the window of equal length just before.
         #[arg(long)]
         compare_previous: bool,
+        /// Targets of metrics computed from fewer items read INSUFFICIENT_DATA.
+        #[arg(long, default_value_t = 0)]
+        min_sample: u64,
         /// Print protobuf JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -110,6 +113,7 @@ impl ClientCommand {
                 to,
                 as_of,
                 compare_previous,
+                min_sample,
                 json,
             } => {
                 let request = pb::GetScorecardRequest {
@@ -121,6 +125,7 @@ impl ClientCommand {
                     compare_previous,
                     include_organization: false,
                     backlog_as_of: optional_timestamp("as-of", as_of.as_deref())?,
+                    min_sample,
                 };
                 let answer = Client::connect(&connection)
                     .await?

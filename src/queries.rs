@@ -31,6 +31,8 @@ pub struct ScorecardQuery {
     pub compare_previous: bool,
     pub include_organization: bool,
     pub backlog_as_of: Instant,
+    /// Targets of metrics computed from fewer items read INSUFFICIENT_DATA.
+    pub min_sample: u64,
 }
 
 pub fn metrics(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Metrics> {
@@ -65,7 +67,12 @@ pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> 
         None
     };
     Ok(Scorecard {
-        targets: evaluate_targets(&metrics, &team_targets, &organization_default),
+        targets: evaluate_targets(
+            &metrics,
+            &team_targets,
+            &organization_default,
+            query.min_sample,
+        ),
         backlog: backlog(kv, &query.scope, query.backlog_as_of)?,
         scope: query.scope.clone(),
         window: query.window,

@@ -7,7 +7,8 @@ use crate::domain::records::{
     Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
 };
 use crate::domain::scorecard::{
-    BacklogSummary, Direction, DurationSummary, Metric, Metrics, TargetResult, TargetStatus,
+    BacklogSummary, Confidence, Direction, DurationSummary, Metric, Metrics, Rate, TargetResult,
+    TargetStatus,
 };
 use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
 use crate::proto::v1 as pb;
@@ -88,7 +89,16 @@ fn duration_stats(summary: Option<DurationSummary>) -> Option<pb::DurationStats>
     })
 }
 
+fn confidence(c: Confidence) -> pb::Confidence {
+    pb::Confidence {
+        sample_size: c.sample_size,
+        lower_percent: c.lower_percent,
+        upper_percent: c.upper_percent,
+    }
+}
+
 pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
+    let interval = |rate| m.confidence(rate).map(confidence);
     pb::ScorecardMetrics {
         tickets_created: m.tickets_created,
         interactions: m.interactions,
@@ -108,6 +118,7 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             satisfied_percent: c.satisfied_percent,
             mean_score: c.mean_score,
             score_counts: c.score_counts.clone(),
+            satisfied_confidence: interval(Rate::CsatSatisfied),
         }),
         ces: m.ces.as_ref().map(|c| pb::CesStats {
             responses: c.responses,
@@ -115,6 +126,7 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             easy: c.easy,
             easy_percent: c.easy_percent,
             score_counts: c.score_counts.clone(),
+            easy_confidence: interval(Rate::CesEasy),
         }),
         nps: m.nps.as_ref().map(|n| pb::NpsStats {
             responses: n.responses,
@@ -122,6 +134,7 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             passives: n.passives,
             detractors: n.detractors,
             score: n.score,
+            margin_of_error: m.nps_margin_of_error().unwrap_or_default(),
         }),
         survey_response_rate_percent: m.survey_response_rate_percent,
         quality: m.quality.as_ref().map(|q| pb::QualityStats {
@@ -135,6 +148,7 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             technical_questions: m.social.technical_questions,
             account_questions: m.social.account_questions,
             praise: m.social.praise,
+            negative_confidence: interval(Rate::SocialNegative),
         }),
         churn: Some(pb::ChurnStats {
             churned_customers: m.churn.churned_customers,
@@ -147,7 +161,13 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             unsatisfied_tickets: m.churn.unsatisfied_tickets,
             unsatisfied_churned: m.churn.unsatisfied_churned,
             unsatisfied_churn_percent: m.churn.unsatisfied_churn_percent,
+            post_contact_churn_confidence: interval(Rate::PostContactChurn),
+            satisfied_churn_confidence: interval(Rate::SatisfiedChurn),
+            unsatisfied_churn_confidence: interval(Rate::UnsatisfiedChurn),
         }),
+        resolution_rate_confidence: interval(Rate::Resolution),
+        fcr_rate_confidence: interval(Rate::FirstContactResolution),
+        reopen_rate_confidence: interval(Rate::Reopen),
     }
 }
 
@@ -209,8 +229,10 @@ fn target_result(result: &TargetResult) -> pb::TargetResult {
             TargetStatus::Met => pb::TargetStatus::Met,
             TargetStatus::Missed => pb::TargetStatus::Missed,
             TargetStatus::NoData => pb::TargetStatus::NoData,
+            TargetStatus::InsufficientData => pb::TargetStatus::InsufficientData,
         } as i32,
         from_organization_default: result.from_organization_default,
+        sample_size: result.sample_size,
     }
 }
 

@@ -77,6 +77,7 @@ impl ScorecardService for ScorecardApi {
             compare_previous: raw.compare_previous,
             include_organization: raw.include_organization,
             backlog_as_of,
+            min_sample: raw.min_sample,
         };
         let card = self
             .read(move |store| queries::scorecard(store.kv(), &query))

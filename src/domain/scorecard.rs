@@ -89,6 +89,64 @@ pub struct ChurnSummary {
     pub unsatisfied_churn_percent: Option<f64>,
 }
 
+/// z of a two-sided 95% normal interval.
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// The sample behind a rate and its 95% Wilson score interval, in percent.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Confidence {
+    pub sample_size: u64,
+    pub lower_percent: f64,
+    pub upper_percent: f64,
+}
+
+impl Confidence {
+    /// The Wilson score interval of `successes` out of `sample_size` (Wilson 1927;
+    /// unlike the normal approximation it stays inside 0–100 and is useful for
+    /// small samples and rates near 0 or 100). Absent for an empty sample.
+    pub fn wilson(successes: u64, sample_size: u64) -> Option<Confidence> {
+        if sample_size == 0 || successes > sample_size {
+            return None;
+        }
+        let n = sample_size as f64;
+        let p = successes as f64 / n;
+        let z2 = Z_95 * Z_95;
+        let denominator = 1.0 + z2 / n;
+        let centre = (p + z2 / (2.0 * n)) / denominator;
+        let half_width = Z_95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denominator;
+        // At p = 0 or 1 one bound is exactly 0 or 100; the formula gets there
+        // only up to rounding.
+        Some(Confidence {
+            sample_size,
+            lower_percent: if successes == 0 {
+                0.0
+            } else {
+                (centre - half_width) * 100.0
+            },
+            upper_percent: if successes == sample_size {
+                100.0
+            } else {
+                (centre + half_width) * 100.0
+            },
+        })
+    }
+}
+
+/// The rates of a scorecard that carry a confidence interval: each is a share of
+/// a count of independent items (answers, tickets, mentions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rate {
+    CsatSatisfied,
+    CesEasy,
+    Resolution,
+    FirstContactResolution,
+    Reopen,
+    SocialNegative,
+    PostContactChurn,
+    SatisfiedChurn,
+    UnsatisfiedChurn,
+}
+
 /// Every windowed metric of one scope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Metrics {
@@ -234,6 +292,75 @@ impl Metrics {
         }
     }
 
+    /// The (successes, sample size) a rate is computed from.
+    pub fn rate_counts(&self, rate: Rate) -> (u64, u64) {
+        let answers = |responses: Option<(u64, u64)>| responses.unwrap_or((0, 0));
+        match rate {
+            Rate::CsatSatisfied => answers(self.csat.as_ref().map(|c| (c.satisfied, c.responses))),
+            Rate::CesEasy => answers(self.ces.as_ref().map(|c| (c.easy, c.responses))),
+            Rate::Resolution => (self.tickets_created_resolved_now, self.tickets_created),
+            Rate::FirstContactResolution => (self.first_contact_resolved, self.tickets_resolved),
+            Rate::Reopen => (self.reopened, self.tickets_resolved),
+            Rate::SocialNegative => (self.social.negative, self.social.mentions),
+            Rate::PostContactChurn => (
+                self.churn.churned_after_resolution,
+                self.churn.resolved_tickets_with_customer,
+            ),
+            Rate::SatisfiedChurn => (self.churn.satisfied_churned, self.churn.satisfied_tickets),
+            Rate::UnsatisfiedChurn => (
+                self.churn.unsatisfied_churned,
+                self.churn.unsatisfied_tickets,
+            ),
+        }
+    }
+
+    /// A rate's sample and 95% Wilson interval; absent when the sample is empty.
+    pub fn confidence(&self, rate: Rate) -> Option<Confidence> {
+        let (successes, sample_size) = self.rate_counts(rate);
+        Confidence::wilson(successes, sample_size)
+    }
+
+    /// The 95% margin of error of the NPS, in NPS points: z·√((p + d − (p − d)²)/n)
+    /// with p and d the promoter and detractor shares (the variance of a score of
+    /// +1, 0 or −1 per answer). Absent without answers.
+    pub fn nps_margin_of_error(&self) -> Option<f64> {
+        let nps = self.nps.as_ref().filter(|n| n.responses > 0)?;
+        let n = nps.responses as f64;
+        let promoters = nps.promoters as f64 / n;
+        let detractors = nps.detractors as f64 / n;
+        let variance = promoters + detractors - (promoters - detractors).powi(2);
+        Some(Z_95 * (variance.max(0.0) / n).sqrt() * 100.0)
+    }
+
+    /// How many items a metric's value is computed from: answers for survey
+    /// metrics, tickets for ticket rates and times, interactions for handle time.
+    pub fn sample_size(&self, metric: Metric) -> u64 {
+        let durations = |summary: Option<DurationSummary>| summary.map_or(0, |d| d.count);
+        match metric {
+            Metric::TicketsCreated | Metric::ResolutionRate => self.tickets_created,
+            Metric::Interactions => self.interactions,
+            Metric::TicketsResolved
+            | Metric::FcrRate
+            | Metric::ReopenRate
+            | Metric::SurveyResponseRate => self.tickets_resolved,
+            Metric::CsatPercent => self.csat.as_ref().map_or(0, |c| c.responses),
+            Metric::CesMean | Metric::CesEasyPercent => {
+                self.ces.as_ref().map_or(0, |c| c.responses)
+            }
+            Metric::NpsScore => self.nps.as_ref().map_or(0, |n| n.responses),
+            Metric::QualityMean => self.quality.as_ref().map_or(0, |q| q.reviews),
+            Metric::FrtMean | Metric::FrtP50 | Metric::FrtP90 => {
+                durations(self.first_response_time)
+            }
+            Metric::ResolutionTimeMean | Metric::ResolutionTimeP90 => {
+                durations(self.resolution_time)
+            }
+            Metric::AhtMean | Metric::AhtP90 => durations(self.handle_time),
+            Metric::SocialNegativePercent => self.social.mentions,
+            Metric::PostContactChurnPercent => self.churn.resolved_tickets_with_customer,
+        }
+    }
+
     /// The value of one metric, absent when it has no data.
     pub fn value(&self, metric: Metric) -> Option<f64> {
         let duration =
@@ -327,6 +454,8 @@ pub enum TargetStatus {
     Met,
     Missed,
     NoData,
+    /// There is data, but less than the minimum sample the reader asked for.
+    InsufficientData,
 }
 
 /// A target and how a scorecard does against it.
@@ -336,16 +465,20 @@ pub struct TargetResult {
     pub direction: Direction,
     pub target: f64,
     pub actual: Option<f64>,
+    /// How many items `actual` is computed from (see `Metrics::sample_size`).
+    pub sample_size: u64,
     pub status: TargetStatus,
     pub from_organization_default: bool,
 }
 
 /// Judges `metrics` against the team's own targets, falling back to the
-/// organisation default for every metric the team sets none for.
+/// organisation default for every metric the team sets none for. A metric
+/// computed from fewer than `min_sample` items is INSUFFICIENT_DATA, not judged.
 pub fn evaluate_targets(
     metrics: &Metrics,
     team: &Targets,
     organization_default: &Targets,
+    min_sample: u64,
 ) -> Vec<TargetResult> {
     let mut effective: BTreeMap<Metric, (f64, bool)> = organization_default
         .iter()
@@ -360,8 +493,10 @@ pub fn evaluate_targets(
         .filter_map(|(metric, (target, from_organization_default))| {
             let direction = metric.direction()?;
             let actual = metrics.value(metric);
+            let sample_size = metrics.sample_size(metric);
             let status = match actual {
                 None => TargetStatus::NoData,
+                Some(_) if sample_size < min_sample => TargetStatus::InsufficientData,
                 Some(actual) => {
                     let met = match direction {
                         Direction::AtLeast => actual >= target,
@@ -379,6 +514,7 @@ pub fn evaluate_targets(
                 direction,
                 target,
                 actual,
+                sample_size,
                 status,
                 from_organization_default,
             })
@@ -510,7 +646,7 @@ mod tests {
             (Metric::NpsScore, 30.0),
         ]);
         let team = Targets::from([(Metric::FrtP90, 10_000.0)]);
-        let results = evaluate_targets(&metrics, &team, &organization);
+        let results = evaluate_targets(&metrics, &team, &organization, 0);
         let status = |metric| {
             results
                 .iter()
@@ -520,7 +656,7 @@ mod tests {
         assert_eq!(status(Metric::CsatPercent), Some((TargetStatus::Met, true)));
         assert_eq!(status(Metric::FrtP90), Some((TargetStatus::Met, false)));
         assert_eq!(status(Metric::NpsScore), Some((TargetStatus::NoData, true)));
-        let organization_only = evaluate_targets(&metrics, &Targets::new(), &organization);
+        let organization_only = evaluate_targets(&metrics, &Targets::new(), &organization, 0);
         assert_eq!(
             organization_only
                 .iter()
@@ -528,6 +664,91 @@ mod tests {
                 .map(|r| r.status),
             Some(TargetStatus::Missed)
         );
+    }
+
+    #[test]
+    fn wilson_intervals_match_published_values() {
+        // Newcombe (1998), "Two-sided confidence intervals for the single
+        // proportion", Table I: 81/263 -> 0.2553-0.3662, 0/10 -> 0-0.2775.
+        let round = |c: Confidence| {
+            (
+                (c.lower_percent * 100.0).round() / 10_000.0,
+                (c.upper_percent * 100.0).round() / 10_000.0,
+            )
+        };
+        assert_eq!(
+            Confidence::wilson(81, 263).map(round),
+            Some((0.2553, 0.3662))
+        );
+        assert_eq!(Confidence::wilson(0, 10).map(round), Some((0.0, 0.2775)));
+        let all = Confidence::wilson(10, 10).unwrap();
+        assert_eq!(all.upper_percent, 100.0);
+        assert!((all.lower_percent - 72.2467).abs() < 1e-3);
+        assert_eq!(Confidence::wilson(0, 0), None);
+        assert_eq!(Confidence::wilson(3, 2), None);
+    }
+
+    #[test]
+    fn a_wilson_interval_narrows_as_the_sample_grows_and_holds_the_rate() {
+        let mut previous_width = f64::INFINITY;
+        for n in [4u64, 40, 400, 4000] {
+            let c = Confidence::wilson(n * 3 / 4, n).unwrap();
+            assert!(c.lower_percent < 75.0 && 75.0 < c.upper_percent);
+            let width = c.upper_percent - c.lower_percent;
+            assert!(width < previous_width, "{n}: {width} >= {previous_width}");
+            previous_width = width;
+        }
+    }
+
+    #[test]
+    fn nps_margin_of_error_follows_the_score_variance() {
+        let nps_of = |scores: &[u8]| {
+            let answers: Vec<Fact> = scores
+                .iter()
+                .map(|&score| Fact::SurveyAnswer {
+                    kind: SurveyKind::Nps,
+                    score,
+                })
+                .collect();
+            Metrics::from_aggregate(&aggregate_of(&answers))
+        };
+        // Two promoters, two detractors: scores +1,+1,-1,-1 have variance 1.
+        let split = nps_of(&[10, 9, 0, 6]).nps_margin_of_error().unwrap();
+        assert!((split - Z_95 * (1.0f64 / 4.0).sqrt() * 100.0).abs() < 1e-9);
+        // All promoters: no variance.
+        assert_eq!(nps_of(&[10, 10, 9]).nps_margin_of_error(), Some(0.0));
+        assert_eq!(nps_of(&[]).nps_margin_of_error(), None);
+    }
+
+    #[test]
+    fn a_target_with_too_small_a_sample_is_not_judged() {
+        let answers: Vec<Fact> = [5, 5, 1]
+            .into_iter()
+            .map(|score| Fact::SurveyAnswer {
+                kind: SurveyKind::Csat,
+                score,
+            })
+            .collect();
+        let metrics = Metrics::from_aggregate(&aggregate_of(&answers));
+        let targets = Targets::from([(Metric::CsatPercent, 85.0), (Metric::NpsScore, 0.0)]);
+        let judged = |min_sample| {
+            evaluate_targets(&metrics, &targets, &Targets::new(), min_sample)
+                .into_iter()
+                .map(|r| (r.metric, r.status, r.sample_size))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            judged(3),
+            vec![
+                (Metric::CsatPercent, TargetStatus::Missed, 3),
+                (Metric::NpsScore, TargetStatus::NoData, 0),
+            ]
+        );
+        assert_eq!(
+            judged(4)[0],
+            (Metric::CsatPercent, TargetStatus::InsufficientData, 3)
+        );
+        assert_eq!(judged(4)[1].1, TargetStatus::NoData);
     }
 
     #[test]

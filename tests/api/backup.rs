@@ -58,6 +58,7 @@ async fn observable_state(app: &mut TestApp) -> Vec<String> {
                     compare_previous: true,
                     include_organization: true,
                     backlog_as_of: Some(ts("2026-03-15T12:00:00Z")),
+                    min_sample: 5,
                 })
                 .await
                 .expect("scorecard")

@@ -63,6 +63,7 @@ async fn record_then_read_back_what_the_api_answers() {
         to: "2026-04-01T00:00:00Z".into(),
         as_of: Some("2026-03-03T00:00:00Z".into()),
         compare_previous: false,
+        min_sample: 0,
         json,
     };
     let (_, json) = run(scorecard(true)).await;

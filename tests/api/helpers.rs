@@ -149,6 +149,7 @@ impl TestApp {
                 compare_previous: false,
                 include_organization: false,
                 backlog_as_of: as_of,
+                min_sample: 0,
             })
             .await
             .expect("scorecard")

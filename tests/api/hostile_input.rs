@@ -355,6 +355,7 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
                                 compare_previous: true,
                                 include_organization: true,
                                 backlog_as_of: as_of,
+                                min_sample: 3,
                             })
                             .await
                             .map(|_| ()),

@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod backup;
 mod client;
+mod confidence;
 mod corruption;
 mod demo;
 mod hostile_input;

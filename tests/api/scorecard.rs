@@ -100,6 +100,7 @@ fn request(scope: pb::Scope, window: pb::Window) -> pb::GetScorecardRequest {
         compare_previous: false,
         include_organization: false,
         backlog_as_of: Some(ts("2026-03-10T00:00:00Z")),
+        min_sample: 0,
     }
 }
 
