@@ -229,7 +229,8 @@ pub struct Connection {
 /// Which scope a command is about: the organisation unless narrowed.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ScopeArgs {
-    /// A team (with --channel: the team × channel scope).
+    /// A team (with --channel: the team × channel scope); several teams separated
+    /// by commas read as their union.
     #[arg(long)]
     pub team: Option<String>,
     /// An agent.
@@ -255,11 +256,23 @@ impl ScopeArgs {
             (None, None, true) => pb::ScopeKind::Channel,
             (None, None, false) => pb::ScopeKind::Organization,
         };
+        let teams: Vec<String> = self
+            .team
+            .iter()
+            .flat_map(|list| list.split(','))
+            .map(|team| team.trim().to_owned())
+            .collect();
+        let (team_id, team_ids) = match teams.as_slice() {
+            [] => (String::new(), Vec::new()),
+            [one] => (one.clone(), Vec::new()),
+            _ => (String::new(), teams),
+        };
         Ok(pb::Scope {
             kind: kind as i32,
-            team_id: self.team.clone().unwrap_or_default(),
+            team_id,
             agent_id: self.agent.clone().unwrap_or_default(),
             channel,
+            team_ids,
         })
     }
 }

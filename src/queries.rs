@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use chrono_tz::Tz;
 
-use crate::domain::aggregate::{Scope, ScopeKind};
+use crate::domain::aggregate::{Aggregate, Scope, ScopeKind, Selection};
 use crate::domain::scorecard::{evaluate_targets, BacklogSummary, Metric, Metrics, TargetResult};
 use crate::domain::time::{periods, Granularity, Instant, Window};
 use crate::error::{Error, Result};
@@ -14,7 +14,7 @@ use crate::store::{reads, KvStore};
 /// A scorecard of one scope over one window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scorecard {
-    pub scope: Scope,
+    pub scope: Selection,
     pub window: Window,
     pub metrics: Metrics,
     pub backlog: BacklogSummary,
@@ -26,7 +26,7 @@ pub struct Scorecard {
 /// What a scorecard request asks for.
 #[derive(Debug, Clone)]
 pub struct ScorecardQuery {
-    pub scope: Scope,
+    pub scope: Selection,
     pub window: Window,
     pub compare_previous: bool,
     pub include_organization: bool,
@@ -35,17 +35,22 @@ pub struct ScorecardQuery {
     pub min_sample: u64,
 }
 
-pub fn metrics(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Metrics> {
-    Ok(Metrics::from_aggregate(&reads::window_aggregate(
-        kv, scope, window,
-    )?))
+/// The metrics of a selection over a window: its members' buckets merged.
+pub fn metrics(kv: &dyn KvStore, selection: &Selection, window: Window) -> Result<Metrics> {
+    let mut total = Aggregate::default();
+    for scope in &selection.members() {
+        total.merge(&reads::window_aggregate(kv, scope, window)?, 1);
+    }
+    Ok(Metrics::from_aggregate(&total))
 }
 
-pub fn backlog(kv: &dyn KvStore, scope: &Scope, as_of: Instant) -> Result<BacklogSummary> {
-    Ok(BacklogSummary::summarize(
-        as_of,
-        reads::open_tickets(kv, scope)?,
-    ))
+/// The open tickets of a selection's members, summarised at `as_of`.
+pub fn backlog(kv: &dyn KvStore, selection: &Selection, as_of: Instant) -> Result<BacklogSummary> {
+    let mut open = Vec::new();
+    for scope in &selection.members() {
+        open.extend(reads::open_tickets(kv, scope)?);
+    }
+    Ok(BacklogSummary::summarize(as_of, open))
 }
 
 pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> {
@@ -62,7 +67,11 @@ pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> 
         None
     };
     let organization = if query.include_organization {
-        Some(self::metrics(kv, &Scope::Organization, query.window)?)
+        Some(self::metrics(
+            kv,
+            &Selection::one(Scope::Organization),
+            query.window,
+        )?)
     } else {
         None
     };
@@ -143,7 +152,7 @@ pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<Leaderb
 /// One period of a time series.
 pub fn time_series(
     kv: &dyn KvStore,
-    scope: &Scope,
+    scope: &Selection,
     window: Window,
     granularity: Granularity,
     zone: Tz,

@@ -2,7 +2,7 @@
 
 use prost_types::Timestamp;
 
-use crate::domain::aggregate::Scope;
+use crate::domain::aggregate::{Scope, Selection};
 use crate::domain::records::{
     Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
 };
@@ -68,6 +68,23 @@ pub fn scope(scope: &Scope) -> pb::Scope {
         }
     }
     message
+}
+
+/// A single scope as itself; a union of teams as `team_ids` (with the channel
+/// of a TEAM_CHANNEL union).
+pub fn selection(selection: &Selection) -> pb::Scope {
+    match selection {
+        Selection::One(single) => scope(single),
+        Selection::Teams { teams, channel: c } => pb::Scope {
+            kind: match c {
+                Some(_) => pb::ScopeKind::TeamChannel,
+                None => pb::ScopeKind::Team,
+            } as i32,
+            team_ids: teams.iter().map(Id::to_string).collect(),
+            channel: c.map_or(0, |c| channel(c) as i32),
+            ..Default::default()
+        },
+    }
 }
 
 pub fn outcome(outcome: Outcome) -> pb::Outcome {
@@ -238,7 +255,7 @@ fn target_result(result: &TargetResult) -> pb::TargetResult {
 
 pub fn scorecard(card: &Scorecard) -> pb::Scorecard {
     pb::Scorecard {
-        scope: Some(scope(&card.scope)),
+        scope: Some(selection(&card.scope)),
         window: Some(window(card.window)),
         metrics: Some(metrics(&card.metrics)),
         backlog: Some(backlog(&card.backlog)),

@@ -67,7 +67,7 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::GetScorecardResponse>, Status> {
         let raw = request.into_inner();
         let mut fields = Fields::new("");
-        let scope = fields.scope("scope", raw.scope.as_ref());
+        let scope = fields.selection("scope", raw.scope.as_ref());
         let window = fields.window("window", raw.window.as_ref());
         let as_of = fields.as_of("backlog_as_of", raw.backlog_as_of.as_ref());
         let ((scope, window), backlog_as_of) = accept(fields, scope.zip(window).zip(as_of))?;
@@ -161,7 +161,7 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::GetTimeSeriesResponse>, Status> {
         let raw = request.into_inner();
         let mut fields = Fields::new("");
-        let scope = fields.scope("scope", raw.scope.as_ref());
+        let scope = fields.selection("scope", raw.scope.as_ref());
         let window = fields.window("window", raw.window.as_ref());
         let granularity = match pb::Granularity::try_from(raw.granularity) {
             Ok(pb::Granularity::Hour) => Some(Granularity::Hour),
@@ -209,7 +209,7 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::GetBacklogResponse>, Status> {
         let raw = request.into_inner();
         let mut fields = Fields::new("");
-        let scope = fields.scope("scope", raw.scope.as_ref());
+        let scope = fields.selection("scope", raw.scope.as_ref());
         let as_of = fields.as_of("as_of", raw.as_of.as_ref());
         let (scope, as_of) = accept(fields, scope.zip(as_of))?;
         let backlog = self

@@ -3,7 +3,7 @@
 
 use prost_types::{Duration, Timestamp};
 
-use crate::domain::aggregate::Scope;
+use crate::domain::aggregate::{Scope, Selection, MAX_UNION_TEAMS};
 use crate::domain::records::{
     Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
     SocialFacts, SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
@@ -168,11 +168,72 @@ impl Fields {
         }
     }
 
-    pub fn scope(&mut self, field: &str, raw: Option<&pb::Scope>) -> Option<Scope> {
+    /// A scope, or for TEAM and TEAM_CHANNEL with `team_ids` the union of those
+    /// teams (`team_id` and `team_ids` are exclusive).
+    pub fn selection(&mut self, field: &str, raw: Option<&pb::Scope>) -> Option<Selection> {
         let Some(raw) = raw else {
             self.violation(field, "is required");
             return None;
         };
+        if raw.team_ids.is_empty() {
+            return self.scope(field, raw).map(Selection::one);
+        }
+        let violations_before = self.violations.len();
+        let kind = pb::ScopeKind::try_from(raw.kind).unwrap_or(pb::ScopeKind::Unspecified);
+        let ids_field = format!("{field}.team_ids");
+        if !matches!(kind, pb::ScopeKind::Team | pb::ScopeKind::TeamChannel) {
+            self.violation(&ids_field, "is only for scope kinds TEAM and TEAM_CHANNEL");
+        }
+        if !raw.team_id.is_empty() {
+            self.violation(
+                &format!("{field}.team_id"),
+                "must not be set together with team_ids",
+            );
+        }
+        if !raw.agent_id.is_empty() {
+            self.violation(
+                &format!("{field}.agent_id"),
+                "must not be set for this scope kind",
+            );
+        }
+        if raw.team_ids.len() > MAX_UNION_TEAMS {
+            self.violation(
+                &ids_field,
+                format!(
+                    "names {} teams; at most {MAX_UNION_TEAMS}",
+                    raw.team_ids.len()
+                ),
+            );
+        }
+        let mut teams = Vec::with_capacity(raw.team_ids.len());
+        for (index, raw_team) in raw.team_ids.iter().enumerate().take(MAX_UNION_TEAMS) {
+            let team_field = format!("{ids_field}[{index}]");
+            if let Some(team) = self.id(&team_field, raw_team) {
+                if teams.contains(&team) {
+                    self.violation(&team_field, "names a team already in the list");
+                } else {
+                    teams.push(team);
+                }
+            }
+        }
+        let channel = match kind {
+            pb::ScopeKind::TeamChannel => {
+                Some(self.channel(&format!("{field}.channel"), raw.channel)?)
+            }
+            _ => {
+                if raw.channel != 0 {
+                    self.violation(
+                        &format!("{field}.channel"),
+                        "must not be set for this scope kind",
+                    );
+                }
+                None
+            }
+        };
+        (self.violations.len() == violations_before).then(|| Selection::teams(teams, channel))
+    }
+
+    fn scope(&mut self, field: &str, raw: &pb::Scope) -> Option<Scope> {
         let violations_before = self.violations.len();
         let kind = pb::ScopeKind::try_from(raw.kind).unwrap_or(pb::ScopeKind::Unspecified);
         let team_field = format!("{field}.team_id");

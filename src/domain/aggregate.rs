@@ -97,6 +97,65 @@ impl Scope {
     }
 }
 
+/// What a read is about: one precomputed scope, or the union of several teams
+/// (optionally on one channel). Every fact counts in exactly one team, and an
+/// open ticket in the backlog of exactly one, so a union's aggregate is the sum
+/// of its members' and its open tickets are theirs together.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Selection {
+    One(Scope),
+    /// Two or more distinct teams, each on `channel` if given.
+    Teams {
+        teams: Vec<Id>,
+        channel: Option<Channel>,
+    },
+}
+
+/// A union names at most this many teams.
+pub const MAX_UNION_TEAMS: usize = 100;
+
+impl Selection {
+    pub fn one(scope: Scope) -> Selection {
+        Selection::One(scope)
+    }
+
+    /// The union of distinct teams, each on `channel` if given; one team is
+    /// simply that team's scope.
+    pub fn teams(mut teams: Vec<Id>, channel: Option<Channel>) -> Selection {
+        if teams.len() == 1 {
+            let team = teams.remove(0);
+            return Selection::One(match channel {
+                Some(channel) => Scope::TeamChannel(team, channel),
+                None => Scope::Team(team),
+            });
+        }
+        Selection::Teams { teams, channel }
+    }
+
+    /// The disjoint scopes whose union this is.
+    pub fn members(&self) -> Vec<Scope> {
+        match self {
+            Selection::One(scope) => vec![scope.clone()],
+            Selection::Teams { teams, channel } => teams
+                .iter()
+                .map(|team| match channel {
+                    Some(channel) => Scope::TeamChannel(team.clone(), *channel),
+                    None => Scope::Team(team.clone()),
+                })
+                .collect(),
+        }
+    }
+
+    /// The team whose own targets apply: only a selection of one team (or one team
+    /// on a channel) has one; a union is judged by the organisation default.
+    pub fn team(&self) -> Option<&Id> {
+        match self {
+            Selection::One(scope) => scope.team(),
+            Selection::Teams { .. } => None,
+        }
+    }
+}
+
 impl FactScopes {
     /// Every scope the fact counts in, the organisation first.
     pub fn scopes(&self) -> Vec<Scope> {

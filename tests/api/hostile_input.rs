@@ -217,7 +217,7 @@ proptest! {
         }
         if let Ok(request) = pb::GetScorecardRequest::decode(bytes.as_slice()) {
             let mut fields = validate::Fields::new("");
-            let _ = fields.scope("scope", request.scope.as_ref());
+            let _ = fields.selection("scope", request.scope.as_ref());
             let _ = fields.window("window", request.window.as_ref());
             let _ = fields.as_of("backlog_as_of", request.backlog_as_of.as_ref());
         }
@@ -297,12 +297,14 @@ fn hostile_scope() -> impl Strategy<Value = Option<pb::Scope>> {
             hostile_text(),
             hostile_text(),
             hostile_enum(),
+            prop::collection::vec(hostile_text(), 0..4),
         )
-            .prop_map(|(kind, team_id, agent_id, channel)| pb::Scope {
+            .prop_map(|(kind, team_id, agent_id, channel, team_ids)| pb::Scope {
                 kind,
                 team_id,
                 agent_id,
                 channel,
+                team_ids,
             }),
     )
 }

@@ -19,4 +19,5 @@ mod recovery;
 mod reflection_and_health;
 mod scorecard;
 mod tls;
+mod unions;
 mod worked_example;

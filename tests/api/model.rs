@@ -24,7 +24,7 @@ use std::fmt::Debug;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
-use support_metrics::domain::aggregate::{Aggregate, Scope};
+use support_metrics::domain::aggregate::{Aggregate, Scope, Selection};
 use support_metrics::domain::records::{
     Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
     SocialFacts, SocialKind, SurveyKind, SurveyResponse,
@@ -844,6 +844,11 @@ fn in_scope(scope: &Scope, interaction: &Interaction) -> bool {
     }
 }
 
+/// Whether an interaction's facts count in the union of `scopes`.
+fn in_any(scopes: &[Scope], interaction: &Interaction) -> bool {
+    scopes.iter().any(|scope| in_scope(scope, interaction))
+}
+
 fn in_window(window: Window, instant: Instant) -> bool {
     let seconds = instant.0.div_euclid(NANOS);
     window.from() <= seconds && seconds < window.to()
@@ -889,23 +894,24 @@ fn score_counts(scores: &[u8], range: std::ops::RangeInclusive<u8>) -> Vec<u64> 
         .collect()
 }
 
-/// SPEC §3 for one scope and window, by iteration over the raw records.
+/// SPEC §3 for the union of `scope` (one scope, or several teams) over one
+/// window, by iteration over the raw records.
 fn model_metrics(
     model: &Model,
     tickets: &[TicketState<'_>],
-    scope: &Scope,
+    scope: &[Scope],
     window: Window,
 ) -> Metrics {
     let within = |instant: Instant| in_window(window, instant);
 
     let created: Vec<&TicketState<'_>> = tickets
         .iter()
-        .filter(|t| within(t.created_at) && in_scope(scope, t.first()))
+        .filter(|t| within(t.created_at) && in_any(scope, t.first()))
         .collect();
     let resolved: Vec<(&TicketState<'_>, Instant)> = tickets
         .iter()
         .filter_map(|t| t.resolved_at.map(|resolved_at| (t, resolved_at)))
-        .filter(|(t, resolved_at)| within(*resolved_at) && in_scope(scope, t.latest()))
+        .filter(|(t, resolved_at)| within(*resolved_at) && in_any(scope, t.latest()))
         .collect();
     let tickets_created = count(created.len());
     let tickets_created_resolved_now =
@@ -925,7 +931,7 @@ fn model_metrics(
             t.first_response
                 .map(|(responded, holder)| (t, responded, holder))
         })
-        .filter(|(_, responded, holder)| within(*responded) && in_scope(scope, holder))
+        .filter(|(_, responded, holder)| within(*responded) && in_any(scope, holder))
         .map(|(t, responded, _)| responded.0 - t.created_at.0)
         .collect();
     let resolution_nanos = resolved
@@ -936,7 +942,7 @@ fn model_metrics(
     let opened: Vec<&Interaction> = model
         .interactions
         .values()
-        .filter(|i| within(i.opened_at) && in_scope(scope, i))
+        .filter(|i| within(i.opened_at) && in_any(scope, i))
         .collect();
     let handle_nanos = opened.iter().filter_map(|i| i.handle_time_nanos).collect();
     let social: Vec<&SocialFacts> = opened.iter().filter_map(|i| i.social.as_ref()).collect();
@@ -954,7 +960,7 @@ fn model_metrics(
         model
             .interactions
             .get(interaction)
-            .is_some_and(|i| in_scope(scope, i))
+            .is_some_and(|i| in_any(scope, i))
     };
     let answers = |kind: SurveyKind| -> Vec<u8> {
         model
@@ -1030,10 +1036,8 @@ fn model_metrics(
                     .max_by(|a, b| {
                         (a.opened_at, &a.interaction_id).cmp(&(b.opened_at, &b.interaction_id))
                     });
-                match scope {
-                    Scope::Organization => true,
-                    _ => latest_contact.is_some_and(|i| in_scope(scope, i)),
-                }
+                scope.contains(&Scope::Organization)
+                    || latest_contact.is_some_and(|i| in_any(scope, i))
             })
             .count(),
     );
@@ -1105,7 +1109,7 @@ fn model_metrics(
 }
 
 /// Open tickets of a scope (by their latest interaction) created at or before `as_of`.
-fn model_backlog(tickets: &[TicketState<'_>], scope: &Scope, as_of: Instant) -> BacklogSummary {
+fn model_backlog(tickets: &[TicketState<'_>], scope: &[Scope], as_of: Instant) -> BacklogSummary {
     let mut summary = BacklogSummary {
         as_of,
         open_tickets: 0,
@@ -1116,7 +1120,7 @@ fn model_backlog(tickets: &[TicketState<'_>], scope: &Scope, as_of: Instant) -> 
     let mut oldest: Option<i64> = None;
     for ticket in tickets {
         if ticket.resolved_at.is_some()
-            || !in_scope(scope, ticket.latest())
+            || !in_any(scope, ticket.latest())
             || ticket.created_at > as_of
         {
             continue;
@@ -1486,7 +1490,8 @@ impl Coverage {
     }
 }
 
-const REQUIRED_COVERAGE: [&str; 24] = [
+const REQUIRED_COVERAGE: [&str; 25] = [
+    "union of teams with tickets",
     "outcome created",
     "outcome updated",
     "outcome duplicate",
@@ -1527,6 +1532,31 @@ fn scopes() -> Vec<Scope> {
     scopes
 }
 
+/// What reads are asked about: the store's selection and, independently, the
+/// scopes whose union the model computes — every scope alone, and unions of
+/// teams with and without a channel (a team outside the pool included).
+fn subjects() -> Vec<(Selection, Vec<Scope>)> {
+    let mut subjects: Vec<(Selection, Vec<Scope>)> = scopes()
+        .into_iter()
+        .map(|scope| (Selection::one(scope.clone()), vec![scope]))
+        .collect();
+    for members in [vec![0, 2], vec![TEAMS, 1, 0]] {
+        let teams: Vec<Id> = members.into_iter().map(team_id).collect();
+        subjects.push((
+            Selection::teams(teams.clone(), None),
+            teams.iter().cloned().map(Scope::Team).collect(),
+        ));
+        subjects.push((
+            Selection::teams(teams.clone(), Some(Channel::Chat)),
+            teams
+                .iter()
+                .map(|team| Scope::TeamChannel(team.clone(), Channel::Chat))
+                .collect(),
+        ));
+    }
+    subjects
+}
+
 /// Whole UTC months, December 2025 to February 2026: every generated fact.
 fn full_span() -> Window {
     window(1_764_547_200, 1_772_323_200)
@@ -1564,9 +1594,9 @@ fn compare_with_model(
     let tickets = tickets(model);
     note_state(model, &tickets, coverage);
     let mut failures = Vec::new();
-    for scope in scopes() {
+    for (selection, scope) in subjects() {
         for (name, window) in windows(random_window) {
-            let actual = queries::metrics(store.kv(), &scope, window)
+            let actual = queries::metrics(store.kv(), &selection, window)
                 .map_err(|e| format!("metrics read: {e}"))?;
             let expected = model_metrics(model, &tickets, &scope, window);
             note_metrics(&scope, name, &expected, coverage);
@@ -1582,7 +1612,7 @@ fn compare_with_model(
             }
         }
         for as_of in BACKLOG_AS_OF.map(at) {
-            let actual = queries::backlog(store.kv(), &scope, as_of)
+            let actual = queries::backlog(store.kv(), &selection, as_of)
                 .map_err(|e| format!("backlog read: {e}"))?;
             let mut diffs = Diffs::default();
             diffs.backlog(&model_backlog(&tickets, &scope, as_of), &actual);
@@ -1819,12 +1849,18 @@ fn note_state(model: &Model, tickets: &[TicketState<'_>], coverage: &Coverage) {
 }
 
 /// Notes what one expected scorecard holds, for coverage.
-fn note_metrics(scope: &Scope, window_name: &str, expected: &Metrics, coverage: &Coverage) {
+fn note_metrics(scope: &[Scope], window_name: &str, expected: &Metrics, coverage: &Coverage) {
     let churn = &expected.churn;
-    if matches!(scope, Scope::Team(_)) {
+    if matches!(scope, [Scope::Team(_)]) {
         coverage.hit("churn attributed to a team", churn.churned_customers > 0);
     }
-    if matches!(scope, Scope::Organization) && window_name == "full span" {
+    if matches!(scope, [Scope::Team(_), Scope::Team(_), ..]) {
+        coverage.hit(
+            "union of teams with tickets",
+            expected.tickets_created > 0 && expected.first_response_time.is_some(),
+        );
+    }
+    if matches!(scope, [Scope::Organization]) && window_name == "full span" {
         coverage.hit("post-contact churn", churn.churned_after_resolution > 0);
         coverage.hit(
             "resolved ticket with a customer that did not churn",
@@ -1833,7 +1869,7 @@ fn note_metrics(scope: &Scope, window_name: &str, expected: &Metrics, coverage: 
         coverage.hit("churn split: satisfied", churn.satisfied_tickets > 0);
         coverage.hit("churn split: unsatisfied", churn.unsatisfied_tickets > 0);
     }
-    if matches!(scope, Scope::Organization) && window_name == "single quarter" {
+    if matches!(scope, [Scope::Organization]) && window_name == "single quarter" {
         coverage.hit(
             "single quarter window has data",
             expected.interactions + expected.tickets_created + expected.tickets_resolved > 0,
@@ -2071,7 +2107,13 @@ fn post_contact_churn_includes_both_ends_of_the_thirty_days_after_resolution() {
         ])
         .collect();
     let model = model_of(&records);
-    let churn = model_metrics(&model, &tickets(&model), &Scope::Organization, full_span()).churn;
+    let churn = model_metrics(
+        &model,
+        &tickets(&model),
+        &[Scope::Organization],
+        full_span(),
+    )
+    .churn;
     assert_eq!(
         (
             churn.resolved_tickets_with_customer,
@@ -2112,7 +2154,7 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
     ];
     let model = model_of(&records);
     let tickets = tickets(&model);
-    let of = |scope: Scope| model_metrics(&model, &tickets, &scope, full_span());
+    let of = |scope: Scope| model_metrics(&model, &tickets, &[scope], full_span());
     let (team_0, team_1) = (of(Scope::Team(team_id(0))), of(Scope::Team(team_id(1))));
     // Ticket 0: created by and first answered in interaction-1 (team 0); its latest
     // is interaction-2 (team 1), and so is customer 0's latest contact.
@@ -2126,7 +2168,7 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
         ),
         (0, 1)
     );
-    let backlog = model_backlog(&tickets, &Scope::Team(team_id(1)), at(T0 + 60 * DAY));
+    let backlog = model_backlog(&tickets, &[Scope::Team(team_id(1))], at(T0 + 60 * DAY));
     assert_eq!(
         (backlog.open_tickets, backlog.by_priority),
         (1, [0, 0, 0, 1])

@@ -657,6 +657,7 @@ async fn a_bad_scope_is_invalid_and_names_the_field() {
             team_id: team_id.into(),
             agent_id: agent_id.into(),
             channel: channel as i32,
+            team_ids: Vec::new(),
         };
     use pb::Channel as C;
     use pb::ScopeKind as K;
@@ -758,6 +759,7 @@ async fn a_scope_with_a_field_its_kind_does_not_name_is_invalid() {
                 team_id: "billing".into(),
                 agent_id: "ana".into(),
                 channel: pb::Channel::Chat as i32,
+                team_ids: Vec::new(),
             },
             "scope.agent_id",
         ),
