@@ -16,6 +16,7 @@ use crate::auth::Tokens;
 use crate::config::Config;
 use crate::gate::GateLayer;
 use crate::limit::InFlightLimit;
+use crate::live::LiveScorecards;
 use crate::metrics;
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
@@ -184,12 +185,16 @@ impl Application {
             None => scrape_metrics.render(0, 0, 0),
         });
         let metrics_server = tokio::spawn(metrics::serve(self.metrics_listener, render));
+        let live = Arc::new(LiveScorecards::new(&store));
+        let stopping_live = Arc::clone(&live);
         let stopping_health = health.clone();
         let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
         let drain = async move {
             shutdown.await;
             let _ = stopping.send(());
             tracing::info!("shutting down: health NOT_SERVING, draining requests");
+            // Live scorecard streams end with UNAVAILABLE rather than hold the drain.
+            stopping_live.stop();
             stopping_health
                 .set_service_status("", ServingStatus::NotServing)
                 .await;
@@ -226,7 +231,7 @@ impl Application {
                     .max_decoding_message_size(limit),
             )
             .add_service(
-                ScorecardServiceServer::new(ScorecardApi::new(store.clone()))
+                ScorecardServiceServer::new(ScorecardApi::new(store.clone(), live))
                     .max_decoding_message_size(limit),
             )
             .add_service(

@@ -20,7 +20,7 @@ impl FieldViolation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The request is malformed; every bad field is named.
     #[error("invalid request: {}", describe(.0))]

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod gate;
 pub mod limit;
+pub mod live;
 pub mod metrics;
 pub mod ndjson;
 pub mod proto;

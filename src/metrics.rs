@@ -39,6 +39,8 @@ pub struct Metrics {
     commit_seconds: Histogram,
     store_size_bytes: IntGauge,
     pending_records: IntGaugeVec,
+    live_watchers: IntGauge,
+    live_feeds: IntGauge,
 }
 
 impl Default for Metrics {
@@ -102,6 +104,14 @@ impl Metrics {
             &["kind"],
         )
         .expect("valid metric");
+        let live_watchers =
+            IntGauge::new("live_watchers", "Open WatchScorecard streams").expect("valid metric");
+        let live_feeds = IntGauge::new(
+            "live_feeds",
+            "Live scorecards being kept current (one per distinct scope, window and \
+             minimum sample, shared by its watchers)",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_seconds.clone()),
@@ -110,6 +120,8 @@ impl Metrics {
             Box::new(commit_seconds.clone()),
             Box::new(store_size_bytes.clone()),
             Box::new(pending_records.clone()),
+            Box::new(live_watchers.clone()),
+            Box::new(live_feeds.clone()),
         ] {
             registry.register(collector).expect("unique metric names");
         }
@@ -122,7 +134,19 @@ impl Metrics {
             commit_seconds,
             store_size_bytes,
             pending_records,
+            live_watchers,
+            live_feeds,
         }
+    }
+
+    /// Counts an open (+1) or closed (-1) WatchScorecard stream.
+    pub fn live_watchers(&self, delta: i64) {
+        self.live_watchers.add(delta);
+    }
+
+    /// Counts a started (+1) or stopped (-1) shared live scorecard.
+    pub fn live_feeds(&self, delta: i64) {
+        self.live_feeds.add(delta);
     }
 
     pub fn record_written(&self, kind: &str, outcome: &str) {

@@ -1,15 +1,18 @@
 //! ScorecardService: validate, read precomputed buckets off the runtime, convert.
 
-use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
 
-use chrono_tz::Tz;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::domain::aggregate::ScopeKind;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
-use crate::domain::time::Granularity;
+use crate::domain::time::{Granularity, Instant, MovingWindow, QUARTER_SECONDS};
 use crate::error::{Error, FieldViolation};
+use crate::live::{FeedKey, FeedState, LiveScorecards, Watch};
 use crate::proto::v1 as pb;
 use crate::proto::v1::scorecard_service_server::ScorecardService;
 use crate::queries::{self, LeaderboardQuery, ScorecardQuery};
@@ -22,14 +25,22 @@ use super::validate::Fields;
 pub const MAX_PAGE_SIZE: u32 = 500;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 
+/// Live scorecards come at most every 100 ms, at least every hour; 1 s by default.
+const WATCH_INTERVAL_BOUNDS: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(3600));
+const DEFAULT_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// A trailing live window is at most 366 days.
+const MAX_TRAILING: Duration = Duration::from_secs(366 * 86_400);
+
 #[derive(Debug, Clone)]
 pub struct ScorecardApi {
     store: Store,
+    live: Arc<LiveScorecards>,
 }
 
 impl ScorecardApi {
-    pub fn new(store: Store) -> Self {
-        ScorecardApi { store }
+    pub fn new(store: Store, live: Arc<LiveScorecards>) -> Self {
+        ScorecardApi { store, live }
     }
 
     /// Runs a synchronous read on the blocking pool.
@@ -58,8 +69,120 @@ fn optional_team(fields: &mut Fields, raw: &str) -> Option<Option<Id>> {
     fields.optional_id("team_id", raw)
 }
 
+/// What a watch asks for: the shared feed and this stream's least interval.
+fn parse_watch(raw: &pb::WatchScorecardRequest) -> Result<(FeedKey, Duration), Status> {
+    use pb::watch_scorecard_request::MovingWindow as Raw;
+    let mut fields = Fields::new("");
+    let selection = fields.selection("scope", raw.scope.as_ref());
+    let window = match &raw.moving_window {
+        None => {
+            fields.violation(
+                "moving_window",
+                "is required: trailing or today_in_time_zone",
+            );
+            None
+        }
+        Some(Raw::Trailing(trailing)) => fields
+            .bounded_duration("trailing", Some(trailing), (QUARTER, MAX_TRAILING), QUARTER)
+            .and_then(|trailing| {
+                if trailing.as_secs() % QUARTER.as_secs() != 0 || trailing.subsec_nanos() != 0 {
+                    fields.violation("trailing", "must be a whole number of 15 minutes");
+                    return None;
+                }
+                Some(MovingWindow::Trailing {
+                    seconds: trailing.as_secs() as i64,
+                })
+            }),
+        Some(Raw::TodayInTimeZone(zone)) => fields
+            .time_zone("today_in_time_zone", zone)
+            .map(MovingWindow::Today),
+    };
+    // A zone whose midnight is not on a 15-minute boundary cannot be served.
+    if let Some(window) = window {
+        if let Err(error) = window.at(Instant::now().seconds()) {
+            fields.violation("today_in_time_zone", error.to_string());
+        }
+    }
+    let interval = fields.bounded_duration(
+        "min_interval",
+        raw.min_interval.as_ref(),
+        WATCH_INTERVAL_BOUNDS,
+        DEFAULT_WATCH_INTERVAL,
+    );
+    let ((selection, window), interval) = accept(fields, selection.zip(window).zip(interval))?;
+    let key = FeedKey {
+        selection,
+        window,
+        min_sample: raw.min_sample,
+    };
+    Ok((key, interval))
+}
+
+const QUARTER: Duration = Duration::from_secs(QUARTER_SECONDS as u64);
+
+/// Sends the feed's scorecards to one stream, at most one per `interval`, until
+/// the client goes, the feed fails or the server stops.
+async fn forward(
+    watch: Watch,
+    interval: Duration,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    sender: mpsc::Sender<Result<pb::WatchScorecardResponse, Status>>,
+) {
+    let mut state = watch.state();
+    loop {
+        let current = state.borrow_and_update().clone();
+        match current {
+            FeedState::Starting => {}
+            FeedState::Current(card) => {
+                let message = pb::WatchScorecardResponse {
+                    scorecard: Some(convert::scorecard(&card)),
+                };
+                // A slow reader holds up only its own stream.
+                tokio::select! {
+                    sent = sender.send(Ok(message)) => if sent.is_err() { return },
+                    _ = stopping.wait_for(|stop| *stop) => break,
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = sender.closed() => return,
+                    _ = stopping.wait_for(|stop| *stop) => break,
+                }
+            }
+            FeedState::Failed(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return;
+            }
+        }
+        tokio::select! {
+            changed = state.changed() => if changed.is_err() { return },
+            () = sender.closed() => return,
+            _ = stopping.wait_for(|stop| *stop) => break,
+        }
+    }
+    let _ = sender
+        .send(Err(Status::unavailable(
+            "the server is shutting down; reconnect to another instance",
+        )))
+        .await;
+}
+
 #[tonic::async_trait]
 impl ScorecardService for ScorecardApi {
+    type WatchScorecardStream = ReceiverStream<Result<pb::WatchScorecardResponse, Status>>;
+
+    #[tracing::instrument(skip_all)]
+    async fn watch_scorecard(
+        &self,
+        request: Request<pb::WatchScorecardRequest>,
+    ) -> Result<Response<Self::WatchScorecardStream>, Status> {
+        let (key, interval) = parse_watch(request.get_ref())?;
+        tracing::debug!(?key, ?interval, "watch opened");
+        let watch = self.live.watch(key)?;
+        let (sender, receiver) = mpsc::channel(1);
+        tokio::spawn(forward(watch, interval, self.live.stopping(), sender));
+        Ok(Response::new(ReceiverStream::new(receiver)))
+    }
+
     #[tracing::instrument(skip_all)]
     async fn get_scorecard(
         &self,
@@ -173,19 +296,7 @@ impl ScorecardService for ScorecardApi {
                 None
             }
         };
-        let zone_name = if raw.time_zone.is_empty() {
-            "UTC"
-        } else {
-            raw.time_zone.as_str()
-        };
-        let zone = Tz::from_str(zone_name)
-            .map_err(|_| {
-                fields.violation(
-                    "time_zone",
-                    format!("{zone_name:?} is not an IANA time zone name"),
-                )
-            })
-            .ok();
+        let zone = fields.time_zone("time_zone", &raw.time_zone);
         let (((scope, window), granularity), zone) =
             accept(fields, scope.zip(window).zip(granularity).zip(zone))?;
         let series = self

@@ -1,6 +1,9 @@
 //! Turning wire messages into validated domain values. Every problem is
 //! collected with the path of its field, so one answer names every bad field.
 
+use std::str::FromStr;
+
+use chrono_tz::Tz;
 use prost_types::{Duration, Timestamp};
 
 use crate::domain::aggregate::{Scope, Selection, MAX_UNION_TEAMS};
@@ -166,6 +169,39 @@ impl Fields {
             None => Some(self.now),
             Some(raw) => self.timestamp(field, raw),
         }
+    }
+
+    /// An IANA time zone name; empty is UTC.
+    pub fn time_zone(&mut self, field: &str, raw: &str) -> Option<Tz> {
+        let name = if raw.is_empty() { "UTC" } else { raw };
+        Tz::from_str(name)
+            .map_err(|_| self.violation(field, format!("{name:?} is not an IANA time zone name")))
+            .ok()
+    }
+
+    /// A duration within `[min, max]`, or `default` when absent.
+    pub fn bounded_duration(
+        &mut self,
+        field: &str,
+        raw: Option<&Duration>,
+        (min, max): (std::time::Duration, std::time::Duration),
+        default: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        let Some(raw) = raw else {
+            return Some(default);
+        };
+        let Ok(duration) = std::time::Duration::try_from(*raw) else {
+            self.violation(field, "is not a valid non-negative duration");
+            return None;
+        };
+        if duration < min || duration > max {
+            self.violation(
+                field,
+                format!("must be between {min:?} and {max:?}, not {duration:?}"),
+            );
+            return None;
+        }
+        Some(duration)
     }
 
     /// A scope, or for TEAM and TEAM_CHANNEL with `team_ids` the union of those

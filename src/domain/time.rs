@@ -237,6 +237,40 @@ pub fn periods(
     Ok(periods)
 }
 
+/// A window that moves with the clock (live scorecards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MovingWindow {
+    /// The last `seconds` (a positive multiple of 15 minutes) up to the end of
+    /// the current 15-minute bucket.
+    Trailing { seconds: i64 },
+    /// The local day in a zone, midnight to midnight.
+    Today(Tz),
+}
+
+impl MovingWindow {
+    /// The window at `now` (UTC seconds) and the moment it next moves.
+    pub fn at(self, now: i64) -> Result<(Window, i64), PeriodError> {
+        let (from, to) = match self {
+            MovingWindow::Trailing { seconds } => {
+                let end = now.div_euclid(QUARTER_SECONDS) * QUARTER_SECONDS + QUARTER_SECONDS;
+                (end - seconds, end)
+            }
+            MovingWindow::Today(zone) => {
+                let date = DateTime::from_timestamp(now, 0)
+                    .unwrap_or_default()
+                    .with_timezone(&zone)
+                    .date_naive();
+                (
+                    local_midnight(zone, date),
+                    local_midnight(zone, date + Duration::days(1)),
+                )
+            }
+        };
+        let window = Window::new(from, to).map_err(|_| PeriodError::Misaligned)?;
+        Ok((window, to))
+    }
+}
+
 /// The first period boundary strictly after `seconds`.
 fn next_boundary(seconds: i64, granularity: Granularity, zone: Tz) -> i64 {
     let local = DateTime::from_timestamp(seconds, 0)
@@ -291,6 +325,39 @@ mod tests {
 
     fn lengths_in_hours(periods: &[Window]) -> Vec<i64> {
         periods.iter().map(|p| (p.to() - p.from()) / 3600).collect()
+    }
+
+    #[test]
+    fn a_trailing_window_ends_with_the_current_quarter() {
+        let trailing = MovingWindow::Trailing { seconds: 86_400 };
+        let now = at("2026-03-02T10:07:30Z");
+        let (window, moves_at) = trailing.at(now).unwrap();
+        assert_eq!(
+            (window.from(), window.to()),
+            (at("2026-03-01T10:15:00Z"), at("2026-03-02T10:15:00Z"))
+        );
+        assert_eq!(moves_at, at("2026-03-02T10:15:00Z"));
+        // On a boundary, the bucket starting there is the current one.
+        let (window, _) = trailing.at(at("2026-03-02T10:15:00Z")).unwrap();
+        assert_eq!(window.to(), at("2026-03-02T10:30:00Z"));
+    }
+
+    #[test]
+    fn today_runs_from_local_midnight_to_the_next_and_follows_dst() {
+        let kolkata = MovingWindow::Today(chrono_tz::Asia::Kolkata);
+        let (window, moves_at) = kolkata.at(at("2026-03-02T20:00:00Z")).unwrap();
+        assert_eq!(
+            (window.from(), window.to()),
+            (at("2026-03-02T18:30:00Z"), at("2026-03-03T18:30:00Z"))
+        );
+        assert_eq!(moves_at, window.to());
+        // 8 March 2026 in New York has 23 hours.
+        let new_york = MovingWindow::Today(chrono_tz::America::New_York);
+        let (window, _) = new_york.at(at("2026-03-08T12:00:00Z")).unwrap();
+        assert_eq!(
+            (window.from(), window.to()),
+            (at("2026-03-08T05:00:00Z"), at("2026-03-09T04:00:00Z"))
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
@@ -109,6 +109,8 @@ struct Inner {
     /// Where snapshots are spooled (the data directory).
     spool_dir: PathBuf,
     metrics: Arc<Metrics>,
+    /// The number of commits that changed the store, for live readers.
+    changes: watch::Receiver<u64>,
 }
 
 impl Drop for Inner {
@@ -141,6 +143,7 @@ impl Store {
         let writer_spool_dir = spool_dir.clone();
         let metrics = Arc::new(Metrics::new());
         let writer_metrics = Arc::clone(&metrics);
+        let (changed, changes) = watch::channel(0u64);
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -148,6 +151,7 @@ impl Store {
                     writer_kv.as_ref(),
                     &writer_spool_dir,
                     &writer_metrics,
+                    &changed,
                     receiver,
                 )
             })
@@ -159,8 +163,15 @@ impl Store {
                 writer: Some(writer),
                 spool_dir,
                 metrics,
+                changes,
             }),
         })
+    }
+
+    /// Changes whenever a commit has changed the store (its value counts them):
+    /// a reader waiting on it sees every acknowledged write. Never blocks the writer.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.clone()
     }
 
     /// A handle that does not keep the store open.
@@ -277,8 +288,10 @@ fn run_writer(
     kv: &dyn KvStore,
     spool_dir: &std::path::Path,
     metrics: &Metrics,
+    changed: &watch::Sender<u64>,
     mut receiver: mpsc::Receiver<Job>,
 ) {
+    let bump = || changed.send_modify(|commits| *commits += 1);
     let mut held_back: Option<Job> = None;
     loop {
         let Some(first) = held_back.take().or_else(|| receiver.blocking_recv()) else {
@@ -290,6 +303,9 @@ fn run_writer(
                 Command::Snapshot => Snapshot::take(kv, spool_dir).map(Reply::Snapshot),
                 _ => verify::rebuild(kv).map(Reply::Rebuild),
             };
+            if matches!(result, Ok(Reply::Rebuild(_))) {
+                bump();
+            }
             let _ = first.reply.send(result);
             continue;
         }
@@ -308,15 +324,18 @@ fn run_writer(
                 Err(_) => break,
             }
         }
-        commit_group(kv, metrics, group);
+        if commit_group(kv, metrics, group) {
+            bump();
+        }
     }
 }
 
 /// Applies a group of jobs in one transaction and one durable commit (group
 /// commit). If a job fails mid-way, the group is retried one job at a time so
-/// that only the failing job sees the error.
-fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) {
+/// that only the failing job sees the error. True if anything was committed.
+fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) -> bool {
     let started = std::time::Instant::now();
+    let committed = std::cell::Cell::new(false);
     let attempt = |jobs: &[&Job]| -> Result<Vec<Reply>> {
         let mut txn = Txn::new(kv);
         let mut counters: Counters = txn.get_decoded(&keys::stats())?.unwrap_or_default();
@@ -332,6 +351,7 @@ fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) {
             let changes = txn.into_changes()?;
             let committing = std::time::Instant::now();
             kv.commit(changes)?;
+            committed.set(true);
             let records = jobs.iter().map(|job| job.command.record_count()).sum();
             metrics.commit(records, committing.elapsed().as_secs_f64());
         }
@@ -368,6 +388,7 @@ fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) {
             }
         }
     }
+    committed.get()
 }
 
 /// Counts each record of a committed job by kind and outcome.

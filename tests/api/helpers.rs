@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -12,6 +13,7 @@ use support_metrics::proto::v1 as pb;
 use support_metrics::proto::v1::admin_service_client::AdminServiceClient;
 use support_metrics::proto::v1::ingest_service_client::IngestServiceClient;
 use support_metrics::proto::v1::scorecard_service_client::ScorecardServiceClient;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
@@ -416,4 +418,51 @@ pub fn worked_example() -> Vec<pb::Record> {
         .filter(|line| !line.trim().is_empty())
         .map(record_from_json)
         .collect()
+}
+
+/// `GET path` over plain HTTP/1.1: the status line and the body.
+pub async fn http_get(app: &TestApp, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
+        .await
+        .expect("metrics port");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// Series name with sorted labels → value, from the text exposition format.
+pub fn parse(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .map(|line| {
+            let (series, value) = line.rsplit_once(' ').expect("`series value`");
+            (series.to_owned(), value.parse().expect("a number"))
+        })
+        .collect()
+}
+
+pub fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
+    *series.get(name).unwrap_or_else(|| {
+        panic!(
+            "no series {name} in {:#?}",
+            series.keys().collect::<Vec<_>>()
+        )
+    })
+}
+
+/// The current value of every series on the metrics endpoint.
+pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    let (status, body) = http_get(app, "/metrics").await;
+    assert!(status.contains("200"), "{status}");
+    parse(&body)
 }

@@ -13,6 +13,7 @@ mod demo;
 mod hostile_input;
 mod ingest;
 mod limits;
+mod live;
 mod metrics;
 mod model;
 mod recovery;

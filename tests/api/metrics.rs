@@ -1,52 +1,9 @@
 //! The Prometheus endpoint over HTTP: every series of the operations guide,
 //! parsed from a real scrape and checked against what the test did.
 
-use std::collections::HashMap;
-
 use support_metrics::proto::v1 as pb;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::helpers::*;
-
-/// `GET path` over plain HTTP/1.1: the status line and the body.
-async fn http_get(app: &TestApp, path: &str) -> (String, String) {
-    let mut stream = tokio::net::TcpStream::connect(app.metrics_addr)
-        .await
-        .expect("metrics port");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
-    (
-        head.lines().next().unwrap_or_default().to_owned(),
-        body.to_owned(),
-    )
-}
-
-/// Series name with sorted labels → value, from the text exposition format.
-fn parse(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .map(|line| {
-            let (series, value) = line.rsplit_once(' ').expect("`series value`");
-            (series.to_owned(), value.parse().expect("a number"))
-        })
-        .collect()
-}
-
-fn value(series: &HashMap<String, f64>, name: &str) -> f64 {
-    *series.get(name).unwrap_or_else(|| {
-        panic!(
-            "no series {name} in {:#?}",
-            series.keys().collect::<Vec<_>>()
-        )
-    })
-}
 
 #[tokio::test]
 async fn a_scrape_shows_requests_records_commits_store_and_pending() {
