@@ -6,7 +6,9 @@ use std::cmp::Ordering;
 use chrono_tz::Tz;
 
 use crate::domain::aggregate::{Aggregate, Scope, ScopeKind, Selection};
+use crate::domain::drilldown::TicketFilter;
 use crate::domain::scorecard::{evaluate_targets, BacklogSummary, Metric, Metrics, TargetResult};
+use crate::domain::ticket::TicketRow;
 use crate::domain::time::{periods, Granularity, Instant, Window};
 use crate::error::{Error, Result};
 use crate::store::{reads, KvStore};
@@ -162,4 +164,45 @@ pub fn time_series(
         .into_iter()
         .map(|period| Ok((period, metrics(kv, scope, period)?)))
         .collect()
+}
+
+/// Ticket rows examined for one drill-down page at most: a page costs this much
+/// whatever the store holds, and may come back short (with a token) when the
+/// filter is selective.
+pub const TICKET_SCAN_BUDGET: usize = 10_000;
+
+/// A drill-down request.
+#[derive(Debug, Clone)]
+pub struct TicketQuery {
+    pub scope: Selection,
+    /// Tickets created in this window.
+    pub window: Window,
+    pub filter: TicketFilter,
+    /// The moment ages are measured from.
+    pub as_of: Instant,
+    /// Continue after this position (from a previous page).
+    pub after: Option<Vec<u8>>,
+    pub page_size: usize,
+}
+
+/// One page of tickets, newest first, and where the next begins.
+#[derive(Debug, Clone)]
+pub struct TicketPage {
+    pub rows: Vec<TicketRow>,
+    pub next: Option<Vec<u8>>,
+}
+
+/// The tickets behind a number: those listed under the selection's scopes,
+/// created in the window, that pass the filter.
+pub fn list_tickets(kv: &dyn KvStore, query: &TicketQuery) -> Result<TicketPage> {
+    let scopes = query.scope.members();
+    let page = reads::RowPage {
+        scopes: &scopes,
+        window: query.window,
+        after: query.after.as_deref(),
+        page_size: query.page_size,
+        budget: TICKET_SCAN_BUDGET,
+    };
+    let (rows, next) = reads::ticket_rows(kv, &page, |row| query.filter.matches(row, query.as_of))?;
+    Ok(TicketPage { rows, next })
 }

@@ -10,6 +10,7 @@ use crate::domain::scorecard::{
     BacklogSummary, Confidence, Direction, DurationSummary, Metric, Metrics, Rate, TargetResult,
     TargetStatus,
 };
+use crate::domain::ticket::TicketRow;
 use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
 use crate::proto::v1 as pb;
 use crate::queries::Scorecard;
@@ -84,6 +85,25 @@ pub fn selection(selection: &Selection) -> pb::Scope {
             channel: c.map_or(0, |c| channel(c) as i32),
             ..Default::default()
         },
+    }
+}
+
+pub fn ticket_row(row: &TicketRow) -> pb::TicketRow {
+    pb::TicketRow {
+        ticket_id: row.ticket_id.to_string(),
+        team_id: row.team_id.to_string(),
+        agent_id: optional_id(row.agent_id.as_ref()),
+        channel: channel(row.channel) as i32,
+        priority: priority(row.priority) as i32,
+        created_at: Some(timestamp(row.created_at)),
+        first_response_at: row.first_response_at.map(timestamp),
+        resolved_at: row.resolved_at.map(timestamp),
+        contacts: row.contacts,
+        reopened: row.reopened,
+        csat: row.csat.map(u32::from),
+        nps: row.nps.map(u32::from),
+        ces: row.ces.map(u32::from),
+        tags: row.tags.clone(),
     }
 }
 

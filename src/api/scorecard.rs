@@ -8,6 +8,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::domain::aggregate::ScopeKind;
+use crate::domain::drilldown::TicketFilter;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
 use crate::domain::time::{Granularity, Instant, MovingWindow, QUARTER_SECONDS};
@@ -15,11 +16,11 @@ use crate::error::{Error, FieldViolation};
 use crate::live::{FeedKey, FeedState, LiveScorecards, Watch};
 use crate::proto::v1 as pb;
 use crate::proto::v1::scorecard_service_server::ScorecardService;
-use crate::queries::{self, LeaderboardQuery, ScorecardQuery};
+use crate::queries::{self, LeaderboardQuery, ScorecardQuery, TicketQuery};
 use crate::store::{reads, Store};
 
 use super::convert;
-use super::validate::Fields;
+use super::validate::{Fields, MAX_TAG_CHARS};
 
 /// Leaderboard pages hold 1–500 rows; 50 by default.
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -67,6 +68,143 @@ fn accept<T>(fields: Fields, parsed: Option<T>) -> Result<T, Status> {
 
 fn optional_team(fields: &mut Fields, raw: &str) -> Option<Option<Id>> {
     fields.optional_id("team_id", raw)
+}
+
+/// A page size of 1–500, 50 when unset.
+fn page_size(fields: &mut Fields, raw: u32) -> Option<u32> {
+    match raw {
+        0 => Some(DEFAULT_PAGE_SIZE),
+        size if size <= MAX_PAGE_SIZE => Some(size),
+        _ => {
+            fields.violation("page_size", format!("must be at most {MAX_PAGE_SIZE}"));
+            None
+        }
+    }
+}
+
+/// A drill-down page token: the position of the last ticket examined, in hex.
+fn ticket_page_token(position: &[u8]) -> String {
+    position.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The position a page token holds: 8 bytes of time and a ticket id.
+fn parse_ticket_page_token(fields: &mut Fields, raw: &str) -> Option<Option<Vec<u8>>> {
+    if raw.is_empty() {
+        return Some(None);
+    }
+    let bytes: Option<Vec<u8>> = raw
+        .len()
+        .is_multiple_of(2)
+        .then(|| {
+            (0..raw.len())
+                .step_by(2)
+                .map(|i| {
+                    raw.get(i..i + 2)
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                })
+                .collect()
+        })
+        .flatten();
+    let valid = bytes.filter(|bytes| {
+        bytes.len() > 8 && std::str::from_utf8(&bytes[8..]).is_ok_and(|id| Id::parse(id).is_ok())
+    });
+    if valid.is_none() {
+        fields.violation("page_token", "is not a token this service issued");
+    }
+    valid.map(Some)
+}
+
+/// A duration bound of a filter: absent, or non-negative.
+fn filter_bound(
+    fields: &mut Fields,
+    field: &str,
+    raw: Option<&prost_types::Duration>,
+) -> Option<Option<i64>> {
+    let Some(raw) = raw else {
+        return Some(None);
+    };
+    let duration = fields.bounded_duration(
+        field,
+        Some(raw),
+        (Duration::ZERO, Duration::from_secs(100 * 365 * 86_400)),
+        Duration::ZERO,
+    )?;
+    Some(Some(duration.as_nanos() as i64))
+}
+
+fn parse_list_tickets(raw: &pb::ListTicketsRequest) -> Result<TicketQuery, Status> {
+    let mut fields = Fields::new("");
+    let scope = fields.selection("scope", raw.scope.as_ref());
+    let window = fields.window("window", raw.window.as_ref());
+    let as_of = fields.as_of("as_of", raw.as_of.as_ref());
+    let page_size = page_size(&mut fields, raw.page_size);
+    let after = parse_ticket_page_token(&mut fields, &raw.page_token);
+    let default_filter = pb::TicketFilter::default();
+    let f = raw.filter.as_ref().unwrap_or(&default_filter);
+    let frt_above = filter_bound(&mut fields, "filter.frt_above", f.frt_above.as_ref());
+    let resolution_above = filter_bound(
+        &mut fields,
+        "filter.resolution_time_above",
+        f.resolution_time_above.as_ref(),
+    );
+    let open_older_than = filter_bound(
+        &mut fields,
+        "filter.open_older_than",
+        f.open_older_than.as_ref(),
+    );
+    let csat_at_most = match f.csat_at_most {
+        0 => Some(None),
+        score @ 1..=5 => Some(Some(score as u8)),
+        _ => {
+            fields.violation(
+                "filter.csat_at_most",
+                "must be a CSAT score, 1-5 (0: no filter)",
+            );
+            None
+        }
+    };
+    let tag = if f.tag.is_empty() {
+        Some(None)
+    } else if f.tag.chars().count() > MAX_TAG_CHARS {
+        fields.violation(
+            "filter.tag",
+            format!("must be at most {MAX_TAG_CHARS} characters"),
+        );
+        None
+    } else {
+        Some(Some(f.tag.clone()))
+    };
+    let parsed = scope
+        .zip(window)
+        .zip(as_of)
+        .zip(page_size)
+        .zip(after)
+        .zip(frt_above.zip(resolution_above).zip(open_older_than))
+        .zip(csat_at_most.zip(tag));
+    let (
+        (
+            ((((scope, window), as_of), page_size), after),
+            ((frt_above, resolution_above), open_older_than),
+        ),
+        (csat_at_most, tag),
+    ) = accept(fields, parsed)?;
+    Ok(TicketQuery {
+        scope,
+        window,
+        filter: TicketFilter {
+            frt_above_nanos: frt_above,
+            resolution_above_nanos: resolution_above,
+            csat_at_most,
+            nps_detractor: f.nps_detractor,
+            reopened: f.reopened,
+            first_contact_resolved: f.first_contact_resolved,
+            open_older_than_nanos: open_older_than,
+            tag,
+        },
+        as_of,
+        after,
+        page_size: page_size as usize,
+    })
 }
 
 /// What a watch asks for: the shared feed and this stream's least interval.
@@ -171,6 +309,25 @@ impl ScorecardService for ScorecardApi {
     type WatchScorecardStream = ReceiverStream<Result<pb::WatchScorecardResponse, Status>>;
 
     #[tracing::instrument(skip_all)]
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        let query = parse_list_tickets(request.get_ref())?;
+        let page = self
+            .read(move |store| queries::list_tickets(store.kv(), &query))
+            .await?;
+        Ok(Response::new(pb::ListTicketsResponse {
+            tickets: page.rows.iter().map(convert::ticket_row).collect(),
+            next_page_token: page
+                .next
+                .as_deref()
+                .map(ticket_page_token)
+                .unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn watch_scorecard(
         &self,
         request: Request<pb::WatchScorecardRequest>,
@@ -233,14 +390,7 @@ impl ScorecardService for ScorecardApi {
         } else {
             fields.metric("order_by", raw.order_by)
         };
-        let page_size = match raw.page_size {
-            0 => Some(DEFAULT_PAGE_SIZE),
-            size if size <= MAX_PAGE_SIZE => Some(size),
-            _ => {
-                fields.violation("page_size", format!("must be at most {MAX_PAGE_SIZE}"));
-                None
-            }
-        };
+        let page_size = page_size(&mut fields, raw.page_size);
         let offset = if raw.page_token.is_empty() {
             Some(0)
         } else {

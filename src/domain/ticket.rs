@@ -34,6 +34,58 @@ pub enum IndexEntry {
     },
     /// A ticket whose customer this is, so a churn event finds the tickets it affects.
     CustomerTicket { customer_id: Id, ticket_id: Id },
+    /// The ticket's drill-down row, listed under the scopes of every one of its
+    /// interactions.
+    TicketRow {
+        scopes: Vec<FactScopes>,
+        row: TicketRow,
+    },
+}
+
+/// What drill-down lists about one ticket.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TicketRow {
+    pub ticket_id: Id,
+    /// Team, agent, channel and priority of the latest interaction (who has it now).
+    pub team_id: Id,
+    pub agent_id: Option<Id>,
+    pub channel: Channel,
+    pub priority: Priority,
+    pub created_at: Instant,
+    pub first_response_at: Option<Instant>,
+    pub resolved_at: Option<Instant>,
+    pub contacts: u32,
+    pub reopened: bool,
+    /// The ticket's CSAT answer (the latest submitted), and the latest NPS and
+    /// CES answers on any of its interactions.
+    pub csat: Option<u8>,
+    pub nps: Option<u8>,
+    pub ces: Option<u8>,
+    /// Every tag of any of its interactions, sorted, once each.
+    pub tags: Vec<String>,
+}
+
+impl TicketRow {
+    pub fn first_response_nanos(&self) -> Option<i64> {
+        self.first_response_at.map(|at| at.0 - self.created_at.0)
+    }
+
+    pub fn resolution_nanos(&self) -> Option<i64> {
+        self.resolved_at.map(|at| at.0 - self.created_at.0)
+    }
+
+    /// Resolved with a single contact.
+    pub fn first_contact_resolved(&self) -> bool {
+        self.resolved_at.is_some() && self.contacts == 1
+    }
+}
+
+/// The latest-submitted answer of a kind (ties by response id).
+fn latest_answer(surveys: &[SurveyResponse], kind: SurveyKind) -> Option<&SurveyResponse> {
+    surveys
+        .iter()
+        .filter(|s| s.kind == kind)
+        .max_by(|a, b| (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id)))
 }
 
 /// Everything one ticket or one customer contributes.
@@ -127,13 +179,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
                 .churn_times
                 .iter()
                 .any(|t| t.0 >= resolved_at.0 && t.0 - resolved_at.0 <= POST_CONTACT_CHURN_NANOS);
-            let ticket_csat = inputs
-                .surveys
-                .iter()
-                .filter(|s| s.kind == SurveyKind::Csat)
-                .max_by(|a, b| {
-                    (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id))
-                });
+            let ticket_csat = latest_answer(&inputs.surveys, SurveyKind::Csat);
             contribution.facts.push(DatedFact {
                 at: resolved_at,
                 scopes: FactScopes::Of(latest.attribution()),
@@ -207,6 +253,40 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             ticket_id: latest.ticket_id.clone(),
         });
     }
+    let mut scopes: Vec<FactScopes> = interactions
+        .iter()
+        .map(|i| FactScopes::Of(i.attribution()))
+        .collect();
+    scopes.sort();
+    scopes.dedup();
+    let mut tags: Vec<String> = interactions
+        .iter()
+        .flat_map(|i| i.tags.iter().cloned())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    let answer = |kind| latest_answer(&inputs.surveys, kind).map(|s| s.score);
+    contribution.index.push(IndexEntry::TicketRow {
+        scopes,
+        row: TicketRow {
+            ticket_id: latest.ticket_id.clone(),
+            team_id: latest.team_id.clone(),
+            agent_id: latest.agent_id.clone(),
+            channel: latest.channel,
+            priority: latest.priority,
+            created_at,
+            first_response_at: first_response.map(|(at, _)| at),
+            resolved_at,
+            contacts: u32::try_from(interactions.len()).unwrap_or(u32::MAX),
+            reopened: interactions[..interactions.len() - 1]
+                .iter()
+                .any(|i| i.resolved),
+            csat: answer(SurveyKind::Csat),
+            nps: answer(SurveyKind::Nps),
+            ces: answer(SurveyKind::Ces),
+            tags,
+        },
+    });
     contribution
 }
 

@@ -1,9 +1,9 @@
 //! Computing a group's contribution from the raw records, and turning a
 //! contribution into the aggregate deltas and index entries it stands for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::domain::aggregate::{Aggregate, Scope};
+use crate::domain::aggregate::{Aggregate, FactScopes, Scope};
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse,
 };
@@ -178,6 +178,17 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
                 ticket_id,
             } => {
                 entries.insert(keys::customer_ticket(customer_id, ticket_id), encode(&())?);
+            }
+            IndexEntry::TicketRow { scopes, row } => {
+                let value = encode(row)?;
+                let every_scope: BTreeSet<Scope> =
+                    scopes.iter().flat_map(FactScopes::scopes).collect();
+                for scope in every_scope {
+                    entries.insert(
+                        keys::ticket_row(&scope, row.created_at.0, &row.ticket_id),
+                        value.clone(),
+                    );
+                }
             }
         }
     }

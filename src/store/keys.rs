@@ -9,7 +9,7 @@
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
 //! | `A` aggregate | `A level scope start` | the aggregate |
-//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket` | see store |
+//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
@@ -224,6 +224,28 @@ pub fn open_ticket_prefix(scope: &Scope) -> Vec<u8> {
 
 pub fn open_ticket(scope: &Scope, ticket: &Id) -> Vec<u8> {
     key(&[&open_ticket_prefix(scope), ticket.as_str().as_bytes()])
+}
+
+pub fn ticket_rows_prefix(scope: &Scope) -> Vec<u8> {
+    key(&[&[DERIVED_INDEX, b'l'], &scope_bytes(scope)])
+}
+
+/// Orders ticket rows newest first: a later creation sorts earlier.
+pub fn newest_first(created_at_nanos: i64) -> [u8; 8] {
+    time_bytes(i64::MAX - created_at_nanos)
+}
+
+/// A ticket's drill-down row in one scope's list; what follows the scope prefix
+/// is the ticket's position in every list (see `ticket_row_position`).
+pub fn ticket_row(scope: &Scope, created_at_nanos: i64, ticket: &Id) -> Vec<u8> {
+    key(&[
+        &ticket_rows_prefix(scope),
+        &ticket_row_position(created_at_nanos, ticket),
+    ])
+}
+
+pub fn ticket_row_position(created_at_nanos: i64, ticket: &Id) -> Vec<u8> {
+    key(&[&newest_first(created_at_nanos), ticket.as_str().as_bytes()])
 }
 
 pub fn customer_contacts_prefix(customer: &Id) -> Vec<u8> {

@@ -259,8 +259,9 @@ impl Store {
 }
 
 /// The layout of stored values. 2: dense duration histograms (aggregates of
-/// version 1 stores do not decode as version 2).
-const FORMAT_VERSION: u32 = 2;
+/// version 1 stores do not decode as version 2). 3: drill-down ticket rows
+/// (a version 2 store lacks them).
+const FORMAT_VERSION: u32 = 3;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
@@ -270,7 +271,9 @@ fn check_format(kv: &dyn KvStore) -> Result<()> {
             let version: u32 = codec::decode(&key, &bytes)?;
             if version != FORMAT_VERSION {
                 return Err(Error::Unavailable(format!(
-                    "the store has format {version}, this build reads format {FORMAT_VERSION}"
+                    "the store has format {version}, this build reads format {FORMAT_VERSION}: \
+                     export it with the build that wrote it and import the file into an \
+                     empty data directory"
                 )));
             }
             Ok(())

@@ -4,7 +4,8 @@
 use crate::domain::aggregate::{Aggregate, Scope, ScopeKind};
 use crate::domain::records::{Id, Priority};
 use crate::domain::scorecard::Targets;
-use crate::domain::time::{decompose, Instant, Window};
+use crate::domain::ticket::TicketRow;
+use crate::domain::time::{decompose, Instant, Window, NANOS_PER_SECOND};
 use crate::error::{Error, Result};
 
 use super::codec::decode;
@@ -52,6 +53,93 @@ pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<(Instant, Pri
             decode_open_ticket(&key, &value)
         })
         .collect()
+}
+
+/// Where a drill-down page ends: the position of the last row examined.
+pub type RowPosition = Vec<u8>;
+
+/// What one page of ticket rows asks for.
+#[derive(Debug)]
+pub struct RowPage<'a> {
+    /// Rows listed under any of these scopes (a ticket in several, once).
+    pub scopes: &'a [Scope],
+    /// Created in this window.
+    pub window: Window,
+    /// Continue after this position.
+    pub after: Option<&'a [u8]>,
+    /// Keep at most this many rows...
+    pub page_size: usize,
+    /// ...and examine at most this many.
+    pub budget: usize,
+}
+
+/// One page of ticket rows, newest first, that `keep` accepts, and the position
+/// to continue from when rows may remain. The cost is bounded by `budget`
+/// whatever the store holds: a selective filter may yield a short page.
+pub fn ticket_rows(
+    kv: &dyn KvStore,
+    page: &RowPage<'_>,
+    keep: impl Fn(&TicketRow) -> bool,
+) -> Result<(Vec<TicketRow>, Option<RowPosition>)> {
+    let newest = keys::newest_first(page.window.to() * NANOS_PER_SECOND - 1).to_vec();
+    let start = match page.after {
+        Some(after) if after >= newest.as_slice() => [after, &[0]].concat(),
+        _ => newest,
+    };
+    let end = keys::newest_first(page.window.from() * NANOS_PER_SECOND - 1);
+    let mut lists: Vec<_> = page
+        .scopes
+        .iter()
+        .map(|scope| {
+            let prefix = keys::ticket_rows_prefix(scope);
+            let from = [prefix.as_slice(), &start].concat();
+            let to = [prefix.as_slice(), &end].concat();
+            kv.range(&from, &to)
+                .map(move |entry| entry.map(|(key, value)| (key[prefix.len()..].to_vec(), value)))
+                .peekable()
+        })
+        .collect();
+    let mut rows = Vec::new();
+    let mut examined = 0;
+    let mut last_examined: Option<RowPosition> = None;
+    loop {
+        // The smallest position at the head of any list (errors first).
+        let mut next: Option<RowPosition> = None;
+        for list in &mut lists {
+            match list.peek() {
+                Some(Err(_)) => {
+                    if let Some(Err(error)) = list.next() {
+                        return Err(error);
+                    }
+                }
+                Some(Ok((position, _))) if next.as_ref().is_none_or(|n| position < n) => {
+                    next = Some(position.clone());
+                }
+                Some(Ok(_)) => {}
+                None => {}
+            }
+        }
+        let Some(position) = next else {
+            return Ok((rows, None));
+        };
+        if rows.len() >= page.page_size || examined >= page.budget {
+            // More rows remain: continue after the last one examined.
+            return Ok((rows, last_examined));
+        }
+        let mut row = None;
+        for list in &mut lists {
+            if matches!(list.peek(), Some(Ok((p, _))) if *p == position) {
+                if let Some(Ok((key, value))) = list.next() {
+                    row = Some(decode::<TicketRow>(&key, &value)?);
+                }
+            }
+        }
+        examined += 1;
+        last_examined = Some(position);
+        if let Some(row) = row.filter(|row| keep(row)) {
+            rows.push(row);
+        }
+    }
 }
 
 /// The targets of a team, or of the organisation default.

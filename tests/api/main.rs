@@ -10,6 +10,7 @@ mod client;
 mod confidence;
 mod corruption;
 mod demo;
+mod drilldown;
 mod hostile_input;
 mod ingest;
 mod limits;

@@ -25,6 +25,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support_metrics::domain::aggregate::{Aggregate, Scope, Selection};
+use support_metrics::domain::drilldown::TicketFilter;
 use support_metrics::domain::records::{
     Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
     SocialFacts, SocialKind, SurveyKind, SurveyResponse,
@@ -1108,6 +1109,144 @@ fn model_metrics(
     }
 }
 
+/// The drill-down filters the model checks, each set on its own and a pair.
+fn drilldown_filters() -> Vec<(&'static str, TicketFilter)> {
+    vec![
+        ("all", TicketFilter::default()),
+        (
+            "frt above 30 min",
+            TicketFilter {
+                frt_above_nanos: Some(30 * 60 * NANOS),
+                ..Default::default()
+            },
+        ),
+        (
+            "resolution above 2 h",
+            TicketFilter {
+                resolution_above_nanos: Some(2 * HOUR * NANOS),
+                ..Default::default()
+            },
+        ),
+        (
+            "csat at most 3",
+            TicketFilter {
+                csat_at_most: Some(3),
+                ..Default::default()
+            },
+        ),
+        (
+            "nps detractor",
+            TicketFilter {
+                nps_detractor: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "reopened and not first contact",
+            TicketFilter {
+                reopened: true,
+                first_contact_resolved: Some(false),
+                ..Default::default()
+            },
+        ),
+        (
+            "first contact resolved",
+            TicketFilter {
+                first_contact_resolved: Some(true),
+                ..Default::default()
+            },
+        ),
+        (
+            "open older than a day",
+            TicketFilter {
+                open_older_than_nanos: Some(DAY * NANOS),
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+/// The latest-submitted answer of a kind on any of the ticket's interactions.
+fn latest_answer(model: &Model, ticket: &TicketState<'_>, kind: SurveyKind) -> Option<u8> {
+    model
+        .surveys
+        .values()
+        .filter(|s| {
+            s.kind == kind
+                && ticket
+                    .interactions
+                    .iter()
+                    .any(|i| i.interaction_id == s.interaction_id)
+        })
+        .max_by(|a, b| (a.submitted_at, &a.response_id).cmp(&(b.submitted_at, &b.response_id)))
+        .map(|s| s.score)
+}
+
+/// Drill-down by hand: tickets with an interaction in the scopes, created in the
+/// window, passing every set condition; newest first, ties by ticket id. Each as
+/// (ticket, created, resolved, contacts, reopened, csat, nps).
+type ModelRow = (
+    Id,
+    Instant,
+    Option<Instant>,
+    u32,
+    bool,
+    Option<u8>,
+    Option<u8>,
+);
+
+fn model_tickets(
+    model: &Model,
+    tickets: &[TicketState<'_>],
+    scope: &[Scope],
+    window: Window,
+    filter: &TicketFilter,
+    as_of: Instant,
+) -> Vec<ModelRow> {
+    let mut rows: Vec<ModelRow> = tickets
+        .iter()
+        .filter(|t| in_window(window, t.created_at))
+        .filter(|t| t.interactions.iter().any(|i| in_any(scope, i)))
+        .filter(|t| {
+            let frt = t.first_response.map(|(at, _)| at.0 - t.created_at.0);
+            let resolution = t.resolved_at.map(|at| at.0 - t.created_at.0);
+            let csat = t.csat.map(|s| s.score);
+            let nps = latest_answer(model, t, SurveyKind::Nps);
+            let contacts = t.interactions.len();
+            filter
+                .frt_above_nanos
+                .is_none_or(|b| frt.is_some_and(|f| f > b))
+                && filter
+                    .resolution_above_nanos
+                    .is_none_or(|b| resolution.is_some_and(|r| r > b))
+                && filter
+                    .csat_at_most
+                    .is_none_or(|m| csat.is_some_and(|c| c <= m))
+                && (!filter.nps_detractor || nps.is_some_and(|n| n <= 6))
+                && (!filter.reopened || t.reopened)
+                && filter
+                    .first_contact_resolved
+                    .is_none_or(|w| t.resolved_at.is_some() && (contacts == 1) == w)
+                && filter
+                    .open_older_than_nanos
+                    .is_none_or(|age| t.resolved_at.is_none() && as_of.0 - t.created_at.0 > age)
+        })
+        .map(|t| {
+            (
+                t.latest().ticket_id.clone(),
+                t.created_at,
+                t.resolved_at,
+                t.interactions.len() as u32,
+                t.reopened,
+                t.csat.map(|s| s.score),
+                latest_answer(model, t, SurveyKind::Nps),
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    rows
+}
+
 /// Open tickets of a scope (by their latest interaction) created at or before `as_of`.
 fn model_backlog(tickets: &[TicketState<'_>], scope: &[Scope], as_of: Instant) -> BacklogSummary {
     let mut summary = BacklogSummary {
@@ -1490,8 +1629,9 @@ impl Coverage {
     }
 }
 
-const REQUIRED_COVERAGE: [&str; 25] = [
+const REQUIRED_COVERAGE: [&str; 26] = [
     "union of teams with tickets",
+    "drill-down with rows",
     "outcome created",
     "outcome updated",
     "outcome duplicate",
@@ -1609,6 +1749,49 @@ fn compare_with_model(
                     window.to(),
                     diffs.0.join("; ")
                 ));
+            }
+        }
+        for (window_name, window) in windows(random_window).into_iter().take(2) {
+            for (filter_name, filter) in drilldown_filters() {
+                let as_of = at(BACKLOG_AS_OF[1]);
+                let expected = model_tickets(model, &tickets, &scope, window, &filter, as_of);
+                coverage.hit("drill-down with rows", expected.len() > 1);
+                let mut listed = Vec::new();
+                let mut after = None;
+                loop {
+                    let page = queries::list_tickets(
+                        store.kv(),
+                        &queries::TicketQuery {
+                            scope: selection.clone(),
+                            window,
+                            filter: filter.clone(),
+                            as_of,
+                            after: after.take(),
+                            page_size: 2,
+                        },
+                    )
+                    .map_err(|e| format!("list tickets: {e}"))?;
+                    listed.extend(page.rows.into_iter().map(|r| {
+                        (
+                            r.ticket_id,
+                            r.created_at,
+                            r.resolved_at,
+                            r.contacts,
+                            r.reopened,
+                            r.csat,
+                            r.nps,
+                        )
+                    }));
+                    match page.next {
+                        Some(next) => after = Some(next),
+                        None => break,
+                    }
+                }
+                if listed != expected {
+                    failures.push(format!(
+                        "{scope:?} drill-down {filter_name} in {window_name}: model {expected:?}, store {listed:?}"
+                    ));
+                }
             }
         }
         for as_of in BACKLOG_AS_OF.map(at) {
