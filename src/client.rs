@@ -239,6 +239,9 @@ pub struct ScopeArgs {
     /// A channel: EMAIL, CHAT, PHONE, SOCIAL, MESSAGING, WEB or OTHER.
     #[arg(long)]
     pub channel: Option<String>,
+    /// A tag (with --team: the team × tag scope).
+    #[arg(long, conflicts_with_all = ["agent", "channel"])]
+    pub tag: Option<String>,
 }
 
 impl ScopeArgs {
@@ -249,12 +252,14 @@ impl ScopeArgs {
                 as i32,
             None => 0,
         };
-        let kind = match (&self.team, &self.agent, channel != 0) {
-            (Some(_), _, true) => pb::ScopeKind::TeamChannel,
-            (Some(_), _, false) => pb::ScopeKind::Team,
-            (None, Some(_), _) => pb::ScopeKind::Agent,
-            (None, None, true) => pb::ScopeKind::Channel,
-            (None, None, false) => pb::ScopeKind::Organization,
+        let kind = match (&self.team, &self.agent, channel != 0, &self.tag) {
+            (Some(_), _, _, Some(_)) => pb::ScopeKind::TeamTag,
+            (None, _, _, Some(_)) => pb::ScopeKind::Tag,
+            (Some(_), _, true, None) => pb::ScopeKind::TeamChannel,
+            (Some(_), _, false, None) => pb::ScopeKind::Team,
+            (None, Some(_), _, None) => pb::ScopeKind::Agent,
+            (None, None, true, None) => pb::ScopeKind::Channel,
+            (None, None, false, None) => pb::ScopeKind::Organization,
         };
         let teams: Vec<String> = self
             .team
@@ -273,6 +278,7 @@ impl ScopeArgs {
             agent_id: self.agent.clone().unwrap_or_default(),
             channel,
             team_ids,
+            tag: self.tag.clone().unwrap_or_default(),
         })
     }
 }

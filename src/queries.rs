@@ -7,7 +7,10 @@ use chrono_tz::Tz;
 
 use crate::domain::aggregate::{Aggregate, Scope, ScopeKind, Selection};
 use crate::domain::drilldown::TicketFilter;
-use crate::domain::scorecard::{evaluate_targets, BacklogSummary, Metric, Metrics, TargetResult};
+use crate::domain::records::Id;
+use crate::domain::scorecard::{
+    evaluate_targets, percent, BacklogSummary, Metric, Metrics, TargetResult,
+};
 use crate::domain::ticket::TicketRow;
 use crate::domain::time::{periods, Granularity, Instant, Window};
 use crate::error::{Error, Result};
@@ -205,4 +208,129 @@ pub fn list_tickets(kv: &dyn KvStore, query: &TicketQuery) -> Result<TicketPage>
     };
     let (rows, next) = reads::ticket_rows(kv, &page, |row| query.filter.matches(row, query.as_of))?;
     Ok(TicketPage { rows, next })
+}
+
+/// One tag among a scope's tickets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Driver {
+    pub tag: String,
+    pub metrics: Metrics,
+    /// The tag's tickets created / the scope's, in percent.
+    pub share_of_tickets_percent: Option<f64>,
+    /// The tag's CSAT answers of 1-3 / the scope's, in percent.
+    pub share_of_unsatisfied_csat_percent: Option<f64>,
+    /// The tag's NPS detractors / the scope's, in percent.
+    pub share_of_detractors_percent: Option<f64>,
+}
+
+/// The drivers of a scope: per tag, its metrics and its share of the scope's
+/// tickets, unsatisfied CSAT answers and detractors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drivers {
+    /// The most ticketed tags first (ties by tag), at most the limit asked for.
+    pub drivers: Vec<Driver>,
+    /// The scope's own totals the shares are of.
+    pub tickets_created: u64,
+    pub unsatisfied_csat_answers: u64,
+    pub detractors: u64,
+}
+
+fn unsatisfied_csat(aggregate: &Aggregate) -> u64 {
+    aggregate.csat[..3]
+        .iter()
+        .map(|&c| u64::try_from(c).unwrap_or(0))
+        .sum()
+}
+
+fn detractors(aggregate: &Aggregate) -> u64 {
+    aggregate.nps[..7]
+        .iter()
+        .map(|&c| u64::try_from(c).unwrap_or(0))
+        .sum()
+}
+
+/// Drivers of the organisation, a team or a union of teams over a window, from
+/// the precomputed organisation × tag and team × tag buckets.
+pub fn drivers(
+    kv: &dyn KvStore,
+    selection: &Selection,
+    window: Window,
+    limit: usize,
+) -> Result<Drivers> {
+    // Each member of the selection and how to name its scope for a tag.
+    let members: Vec<Option<Id>> = match selection {
+        Selection::One(Scope::Organization) => vec![None],
+        Selection::One(Scope::Team(team)) => vec![Some(team.clone())],
+        Selection::Teams {
+            teams,
+            channel: None,
+        } => teams.iter().cloned().map(Some).collect(),
+        _ => {
+            return Err(Error::invalid(
+                "scope",
+                "drivers are kept for the organisation, a team or a union of teams",
+            ))
+        }
+    };
+    let tag_scope = |member: &Option<Id>, tag: &str| match member {
+        None => Scope::Tag(tag.to_owned()),
+        Some(team) => Scope::TeamTag(team.clone(), tag.to_owned()),
+    };
+    let mut tags = std::collections::BTreeSet::new();
+    for member in &members {
+        match member {
+            None => {
+                for scope in reads::list_scopes(kv, ScopeKind::Tag)? {
+                    if let Scope::Tag(tag) = scope {
+                        tags.insert(tag);
+                    }
+                }
+            }
+            Some(team) => tags.extend(reads::team_tags(kv, team)?),
+        }
+    }
+    let mut total = Aggregate::default();
+    for scope in &selection.members() {
+        total.merge(&reads::window_aggregate(kv, scope, window)?, 1);
+    }
+    let tickets_created = u64::try_from(total.tickets_created).unwrap_or(0);
+    let total_unsatisfied = unsatisfied_csat(&total);
+    let total_detractors = detractors(&total);
+    let mut drivers = Vec::new();
+    for tag in tags {
+        let mut aggregate = Aggregate::default();
+        for member in &members {
+            aggregate.merge(
+                &reads::window_aggregate(kv, &tag_scope(member, &tag), window)?,
+                1,
+            );
+        }
+        if aggregate.is_zero() {
+            continue;
+        }
+        let metrics = Metrics::from_aggregate(&aggregate);
+        drivers.push(Driver {
+            share_of_tickets_percent: percent(metrics.tickets_created, tickets_created),
+            share_of_unsatisfied_csat_percent: percent(
+                unsatisfied_csat(&aggregate),
+                total_unsatisfied,
+            ),
+            share_of_detractors_percent: percent(detractors(&aggregate), total_detractors),
+            tag,
+            metrics,
+        });
+    }
+    drivers.sort_by(|a, b| {
+        b.metrics
+            .tickets_created
+            .cmp(&a.metrics.tickets_created)
+            .then_with(|| a.tag.cmp(&b.tag))
+    });
+    drivers.truncate(limit);
+    Ok(Drivers {
+        drivers,
+        tickets_created,
+        unsatisfied_csat_answers: total_unsatisfied,
+        detractors: total_detractors,
+    })
 }

@@ -67,6 +67,15 @@ pub fn scope(scope: &Scope) -> pb::Scope {
             message.team_id = team.to_string();
             message.channel = channel(*c) as i32;
         }
+        Scope::Tag(tag) => {
+            message.kind = pb::ScopeKind::Tag as i32;
+            message.tag = tag.clone();
+        }
+        Scope::TeamTag(team, tag) => {
+            message.kind = pb::ScopeKind::TeamTag as i32;
+            message.team_id = team.to_string();
+            message.tag = tag.clone();
+        }
     }
     message
 }

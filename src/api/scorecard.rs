@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::domain::aggregate::ScopeKind;
+use crate::domain::aggregate::{Scope, ScopeKind, Selection};
 use crate::domain::drilldown::TicketFilter;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
@@ -71,12 +71,12 @@ fn optional_team(fields: &mut Fields, raw: &str) -> Option<Option<Id>> {
 }
 
 /// A page size of 1–500, 50 when unset.
-fn page_size(fields: &mut Fields, raw: u32) -> Option<u32> {
+fn page_size(fields: &mut Fields, field: &str, raw: u32) -> Option<u32> {
     match raw {
         0 => Some(DEFAULT_PAGE_SIZE),
         size if size <= MAX_PAGE_SIZE => Some(size),
         _ => {
-            fields.violation("page_size", format!("must be at most {MAX_PAGE_SIZE}"));
+            fields.violation(field, format!("must be at most {MAX_PAGE_SIZE}"));
             None
         }
     }
@@ -137,7 +137,7 @@ fn parse_list_tickets(raw: &pb::ListTicketsRequest) -> Result<TicketQuery, Statu
     let scope = fields.selection("scope", raw.scope.as_ref());
     let window = fields.window("window", raw.window.as_ref());
     let as_of = fields.as_of("as_of", raw.as_of.as_ref());
-    let page_size = page_size(&mut fields, raw.page_size);
+    let page_size = page_size(&mut fields, "page_size", raw.page_size);
     let after = parse_ticket_page_token(&mut fields, &raw.page_token);
     let default_filter = pb::TicketFilter::default();
     let f = raw.filter.as_ref().unwrap_or(&default_filter);
@@ -309,6 +309,52 @@ impl ScorecardService for ScorecardApi {
     type WatchScorecardStream = ReceiverStream<Result<pb::WatchScorecardResponse, Status>>;
 
     #[tracing::instrument(skip_all)]
+    async fn get_drivers(
+        &self,
+        request: Request<pb::GetDriversRequest>,
+    ) -> Result<Response<pb::GetDriversResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let scope = fields.selection("scope", raw.scope.as_ref());
+        let scope = scope.filter(|selection| {
+            let kept = matches!(
+                selection,
+                Selection::One(Scope::Organization | Scope::Team(_))
+                    | Selection::Teams { channel: None, .. }
+            );
+            if !kept {
+                fields.violation(
+                    "scope.kind",
+                    "drivers are kept for ORGANIZATION, TEAM or a union of teams",
+                );
+            }
+            kept
+        });
+        let window = fields.window("window", raw.window.as_ref());
+        let limit = page_size(&mut fields, "limit", raw.limit);
+        let ((scope, window), limit) = accept(fields, scope.zip(window).zip(limit))?;
+        let found = self
+            .read(move |store| queries::drivers(store.kv(), &scope, window, limit as usize))
+            .await?;
+        Ok(Response::new(pb::GetDriversResponse {
+            drivers: found
+                .drivers
+                .iter()
+                .map(|d| pb::Driver {
+                    tag: d.tag.clone(),
+                    metrics: Some(convert::metrics(&d.metrics)),
+                    share_of_tickets_percent: d.share_of_tickets_percent,
+                    share_of_unsatisfied_csat_percent: d.share_of_unsatisfied_csat_percent,
+                    share_of_detractors_percent: d.share_of_detractors_percent,
+                })
+                .collect(),
+            tickets_created: found.tickets_created,
+            unsatisfied_csat_answers: found.unsatisfied_csat_answers,
+            detractors: found.detractors,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_tickets(
         &self,
         request: Request<pb::ListTicketsRequest>,
@@ -379,8 +425,13 @@ impl ScorecardService for ScorecardApi {
             Ok(pb::ScopeKind::Agent) => Some(ScopeKind::Agent),
             Ok(pb::ScopeKind::Channel) => Some(ScopeKind::Channel),
             Ok(pb::ScopeKind::TeamChannel) => Some(ScopeKind::TeamChannel),
+            Ok(pb::ScopeKind::Tag) => Some(ScopeKind::Tag),
+            Ok(pb::ScopeKind::TeamTag) => Some(ScopeKind::TeamTag),
             _ => {
-                fields.violation("scope_kind", "must be TEAM, AGENT, CHANNEL or TEAM_CHANNEL");
+                fields.violation(
+                    "scope_kind",
+                    "must be TEAM, AGENT, CHANNEL, TEAM_CHANNEL, TAG or TEAM_TAG",
+                );
                 None
             }
         };
@@ -390,7 +441,7 @@ impl ScorecardService for ScorecardApi {
         } else {
             fields.metric("order_by", raw.order_by)
         };
-        let page_size = page_size(&mut fields, raw.page_size);
+        let page_size = page_size(&mut fields, "page_size", raw.page_size);
         let offset = if raw.page_token.is_empty() {
             Some(0)
         } else {

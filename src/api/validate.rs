@@ -226,11 +226,16 @@ impl Fields {
                 "must not be set together with team_ids",
             );
         }
-        if !raw.agent_id.is_empty() {
-            self.violation(
-                &format!("{field}.agent_id"),
-                "must not be set for this scope kind",
-            );
+        for (set, name) in [
+            (!raw.agent_id.is_empty(), "agent_id"),
+            (!raw.tag.is_empty(), "tag"),
+        ] {
+            if set {
+                self.violation(
+                    &format!("{field}.{name}"),
+                    "must not be set for a union of teams",
+                );
+            }
         }
         if raw.team_ids.len() > MAX_UNION_TEAMS {
             self.violation(
@@ -275,13 +280,19 @@ impl Fields {
         let team_field = format!("{field}.team_id");
         let agent_field = format!("{field}.agent_id");
         let channel_field = format!("{field}.channel");
-        let wants_team = matches!(kind, pb::ScopeKind::Team | pb::ScopeKind::TeamChannel);
+        let tag_field = format!("{field}.tag");
+        let wants_team = matches!(
+            kind,
+            pb::ScopeKind::Team | pb::ScopeKind::TeamChannel | pb::ScopeKind::TeamTag
+        );
         let wants_agent = kind == pb::ScopeKind::Agent;
         let wants_channel = matches!(kind, pb::ScopeKind::Channel | pb::ScopeKind::TeamChannel);
+        let wants_tag = matches!(kind, pb::ScopeKind::Tag | pb::ScopeKind::TeamTag);
         for (wanted, set, name) in [
             (wants_team, !raw.team_id.is_empty(), &team_field),
             (wants_agent, !raw.agent_id.is_empty(), &agent_field),
             (wants_channel, raw.channel != 0, &channel_field),
+            (wants_tag, !raw.tag.is_empty(), &tag_field),
         ] {
             if set && !wanted && kind != pb::ScopeKind::Unspecified {
                 self.violation(name, "must not be set for this scope kind");
@@ -290,14 +301,17 @@ impl Fields {
         let team = wants_team.then(|| self.id(&team_field, &raw.team_id));
         let agent = wants_agent.then(|| self.id(&agent_field, &raw.agent_id));
         let channel = wants_channel.then(|| self.channel(&channel_field, raw.channel));
+        let tag = wants_tag.then(|| self.tag(&tag_field, &raw.tag));
         let scope = match kind {
             pb::ScopeKind::Unspecified => {
                 self.violation(
                     &format!("{field}.kind"),
-                    "is required: ORGANIZATION, TEAM, AGENT, CHANNEL or TEAM_CHANNEL",
+                    "is required: ORGANIZATION, TEAM, AGENT, CHANNEL, TEAM_CHANNEL, TAG or TEAM_TAG",
                 );
                 None
             }
+            pb::ScopeKind::Tag => Some(Scope::Tag(tag.flatten()?)),
+            pb::ScopeKind::TeamTag => Some(Scope::TeamTag(team.flatten()?, tag.flatten()?)),
             pb::ScopeKind::Organization => Some(Scope::Organization),
             pb::ScopeKind::Team => Some(Scope::Team(team.flatten()?)),
             pb::ScopeKind::Agent => Some(Scope::Agent(agent.flatten()?)),
@@ -308,6 +322,15 @@ impl Fields {
         };
         // A scope that carries a field its kind does not use is not a scope.
         scope.filter(|_| self.violations.len() == violations_before)
+    }
+
+    /// A tag as interactions carry them: 1–64 characters.
+    pub fn tag(&mut self, field: &str, raw: &str) -> Option<String> {
+        if raw.is_empty() || raw.chars().count() > MAX_TAG_CHARS {
+            self.violation(field, format!("must be 1-{MAX_TAG_CHARS} characters"));
+            return None;
+        }
+        Some(raw.to_owned())
     }
 
     pub fn channel(&mut self, field: &str, raw: i32) -> Option<Channel> {

@@ -65,6 +65,10 @@ pub enum Scope {
     Agent(Id),
     Channel(Channel),
     TeamChannel(Id, Channel),
+    /// The organisation's tickets carrying a tag (an issue category).
+    Tag(String),
+    /// A team's share of the tickets carrying a tag.
+    TeamTag(Id, String),
 }
 
 /// The kinds of scope, for listing.
@@ -75,6 +79,8 @@ pub enum ScopeKind {
     Agent,
     Channel,
     TeamChannel,
+    Tag,
+    TeamTag,
 }
 
 impl Scope {
@@ -85,13 +91,17 @@ impl Scope {
             Scope::Agent(_) => ScopeKind::Agent,
             Scope::Channel(_) => ScopeKind::Channel,
             Scope::TeamChannel(..) => ScopeKind::TeamChannel,
+            Scope::Tag(_) => ScopeKind::Tag,
+            Scope::TeamTag(..) => ScopeKind::TeamTag,
         }
     }
 
     /// The team whose targets apply to this scope, if any.
     pub fn team(&self) -> Option<&Id> {
         match self {
-            Scope::Team(team) | Scope::TeamChannel(team, _) => Some(team),
+            Scope::Team(team) | Scope::TeamChannel(team, _) | Scope::TeamTag(team, _) => {
+                Some(team)
+            }
             _ => None,
         }
     }
@@ -157,6 +167,20 @@ impl Selection {
 }
 
 impl FactScopes {
+    /// Every scope a fact of a ticket carrying `tags` counts in: its scopes and,
+    /// when it is attributed to an interaction, the organisation × tag and
+    /// team × tag scopes of each tag.
+    pub fn scopes_tagged(&self, tags: &[String]) -> Vec<Scope> {
+        let mut scopes = self.scopes();
+        if let FactScopes::Of(attribution) = self {
+            for tag in tags {
+                scopes.push(Scope::Tag(tag.clone()));
+                scopes.push(Scope::TeamTag(attribution.team_id.clone(), tag.clone()));
+            }
+        }
+        scopes
+    }
+
     /// Every scope the fact counts in, the organisation first.
     pub fn scopes(&self) -> Vec<Scope> {
         match self {

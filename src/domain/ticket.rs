@@ -93,6 +93,10 @@ fn latest_answer(surveys: &[SurveyResponse], kind: SurveyKind) -> Option<&Survey
 pub struct Contribution {
     pub facts: Vec<DatedFact>,
     pub index: Vec<IndexEntry>,
+    /// The ticket's tags (every tag of any of its interactions, sorted, once
+    /// each): its facts and index entries also count in these tags' scopes.
+    /// Empty for a customer.
+    pub tags: Vec<String>,
 }
 
 /// The raw records a ticket's contribution is computed from.
@@ -284,9 +288,10 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             csat: answer(SurveyKind::Csat),
             nps: answer(SurveyKind::Nps),
             ces: answer(SurveyKind::Ces),
-            tags,
+            tags: tags.clone(),
         },
     });
+    contribution.tags = tags;
     contribution
 }
 
@@ -325,6 +330,7 @@ pub fn customer_contribution(
     Contribution {
         facts,
         index: Vec::new(),
+        tags: Vec::new(),
     }
 }
 

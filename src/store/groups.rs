@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::domain::aggregate::{Aggregate, FactScopes, Scope};
+use crate::domain::aggregate::{Aggregate, Scope};
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse,
 };
@@ -137,7 +137,7 @@ pub fn fact_deltas(
 ) {
     for dated in &contribution.facts {
         let quarter = dated.at.quarter_start();
-        for scope in dated.scopes.scopes() {
+        for scope in dated.scopes.scopes_tagged(&contribution.tags) {
             into.entry((scope, quarter))
                 .or_default()
                 .add_fact(&dated.fact, sign);
@@ -157,7 +157,7 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
                 priority,
             } => {
                 let value = encode(&(*created_at, *priority))?;
-                for scope in scope_attribution.scopes() {
+                for scope in scope_attribution.scopes_tagged(&contribution.tags) {
                     entries.insert(keys::open_ticket(&scope, ticket_id), value.clone());
                 }
             }
@@ -181,8 +181,10 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
             }
             IndexEntry::TicketRow { scopes, row } => {
                 let value = encode(row)?;
-                let every_scope: BTreeSet<Scope> =
-                    scopes.iter().flat_map(FactScopes::scopes).collect();
+                let every_scope: BTreeSet<Scope> = scopes
+                    .iter()
+                    .flat_map(|s| s.scopes_tagged(&contribution.tags))
+                    .collect();
                 for scope in every_scope {
                     entries.insert(
                         keys::ticket_row(&scope, row.created_at.0, &row.ticket_id),

@@ -142,6 +142,21 @@ const SCOPE_TEAM: u8 = 1;
 const SCOPE_AGENT: u8 = 2;
 const SCOPE_CHANNEL: u8 = 3;
 const SCOPE_TEAM_CHANNEL: u8 = 4;
+const SCOPE_TAG: u8 = 5;
+const SCOPE_TEAM_TAG: u8 = 6;
+
+/// A tag is free text (it may hold a 0 byte): length-prefixed, two bytes.
+fn tag_bytes(tag: &str) -> Vec<u8> {
+    let bytes = tag.as_bytes();
+    let length = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+    key(&[&length.to_be_bytes(), &bytes[..usize::from(length)]])
+}
+
+fn tag_from_bytes(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let length = usize::from(u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?));
+    let tag = std::str::from_utf8(bytes.get(2..2 + length)?).ok()?;
+    Some((tag.to_owned(), &bytes[2 + length..]))
+}
 
 /// A prefix-free encoding of a scope.
 pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
@@ -155,7 +170,25 @@ pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
             team.as_str().as_bytes(),
             &[0, channel.code()],
         ]),
+        Scope::Tag(tag) => key(&[&[SCOPE_TAG], &tag_bytes(tag)]),
+        Scope::TeamTag(team, tag) => key(&[
+            &team_tags_scope_prefix(team),
+            &tag_bytes(tag),
+        ]),
     }
+}
+
+/// What every team × tag scope of `team` starts with.
+fn team_tags_scope_prefix(team: &Id) -> Vec<u8> {
+    key(&[&[SCOPE_TEAM_TAG], team.as_str().as_bytes(), &[0]])
+}
+
+/// Prefix of the all-time aggregates of every team × tag scope of a team.
+pub fn team_tag_totals_prefix(team: &Id) -> Vec<u8> {
+    key(&[
+        &[AGGREGATE, level_byte(Level::Total)],
+        &team_tags_scope_prefix(team),
+    ])
 }
 
 /// Decodes a scope from the start of `bytes`, returning it and the bytes after it.
@@ -179,6 +212,12 @@ pub fn scope_from_bytes(bytes: &[u8]) -> Option<(Scope, &[u8])> {
             let channel = Channel::from_code(*rest.get(used)?)?;
             Some((Scope::TeamChannel(id, channel), &rest[used + 1..]))
         }
+        SCOPE_TAG => tag_from_bytes(rest).map(|(tag, rest)| (Scope::Tag(tag), rest)),
+        SCOPE_TEAM_TAG => {
+            let (id, used) = id_and_rest(rest)?;
+            let (tag, rest) = tag_from_bytes(&rest[used..])?;
+            Some((Scope::TeamTag(id, tag), rest))
+        }
         _ => None,
     }
 }
@@ -192,6 +231,8 @@ pub fn scope_kind_byte(kind: crate::domain::aggregate::ScopeKind) -> u8 {
         ScopeKind::Agent => SCOPE_AGENT,
         ScopeKind::Channel => SCOPE_CHANNEL,
         ScopeKind::TeamChannel => SCOPE_TEAM_CHANNEL,
+        ScopeKind::Tag => SCOPE_TAG,
+        ScopeKind::TeamTag => SCOPE_TEAM_TAG,
     }
 }
 
@@ -318,7 +359,11 @@ mod tests {
             Scope::Team(team.clone()),
             Scope::Agent(Id::parse("ana").unwrap()),
             Scope::Channel(Channel::Social),
-            Scope::TeamChannel(team, Channel::Web),
+            Scope::TeamChannel(team.clone(), Channel::Web),
+            Scope::Tag("refunds".into()),
+            Scope::Tag("with\0zero and ünïcode".into()),
+            Scope::Tag(String::new()),
+            Scope::TeamTag(team, "login".into()),
         ];
         for scope in &scopes {
             let mut bytes = scope_bytes(scope);

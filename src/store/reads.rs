@@ -45,6 +45,22 @@ pub fn list_scopes(kv: &dyn KvStore, kind: ScopeKind) -> Result<Vec<Scope>> {
         .collect()
 }
 
+/// The tags a team has ever had a fact under, in key order.
+pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
+    KvStore::scan_prefix(kv, &keys::team_tag_totals_prefix(team))
+        .map(|entry| {
+            let (key, _) = entry?;
+            match keys::scope_from_bytes(&key[2..]) {
+                Some((Scope::TeamTag(_, tag), _)) => Ok(tag),
+                _ => Err(Error::DataLoss(format!(
+                    "bad aggregate key {}",
+                    keys::describe_key(&key)
+                ))),
+            }
+        })
+        .collect()
+}
+
 /// Open tickets of a scope as (created_at, priority), from the open-ticket index.
 pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<(Instant, Priority)>> {
     KvStore::scan_prefix(kv, &keys::open_ticket_prefix(scope))

@@ -298,13 +298,15 @@ fn hostile_scope() -> impl Strategy<Value = Option<pb::Scope>> {
             hostile_text(),
             hostile_enum(),
             prop::collection::vec(hostile_text(), 0..4),
+            hostile_text(),
         )
-            .prop_map(|(kind, team_id, agent_id, channel, team_ids)| pb::Scope {
+            .prop_map(|(kind, team_id, agent_id, channel, team_ids, tag)| pb::Scope {
                 kind,
                 team_id,
                 agent_id,
                 channel,
                 team_ids,
+                tag,
             }),
     )
 }

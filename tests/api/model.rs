@@ -832,8 +832,14 @@ fn tickets(model: &Model) -> Vec<TicketState<'_>> {
 }
 
 /// Whether an interaction's facts count in `scope` (the agent scope only when it
-/// has an agent).
-fn in_scope(scope: &Scope, interaction: &Interaction) -> bool {
+/// has an agent; a tag scope when any interaction of its ticket has the tag).
+fn in_scope(model: &Model, scope: &Scope, interaction: &Interaction) -> bool {
+    let ticket_has = |tag: &String| {
+        model
+            .interactions
+            .values()
+            .any(|i| i.ticket_id == interaction.ticket_id && i.tags.contains(tag))
+    };
     match scope {
         Scope::Organization => true,
         Scope::Team(team) => &interaction.team_id == team,
@@ -842,12 +848,14 @@ fn in_scope(scope: &Scope, interaction: &Interaction) -> bool {
         Scope::TeamChannel(team, channel) => {
             &interaction.team_id == team && interaction.channel == *channel
         }
+        Scope::Tag(tag) => ticket_has(tag),
+        Scope::TeamTag(team, tag) => &interaction.team_id == team && ticket_has(tag),
     }
 }
 
 /// Whether an interaction's facts count in the union of `scopes`.
-fn in_any(scopes: &[Scope], interaction: &Interaction) -> bool {
-    scopes.iter().any(|scope| in_scope(scope, interaction))
+fn in_any(model: &Model, scopes: &[Scope], interaction: &Interaction) -> bool {
+    scopes.iter().any(|scope| in_scope(model, scope, interaction))
 }
 
 fn in_window(window: Window, instant: Instant) -> bool {
@@ -907,12 +915,12 @@ fn model_metrics(
 
     let created: Vec<&TicketState<'_>> = tickets
         .iter()
-        .filter(|t| within(t.created_at) && in_any(scope, t.first()))
+        .filter(|t| within(t.created_at) && in_any(model, scope, t.first()))
         .collect();
     let resolved: Vec<(&TicketState<'_>, Instant)> = tickets
         .iter()
         .filter_map(|t| t.resolved_at.map(|resolved_at| (t, resolved_at)))
-        .filter(|(t, resolved_at)| within(*resolved_at) && in_any(scope, t.latest()))
+        .filter(|(t, resolved_at)| within(*resolved_at) && in_any(model, scope, t.latest()))
         .collect();
     let tickets_created = count(created.len());
     let tickets_created_resolved_now =
@@ -932,7 +940,7 @@ fn model_metrics(
             t.first_response
                 .map(|(responded, holder)| (t, responded, holder))
         })
-        .filter(|(_, responded, holder)| within(*responded) && in_any(scope, holder))
+        .filter(|(_, responded, holder)| within(*responded) && in_any(model, scope, holder))
         .map(|(t, responded, _)| responded.0 - t.created_at.0)
         .collect();
     let resolution_nanos = resolved
@@ -943,7 +951,7 @@ fn model_metrics(
     let opened: Vec<&Interaction> = model
         .interactions
         .values()
-        .filter(|i| within(i.opened_at) && in_any(scope, i))
+        .filter(|i| within(i.opened_at) && in_any(model, scope, i))
         .collect();
     let handle_nanos = opened.iter().filter_map(|i| i.handle_time_nanos).collect();
     let social: Vec<&SocialFacts> = opened.iter().filter_map(|i| i.social.as_ref()).collect();
@@ -961,7 +969,7 @@ fn model_metrics(
         model
             .interactions
             .get(interaction)
-            .is_some_and(|i| in_any(scope, i))
+            .is_some_and(|i| in_any(model, scope, i))
     };
     let answers = |kind: SurveyKind| -> Vec<u8> {
         model
@@ -1038,7 +1046,14 @@ fn model_metrics(
                         (a.opened_at, &a.interaction_id).cmp(&(b.opened_at, &b.interaction_id))
                     });
                 scope.contains(&Scope::Organization)
-                    || latest_contact.is_some_and(|i| in_any(scope, i))
+                    // A churn event belongs to the customer, not to a ticket: it
+                    // counts in no tag scope.
+                    || latest_contact.is_some_and(|i| {
+                        scope.iter().any(|s| {
+                            !matches!(s, Scope::Tag(_) | Scope::TeamTag(..))
+                                && in_scope(model, s, i)
+                        })
+                    })
             })
             .count(),
     );
@@ -1206,7 +1221,7 @@ fn model_tickets(
     let mut rows: Vec<ModelRow> = tickets
         .iter()
         .filter(|t| in_window(window, t.created_at))
-        .filter(|t| t.interactions.iter().any(|i| in_any(scope, i)))
+        .filter(|t| t.interactions.iter().any(|i| in_any(model, scope, i)))
         .filter(|t| {
             let frt = t.first_response.map(|(at, _)| at.0 - t.created_at.0);
             let resolution = t.resolved_at.map(|at| at.0 - t.created_at.0);
@@ -1248,7 +1263,12 @@ fn model_tickets(
 }
 
 /// Open tickets of a scope (by their latest interaction) created at or before `as_of`.
-fn model_backlog(tickets: &[TicketState<'_>], scope: &[Scope], as_of: Instant) -> BacklogSummary {
+fn model_backlog(
+    model: &Model,
+    tickets: &[TicketState<'_>],
+    scope: &[Scope],
+    as_of: Instant,
+) -> BacklogSummary {
     let mut summary = BacklogSummary {
         as_of,
         open_tickets: 0,
@@ -1259,7 +1279,7 @@ fn model_backlog(tickets: &[TicketState<'_>], scope: &[Scope], as_of: Instant) -
     let mut oldest: Option<i64> = None;
     for ticket in tickets {
         if ticket.resolved_at.is_some()
-            || !in_any(scope, ticket.latest())
+            || !in_any(model, scope, ticket.latest())
             || ticket.created_at > as_of
         {
             continue;
@@ -1669,6 +1689,15 @@ fn scopes() -> Vec<Scope> {
     for team in &teams {
         scopes.extend(Channel::ALL.map(|channel| Scope::TeamChannel(team.clone(), channel)));
     }
+    // The generator's tags, and one it never uses.
+    for tag in ["billing", "login", "refund", "unused"] {
+        scopes.push(Scope::Tag(tag.into()));
+        scopes.extend(
+            teams
+                .iter()
+                .map(|team| Scope::TeamTag(team.clone(), tag.into())),
+        );
+    }
     scopes
 }
 
@@ -1798,7 +1827,7 @@ fn compare_with_model(
             let actual = queries::backlog(store.kv(), &selection, as_of)
                 .map_err(|e| format!("backlog read: {e}"))?;
             let mut diffs = Diffs::default();
-            diffs.backlog(&model_backlog(&tickets, &scope, as_of), &actual);
+            diffs.backlog(&model_backlog(model, &tickets, &scope, as_of), &actual);
             if !diffs.0.is_empty() {
                 failures.push(format!(
                     "{scope:?} backlog as of {as_of:?}: {}",
@@ -2351,7 +2380,7 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
         ),
         (0, 1)
     );
-    let backlog = model_backlog(&tickets, &[Scope::Team(team_id(1))], at(T0 + 60 * DAY));
+    let backlog = model_backlog(&model, &tickets, &[Scope::Team(team_id(1))], at(T0 + 60 * DAY));
     assert_eq!(
         (backlog.open_tickets, backlog.by_priority),
         (1, [0, 0, 0, 1])

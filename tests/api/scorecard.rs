@@ -658,6 +658,7 @@ async fn a_bad_scope_is_invalid_and_names_the_field() {
             agent_id: agent_id.into(),
             channel: channel as i32,
             team_ids: Vec::new(),
+            tag: String::new(),
         };
     use pb::Channel as C;
     use pb::ScopeKind as K;
@@ -760,6 +761,7 @@ async fn a_scope_with_a_field_its_kind_does_not_name_is_invalid() {
                 agent_id: "ana".into(),
                 channel: pb::Channel::Chat as i32,
                 team_ids: Vec::new(),
+                tag: String::new(),
             },
             "scope.agent_id",
         ),
