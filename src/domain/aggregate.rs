@@ -99,9 +99,7 @@ impl Scope {
     /// The team whose targets apply to this scope, if any.
     pub fn team(&self) -> Option<&Id> {
         match self {
-            Scope::Team(team) | Scope::TeamChannel(team, _) | Scope::TeamTag(team, _) => {
-                Some(team)
-            }
+            Scope::Team(team) | Scope::TeamChannel(team, _) | Scope::TeamTag(team, _) => Some(team),
             _ => None,
         }
     }

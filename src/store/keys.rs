@@ -171,10 +171,7 @@ pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
             &[0, channel.code()],
         ]),
         Scope::Tag(tag) => key(&[&[SCOPE_TAG], &tag_bytes(tag)]),
-        Scope::TeamTag(team, tag) => key(&[
-            &team_tags_scope_prefix(team),
-            &tag_bytes(tag),
-        ]),
+        Scope::TeamTag(team, tag) => key(&[&team_tags_scope_prefix(team), &tag_bytes(tag)]),
     }
 }
 

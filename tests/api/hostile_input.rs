@@ -300,14 +300,16 @@ fn hostile_scope() -> impl Strategy<Value = Option<pb::Scope>> {
             prop::collection::vec(hostile_text(), 0..4),
             hostile_text(),
         )
-            .prop_map(|(kind, team_id, agent_id, channel, team_ids, tag)| pb::Scope {
-                kind,
-                team_id,
-                agent_id,
-                channel,
-                team_ids,
-                tag,
-            }),
+            .prop_map(
+                |(kind, team_id, agent_id, channel, team_ids, tag)| pb::Scope {
+                    kind,
+                    team_id,
+                    agent_id,
+                    channel,
+                    team_ids,
+                    tag,
+                },
+            ),
     )
 }
 

@@ -11,6 +11,7 @@ mod confidence;
 mod corruption;
 mod demo;
 mod drilldown;
+mod drivers;
 mod hostile_input;
 mod ingest;
 mod limits;

@@ -855,7 +855,9 @@ fn in_scope(model: &Model, scope: &Scope, interaction: &Interaction) -> bool {
 
 /// Whether an interaction's facts count in the union of `scopes`.
 fn in_any(model: &Model, scopes: &[Scope], interaction: &Interaction) -> bool {
-    scopes.iter().any(|scope| in_scope(model, scope, interaction))
+    scopes
+        .iter()
+        .any(|scope| in_scope(model, scope, interaction))
 }
 
 fn in_window(window: Window, instant: Instant) -> bool {
@@ -1649,7 +1651,8 @@ impl Coverage {
     }
 }
 
-const REQUIRED_COVERAGE: [&str; 26] = [
+const REQUIRED_COVERAGE: [&str; 27] = [
+    "team x tag scope with answers",
     "union of teams with tickets",
     "drill-down with rows",
     "outcome created",
@@ -2066,6 +2069,12 @@ fn note_metrics(scope: &[Scope], window_name: &str, expected: &Metrics, coverage
     if matches!(scope, [Scope::Team(_)]) {
         coverage.hit("churn attributed to a team", churn.churned_customers > 0);
     }
+    if matches!(scope, [Scope::TeamTag(..)]) {
+        coverage.hit(
+            "team x tag scope with answers",
+            expected.tickets_created > 0 && expected.csat.is_some(),
+        );
+    }
     if matches!(scope, [Scope::Team(_), Scope::Team(_), ..]) {
         coverage.hit(
             "union of teams with tickets",
@@ -2380,7 +2389,12 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
         ),
         (0, 1)
     );
-    let backlog = model_backlog(&model, &tickets, &[Scope::Team(team_id(1))], at(T0 + 60 * DAY));
+    let backlog = model_backlog(
+        &model,
+        &tickets,
+        &[Scope::Team(team_id(1))],
+        at(T0 + 60 * DAY),
+    );
     assert_eq!(
         (backlog.open_tickets, backlog.by_priority),
         (1, [0, 0, 0, 1])
