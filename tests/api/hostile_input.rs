@@ -63,6 +63,24 @@ fn hostile_duration() -> impl Strategy<Value = Option<Duration>> {
     ]
 }
 
+/// Durations around the bounds of windows and intervals: whole quarters, sub-second
+/// intervals, a year and more, and anything.
+fn hostile_bound() -> impl Strategy<Value = Option<prost_types::Duration>> {
+    prop_oneof![
+        Just(None),
+        (0i64..400 * 86_400, 0i32..1_000_000_000)
+            .prop_map(|(seconds, nanos)| Some(prost_types::Duration { seconds, nanos })),
+        (0i64..100, prop::sample::select(vec![0i32, 100_000_000])).prop_map(|(quarters, nanos)| {
+            Some(prost_types::Duration {
+                seconds: quarters * 900,
+                nanos,
+            })
+        }),
+        (any::<i64>(), any::<i32>())
+            .prop_map(|(seconds, nanos)| Some(prost_types::Duration { seconds, nanos })),
+    ]
+}
+
 fn hostile_enum() -> impl Strategy<Value = i32> {
     prop_oneof![0i32..8, any::<i32>()]
 }
@@ -330,12 +348,18 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
         .count() as u64;
     runtime.block_on(app.record_all(example));
     let scorecards = app.scorecards.clone();
+    let watches_answered = std::cell::Cell::new(0u32);
     let mut runner = TestRunner::new(ProptestConfig {
         cases: 200,
         ..ProptestConfig::default()
     });
     let strategy = (
-        hostile_scope(),
+        // Valid scopes now and then, so that hostile windows, bounds and
+        // intervals reach past scope validation.
+        prop_oneof![
+            3 => hostile_scope(),
+            1 => prop::sample::select(vec![Some(org()), Some(team("billing"))]),
+        ],
         hostile_window(),
         hostile_timestamp(),
         hostile_enum(),
@@ -346,14 +370,86 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
             ".{0,30}"
         ],
         (hostile_enum(), any::<u32>(), hostile_text()),
+        (
+            hostile_bound(),
+            hostile_bound(),
+            any::<bool>(),
+            any::<u64>(),
+        ),
     );
     runner
         .run(
             &strategy,
-            |(scope, window, as_of, granularity, zone, (order_by, page_size, token))| {
+            |(
+                scope,
+                window,
+                as_of,
+                granularity,
+                zone,
+                (order_by, page_size, token),
+                (bound, interval, today, min_sample),
+            )| {
                 let mut client = scorecards.clone();
                 let answers = runtime.block_on(async {
+                    let moving_window = Some(if today {
+                        pb::watch_scorecard_request::MovingWindow::TodayInTimeZone(zone.clone())
+                    } else {
+                        pb::watch_scorecard_request::MovingWindow::Trailing(
+                            bound.unwrap_or_default(),
+                        )
+                    });
+                    // A watch either refuses or answers with a first scorecard.
+                    let watched = match client
+                        .watch_scorecard(pb::WatchScorecardRequest {
+                            scope: scope.clone(),
+                            moving_window,
+                            min_interval: interval,
+                            min_sample,
+                        })
+                        .await
+                    {
+                        Ok(stream) => {
+                            let first = tokio::time::timeout(
+                                std::time::Duration::from_secs(10),
+                                stream.into_inner().message(),
+                            )
+                            .await
+                            .expect("a first scorecard in time");
+                            watches_answered.set(watches_answered.get() + 1);
+                            first.map(|message| assert!(message.is_some()))
+                        }
+                        Err(status) => Err(status),
+                    };
                     vec![
+                        watched,
+                        client
+                            .list_tickets(pb::ListTicketsRequest {
+                                scope: scope.clone(),
+                                window,
+                                filter: Some(pb::TicketFilter {
+                                    frt_above: bound,
+                                    resolution_time_above: interval,
+                                    csat_at_most: page_size % 8,
+                                    nps_detractor: today,
+                                    reopened: !today,
+                                    first_contact_resolved: Some(today),
+                                    open_older_than: bound,
+                                    tag: token.clone(),
+                                }),
+                                page_size,
+                                page_token: token.clone(),
+                                as_of,
+                            })
+                            .await
+                            .map(|_| ()),
+                        client
+                            .get_drivers(pb::GetDriversRequest {
+                                scope: scope.clone(),
+                                window,
+                                limit: page_size,
+                            })
+                            .await
+                            .map(|_| ()),
                         client
                             .get_scorecard(pb::GetScorecardRequest {
                                 scope: scope.clone(),
@@ -405,6 +501,10 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
         .unwrap();
     // Reads changed nothing.
     assert_eq!(runtime.block_on(app.stats()).interactions, interactions);
+    assert!(
+        watches_answered.get() > 0,
+        "no hostile watch got past validation"
+    );
 }
 
 /// Sends raw bytes as a request body, and reads the answer's bytes.
