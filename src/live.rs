@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::domain::aggregate::Selection;
@@ -27,13 +27,18 @@ const COALESCE: Duration = Duration::from_millis(100);
 const REFRESH: Duration = Duration::from_secs(60);
 /// At most this many watch streams at once; more are RESOURCE_EXHAUSTED.
 pub const MAX_WATCHERS: usize = 10_000;
+/// At most this many distinct live scorecards at once.
+pub const MAX_FEEDS: usize = 1_000;
+/// Feeds recompute at most this many scorecards at once, so that live
+/// scorecards never crowd out the blocking pool that serves ordinary reads.
+const CONCURRENT_RECOMPUTES: usize = 2;
 
-/// What watchers share a feed by.
+/// What watchers share a feed by. (Each watcher applies its own `min_sample`
+/// to the target statuses.)
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct FeedKey {
     pub selection: Selection,
     pub window: MovingWindow,
-    pub min_sample: u64,
 }
 
 /// The latest state of a feed.
@@ -92,6 +97,7 @@ pub struct LiveScorecards {
     feeds: Mutex<HashMap<FeedKey, Weak<Feed>>>,
     watchers: Arc<AtomicUsize>,
     stopping: watch::Sender<bool>,
+    recomputes: Arc<Semaphore>,
 }
 
 impl LiveScorecards {
@@ -103,6 +109,7 @@ impl LiveScorecards {
             feeds: Mutex::new(HashMap::new()),
             watchers: Arc::new(AtomicUsize::new(0)),
             stopping: watch::channel(false).0,
+            recomputes: Arc::new(Semaphore::new(CONCURRENT_RECOMPUTES)),
         }
     }
 
@@ -122,6 +129,13 @@ impl LiveScorecards {
         feeds.retain(|_, feed| feed.strong_count() > 0);
         let feed = match feeds.get(&key).and_then(Weak::upgrade) {
             Some(feed) => feed,
+            None if feeds.len() >= MAX_FEEDS => {
+                self.watchers.fetch_sub(1, Ordering::Relaxed);
+                return Err(Error::ResourceExhausted(format!(
+                    "the server already keeps {MAX_FEEDS} distinct live scorecards current; \
+                     watch one of those or poll GetScorecard"
+                )));
+            }
             None => {
                 let feed = Arc::new(self.start(key.clone()));
                 feeds.insert(key, Arc::downgrade(&feed));
@@ -152,6 +166,7 @@ impl LiveScorecards {
             self.store.clone(),
             key,
             self.changes.clone(),
+            Arc::clone(&self.recomputes),
             publish,
         ));
         self.metrics.live_feeds(1);
@@ -177,8 +192,14 @@ async fn run_feed(
     store: WeakStore,
     key: FeedKey,
     mut changes: watch::Receiver<u64>,
+    recomputes: Arc<Semaphore>,
     publish: watch::Sender<FeedState>,
 ) {
+    let stopped = |publish: &watch::Sender<FeedState>| {
+        publish.send_replace(FeedState::Failed(Error::Unavailable(
+            "the store is closing".into(),
+        )));
+    };
     loop {
         changes.borrow_and_update();
         let now = Instant::now();
@@ -191,10 +212,13 @@ async fn run_feed(
                     compare_previous: false,
                     include_organization: false,
                     backlog_as_of: now,
-                    min_sample: key.min_sample,
+                    min_sample: 0,
                 };
                 let Some(store) = store.upgrade() else {
-                    return;
+                    return stopped(&publish);
+                };
+                let Ok(_permit) = recomputes.acquire().await else {
+                    return stopped(&publish);
                 };
                 tokio::task::spawn_blocking(move || queries::scorecard(store.kv(), &query))
                     .await
@@ -204,12 +228,15 @@ async fn run_feed(
         };
         let moves_at = match computed {
             Ok((card, moves_at)) => {
-                publish.send_if_modified(|state| match state {
-                    FeedState::Current(current) if same_scorecard(current, &card) => false,
-                    _ => {
-                        *state = FeedState::Current(Arc::new(card));
-                        true
-                    }
+                // Keep the freshest card (a new watcher gets the backlog as of
+                // now), but tell watchers only when more than the clock moved.
+                publish.send_if_modified(|state| {
+                    let changed = !matches!(
+                        state,
+                        FeedState::Current(current) if same_scorecard(current, &card)
+                    );
+                    *state = FeedState::Current(Arc::new(card));
+                    changed
                 });
                 moves_at
             }
@@ -222,7 +249,7 @@ async fn run_feed(
         let until_move = moves_at * NANOS_PER_SECOND - Instant::now().0;
         let wait = REFRESH.min(Duration::from_nanos(u64::try_from(until_move).unwrap_or(0)));
         tokio::select! {
-            changed = changes.changed() => if changed.is_err() { return },
+            changed = changes.changed() => if changed.is_err() { return stopped(&publish) },
             () = tokio::time::sleep(wait) => {}
             () = publish.closed() => return,
         }

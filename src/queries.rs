@@ -272,21 +272,23 @@ pub fn drivers(
             ))
         }
     };
-    let tag_scope = |member: &Option<Id>, tag: &str| match member {
-        None => Scope::Tag(tag.to_owned()),
-        Some(team) => Scope::TeamTag(team.clone(), tag.to_owned()),
-    };
-    let mut tags = std::collections::BTreeSet::new();
+    // Each tag and the scopes that have ever had it: only those are read.
+    let mut tags: std::collections::BTreeMap<String, Vec<Scope>> = Default::default();
     for member in &members {
         match member {
             None => {
                 for scope in reads::list_scopes(kv, ScopeKind::Tag)? {
-                    if let Scope::Tag(tag) = scope {
-                        tags.insert(tag);
+                    if let Scope::Tag(tag) = &scope {
+                        tags.entry(tag.clone()).or_default().push(scope.clone());
                     }
                 }
             }
-            Some(team) => tags.extend(reads::team_tags(kv, team)?),
+            Some(team) => {
+                for tag in reads::team_tags(kv, team)? {
+                    let scope = Scope::TeamTag(team.clone(), tag.clone());
+                    tags.entry(tag).or_default().push(scope);
+                }
+            }
         }
     }
     let mut total = Aggregate::default();
@@ -297,13 +299,10 @@ pub fn drivers(
     let total_unsatisfied = unsatisfied_csat(&total);
     let total_detractors = detractors(&total);
     let mut drivers = Vec::new();
-    for tag in tags {
+    for (tag, scopes) in tags {
         let mut aggregate = Aggregate::default();
-        for member in &members {
-            aggregate.merge(
-                &reads::window_aggregate(kv, &tag_scope(member, &tag), window)?,
-                1,
-            );
+        for scope in &scopes {
+            aggregate.merge(&reads::window_aggregate(kv, scope, window)?, 1);
         }
         if aggregate.is_zero() {
             continue;

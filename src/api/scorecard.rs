@@ -208,7 +208,7 @@ fn parse_list_tickets(raw: &pb::ListTicketsRequest) -> Result<TicketQuery, Statu
 }
 
 /// What a watch asks for: the shared feed and this stream's least interval.
-fn parse_watch(raw: &pb::WatchScorecardRequest) -> Result<(FeedKey, Duration), Status> {
+fn parse_watch(raw: &pb::WatchScorecardRequest) -> Result<(FeedKey, Duration, u64), Status> {
     use pb::watch_scorecard_request::MovingWindow as Raw;
     let mut fields = Fields::new("");
     let selection = fields.selection("scope", raw.scope.as_ref());
@@ -248,12 +248,8 @@ fn parse_watch(raw: &pb::WatchScorecardRequest) -> Result<(FeedKey, Duration), S
         DEFAULT_WATCH_INTERVAL,
     );
     let ((selection, window), interval) = accept(fields, selection.zip(window).zip(interval))?;
-    let key = FeedKey {
-        selection,
-        window,
-        min_sample: raw.min_sample,
-    };
-    Ok((key, interval))
+    let key = FeedKey { selection, window };
+    Ok((key, interval, raw.min_sample))
 }
 
 const QUARTER: Duration = Duration::from_secs(QUARTER_SECONDS as u64);
@@ -263,6 +259,7 @@ const QUARTER: Duration = Duration::from_secs(QUARTER_SECONDS as u64);
 async fn forward(
     watch: Watch,
     interval: Duration,
+    min_sample: u64,
     mut stopping: tokio::sync::watch::Receiver<bool>,
     sender: mpsc::Sender<Result<pb::WatchScorecardResponse, Status>>,
 ) {
@@ -272,6 +269,14 @@ async fn forward(
         match current {
             FeedState::Starting => {}
             FeedState::Current(card) => {
+                // The feed judges targets on any data; this watcher's minimum
+                // sample applies on top.
+                let mut card = (*card).clone();
+                card.targets = card
+                    .targets
+                    .into_iter()
+                    .map(|target| target.with_min_sample(min_sample))
+                    .collect();
                 let message = pb::WatchScorecardResponse {
                     scorecard: Some(convert::scorecard(&card)),
                 };
@@ -287,7 +292,7 @@ async fn forward(
                 }
             }
             FeedState::Failed(error) => {
-                let _ = sender.send(Err(error.into())).await;
+                send_last(&sender, error.into()).await;
                 return;
             }
         }
@@ -297,11 +302,20 @@ async fn forward(
             _ = stopping.wait_for(|stop| *stop) => break,
         }
     }
-    let _ = sender
-        .send(Err(Status::unavailable(
-            "the server is shutting down; reconnect to another instance",
-        )))
-        .await;
+    send_last(
+        &sender,
+        Status::unavailable("the server is shutting down; reconnect to another instance"),
+    )
+    .await;
+}
+
+/// Ends a stream with an error, waiting at most a second for room: a client
+/// that does not read does not hold up shutdown.
+async fn send_last(
+    sender: &mpsc::Sender<Result<pb::WatchScorecardResponse, Status>>,
+    status: Status,
+) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), sender.send(Err(status))).await;
 }
 
 #[tonic::async_trait]
@@ -378,11 +392,17 @@ impl ScorecardService for ScorecardApi {
         &self,
         request: Request<pb::WatchScorecardRequest>,
     ) -> Result<Response<Self::WatchScorecardStream>, Status> {
-        let (key, interval) = parse_watch(request.get_ref())?;
+        let (key, interval, min_sample) = parse_watch(request.get_ref())?;
         tracing::debug!(?key, ?interval, "watch opened");
         let watch = self.live.watch(key)?;
         let (sender, receiver) = mpsc::channel(1);
-        tokio::spawn(forward(watch, interval, self.live.stopping(), sender));
+        tokio::spawn(forward(
+            watch,
+            interval,
+            min_sample,
+            self.live.stopping(),
+            sender,
+        ));
         Ok(Response::new(ReceiverStream::new(receiver)))
     }
 

@@ -128,8 +128,10 @@ impl Selection {
     }
 
     /// The union of distinct teams, each on `channel` if given; one team is
-    /// simply that team's scope.
+    /// simply that team's scope. The teams are kept sorted, so that the same
+    /// union named in another order is the same selection.
     pub fn teams(mut teams: Vec<Id>, channel: Option<Channel>) -> Selection {
+        teams.sort();
         if teams.len() == 1 {
             let team = teams.remove(0);
             return Selection::One(match channel {

@@ -471,6 +471,17 @@ pub struct TargetResult {
     pub from_organization_default: bool,
 }
 
+impl TargetResult {
+    /// Not judged (INSUFFICIENT_DATA) when the metric has data from fewer than
+    /// `min_sample` items; otherwise unchanged.
+    pub fn with_min_sample(mut self, min_sample: u64) -> TargetResult {
+        if self.actual.is_some() && self.sample_size < min_sample {
+            self.status = TargetStatus::InsufficientData;
+        }
+        self
+    }
+}
+
 /// Judges `metrics` against the team's own targets, falling back to the
 /// organisation default for every metric the team sets none for. A metric
 /// computed from fewer than `min_sample` items is INSUFFICIENT_DATA, not judged.
@@ -496,7 +507,6 @@ pub fn evaluate_targets(
             let sample_size = metrics.sample_size(metric);
             let status = match actual {
                 None => TargetStatus::NoData,
-                Some(_) if sample_size < min_sample => TargetStatus::InsufficientData,
                 Some(actual) => {
                     let met = match direction {
                         Direction::AtLeast => actual >= target,
@@ -509,15 +519,18 @@ pub fn evaluate_targets(
                     }
                 }
             };
-            Some(TargetResult {
-                metric,
-                direction,
-                target,
-                actual,
-                sample_size,
-                status,
-                from_organization_default,
-            })
+            Some(
+                TargetResult {
+                    metric,
+                    direction,
+                    target,
+                    actual,
+                    sample_size,
+                    status,
+                    from_organization_default,
+                }
+                .with_min_sample(min_sample),
+            )
         })
         .collect()
 }
