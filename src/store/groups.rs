@@ -180,15 +180,16 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
                 entries.insert(keys::customer_ticket(customer_id, ticket_id), encode(&())?);
             }
             IndexEntry::TicketRow { scopes, row } => {
-                let value = encode(row)?;
+                entries.insert(keys::ticket_row(&row.ticket_id), encode(row)?);
+                let listed = encode(&())?;
                 let every_scope: BTreeSet<Scope> = scopes
                     .iter()
                     .flat_map(|s| s.scopes_tagged(&contribution.tags))
                     .collect();
                 for scope in every_scope {
                     entries.insert(
-                        keys::ticket_row(&scope, row.created_at.0, &row.ticket_id),
-                        value.clone(),
+                        keys::ticket_listing(&scope, row.created_at.0, &row.ticket_id),
+                        listed.clone(),
                     );
                 }
             }

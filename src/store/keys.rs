@@ -9,7 +9,7 @@
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
 //! | `A` aggregate | `A level scope start` | the aggregate |
-//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` | see store |
+//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` (empty), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
@@ -268,14 +268,25 @@ pub fn ticket_rows_prefix(scope: &Scope) -> Vec<u8> {
     key(&[&[DERIVED_INDEX, b'l'], &scope_bytes(scope)])
 }
 
+/// The ticket id at the end of a listing position.
+pub fn ticket_of_position(position: &[u8]) -> Option<Id> {
+    Id::parse(std::str::from_utf8(position.get(8..)?).ok()?).ok()
+}
+
 /// Orders ticket rows newest first: a later creation sorts earlier.
 pub fn newest_first(created_at_nanos: i64) -> [u8; 8] {
     time_bytes(i64::MAX - created_at_nanos)
 }
 
-/// A ticket's drill-down row in one scope's list; what follows the scope prefix
-/// is the ticket's position in every list (see `ticket_row_position`).
-pub fn ticket_row(scope: &Scope, created_at_nanos: i64, ticket: &Id) -> Vec<u8> {
+/// A ticket's drill-down row, stored once whatever the scopes listing it.
+pub fn ticket_row(ticket: &Id) -> Vec<u8> {
+    key(&[&[DERIVED_INDEX, b'r'], ticket.as_str().as_bytes()])
+}
+
+/// A ticket's place in one scope's drill-down list (an empty value: the row is
+/// under `ticket_row`, so a changed answer rewrites one value, not one per
+/// scope); what follows the scope prefix is the ticket's position in every list.
+pub fn ticket_listing(scope: &Scope, created_at_nanos: i64, ticket: &Id) -> Vec<u8> {
     key(&[
         &ticket_rows_prefix(scope),
         &ticket_row_position(created_at_nanos, ticket),

@@ -142,17 +142,23 @@ pub fn ticket_rows(
             // More rows remain: continue after the last one examined.
             return Ok((rows, last_examined));
         }
-        let mut row = None;
         for list in &mut lists {
             if matches!(list.peek(), Some(Ok((p, _))) if *p == position) {
-                if let Some(Ok((key, value))) = list.next() {
-                    row = Some(decode::<TicketRow>(&key, &value)?);
-                }
+                list.next();
             }
         }
+        let ticket = keys::ticket_of_position(&position).ok_or_else(|| {
+            Error::DataLoss(format!(
+                "bad ticket listing {}",
+                keys::describe_key(&position)
+            ))
+        })?;
+        let row: TicketRow = kv
+            .get_decoded(&keys::ticket_row(&ticket))?
+            .ok_or_else(|| Error::DataLoss(format!("ticket {ticket} is listed but has no row")))?;
         examined += 1;
         last_examined = Some(position);
-        if let Some(row) = row.filter(|row| keep(row)) {
+        if keep(&row) {
             rows.push(row);
         }
     }
