@@ -2,7 +2,7 @@
 //!
 //! Tokens are kept only as SHA-256 digests and compared in constant time. The
 //! helpdesk backend is a `writer` (IngestService), the BI service a `reader`
-//! (ScorecardService except SetTargets), operators `admin` (everything). Health
+//! (ScorecardService except SetTargets and SetCalendar), operators `admin` (everything). Health
 //! checks are always open, so probes need no token.
 
 use sha2::{Digest, Sha256};
@@ -123,7 +123,9 @@ fn allowed(path: &str) -> Option<&'static [Role]> {
         None
     } else if path.starts_with("/supportmetrics.v1.IngestService/") {
         Some(&[Role::Writer, Role::Admin])
-    } else if path == "/supportmetrics.v1.ScorecardService/SetTargets" {
+    } else if path == "/supportmetrics.v1.ScorecardService/SetTargets"
+        || path == "/supportmetrics.v1.ScorecardService/SetCalendar"
+    {
         Some(ADMIN)
     } else if path.starts_with("/supportmetrics.v1.ScorecardService/") {
         Some(&[Role::Reader, Role::Admin])

@@ -3,6 +3,7 @@
 use prost_types::Timestamp;
 
 use crate::domain::aggregate::{Scope, Selection};
+use crate::domain::calendar::Calendar;
 use crate::domain::records::{
     Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
 };
@@ -97,6 +98,38 @@ pub fn selection(selection: &Selection) -> pb::Scope {
     }
 }
 
+pub fn calendar(calendar: &Calendar) -> pb::BusinessCalendar {
+    let clock = |minutes: u16| format!("{:02}:{:02}", minutes / 60, minutes % 60);
+    let weekdays = [
+        pb::Weekday::Monday,
+        pb::Weekday::Tuesday,
+        pb::Weekday::Wednesday,
+        pb::Weekday::Thursday,
+        pb::Weekday::Friday,
+        pb::Weekday::Saturday,
+        pb::Weekday::Sunday,
+    ];
+    pb::BusinessCalendar {
+        time_zone: calendar.zone().name().to_owned(),
+        hours: weekdays
+            .iter()
+            .zip(calendar.week())
+            .flat_map(|(day, shifts)| {
+                shifts.iter().map(move |shift| pb::WorkingHours {
+                    weekday: *day as i32,
+                    start: clock(shift.start),
+                    end: clock(shift.end),
+                })
+            })
+            .collect(),
+        holidays: calendar
+            .holidays()
+            .iter()
+            .map(|date| date.format("%Y-%m-%d").to_string())
+            .collect(),
+    }
+}
+
 pub fn ticket_row(row: &TicketRow) -> pb::TicketRow {
     pb::TicketRow {
         ticket_id: row.ticket_id.to_string(),
@@ -158,6 +191,8 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
         first_response_time: duration_stats(m.first_response_time),
         resolution_time: duration_stats(m.resolution_time),
         handle_time: duration_stats(m.handle_time),
+        first_response_business_time: duration_stats(m.first_response_business_time),
+        resolution_business_time: duration_stats(m.resolution_business_time),
         csat: m.csat.as_ref().map(|c| pb::CsatStats {
             responses: c.responses,
             satisfied: c.satisfied,

@@ -17,7 +17,7 @@ use crate::live::{FeedKey, FeedState, LiveScorecards, Watch};
 use crate::proto::v1 as pb;
 use crate::proto::v1::scorecard_service_server::ScorecardService;
 use crate::queries::{self, LeaderboardQuery, ScorecardQuery, TicketQuery};
-use crate::store::{reads, Store};
+use crate::store::{groups, reads, Store};
 
 use super::convert;
 use super::validate::{Fields, MAX_TAG_CHARS};
@@ -563,6 +563,49 @@ impl ScorecardService for ScorecardApi {
         Ok(Response::new(pb::SetTargetsResponse {
             targets: convert::targets(&targets),
         }))
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn set_calendar(
+        &self,
+        request: Request<pb::SetCalendarRequest>,
+    ) -> Result<Response<pb::SetCalendarResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let team = fields.id("team_id", &raw.team_id);
+        let calendar = match &raw.calendar {
+            None => Some(None),
+            Some(calendar) => fields.calendar("calendar", calendar).map(Some),
+        };
+        let (team, calendar) = accept(fields, team.zip(calendar))?;
+        let effective_from = self.store.set_calendar(team, calendar).await?;
+        Ok(Response::new(pb::SetCalendarResponse {
+            effective_from: Some(convert::timestamp_of_seconds(effective_from)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn get_calendar(
+        &self,
+        request: Request<pb::GetCalendarRequest>,
+    ) -> Result<Response<pb::GetCalendarResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let team = fields.id("team_id", &raw.team_id);
+        let team = accept(fields, team)?;
+        let version = self
+            .read(move |store| groups::calendar_version_at(store.kv(), &team, i64::MAX))
+            .await?;
+        match version {
+            Some((effective_from, Some(calendar))) => Ok(Response::new(pb::GetCalendarResponse {
+                calendar: Some(convert::calendar(&calendar)),
+                effective_from: (effective_from != i64::MIN)
+                    .then(|| convert::timestamp_of_seconds(effective_from)),
+            })),
+            _ => Err(
+                Error::NotFound(format!("team {} has no business calendar", raw.team_id)).into(),
+            ),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]

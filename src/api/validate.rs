@@ -7,6 +7,7 @@ use chrono_tz::Tz;
 use prost_types::{Duration, Timestamp};
 
 use crate::domain::aggregate::{Scope, Selection, MAX_UNION_TEAMS};
+use crate::domain::calendar::{Calendar, Shift, DAY_MINUTES, STEP_MINUTES};
 use crate::domain::records::{
     Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
     SocialFacts, SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
@@ -17,6 +18,10 @@ use crate::domain::time::{
 };
 use crate::error::{Error, FieldViolation};
 use crate::proto::v1 as pb;
+
+/// A calendar holds at most this many shifts a weekday and this many holidays.
+pub const MAX_SHIFTS_PER_DAY: usize = 16;
+pub const MAX_HOLIDAYS: usize = 1_000;
 
 /// At most this many tags per interaction, each at most this many characters.
 pub const MAX_TAGS: usize = 16;
@@ -322,6 +327,86 @@ impl Fields {
         };
         // A scope that carries a field its kind does not use is not a scope.
         scope.filter(|_| self.violations.len() == violations_before)
+    }
+
+    /// A business calendar: a zone, shifts in 15-minute steps, holidays.
+    pub fn calendar(&mut self, field: &str, raw: &pb::BusinessCalendar) -> Option<Calendar> {
+        let before = self.violations.len();
+        let zone = self.time_zone(&format!("{field}.time_zone"), &raw.time_zone);
+        let mut week: [Vec<Shift>; 7] = Default::default();
+        for (index, hours) in raw.hours.iter().enumerate() {
+            let at = format!("{field}.hours[{index}]");
+            let day = match pb::Weekday::try_from(hours.weekday) {
+                Ok(pb::Weekday::Unspecified) | Err(_) => {
+                    self.violation(&format!("{at}.weekday"), "is required: MONDAY to SUNDAY");
+                    None
+                }
+                Ok(day) => Some(day as usize - 1),
+            };
+            let start = self.clock_time(&format!("{at}.start"), &hours.start, false);
+            let end = self.clock_time(&format!("{at}.end"), &hours.end, true);
+            if let (Some(day), Some(start), Some(end)) = (day, start, end) {
+                if week[day].len() == MAX_SHIFTS_PER_DAY {
+                    self.violation(
+                        &format!("{at}.weekday"),
+                        format!("at most {MAX_SHIFTS_PER_DAY} shifts a day"),
+                    );
+                } else {
+                    week[day].push(Shift { start, end });
+                }
+            }
+        }
+        if raw.holidays.len() > MAX_HOLIDAYS {
+            self.violation(
+                &format!("{field}.holidays"),
+                format!("at most {MAX_HOLIDAYS} dates"),
+            );
+        }
+        let mut holidays = std::collections::BTreeSet::new();
+        for (index, date) in raw.holidays.iter().enumerate().take(MAX_HOLIDAYS) {
+            match chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") {
+                Ok(date) => {
+                    holidays.insert(date);
+                }
+                Err(_) => self.violation(
+                    &format!("{field}.holidays[{index}]"),
+                    "must be a date YYYY-MM-DD",
+                ),
+            }
+        }
+        if self.violations.len() != before {
+            return None;
+        }
+        match Calendar::new(zone?, week, holidays) {
+            Ok(calendar) => Some(calendar),
+            Err(error) => {
+                self.violation(&format!("{field}.hours"), error.to_string());
+                None
+            }
+        }
+    }
+
+    /// "HH:MM" in 15-minute steps, as minutes since midnight; "24:00" only as an end.
+    fn clock_time(&mut self, field: &str, raw: &str, end: bool) -> Option<u16> {
+        let two_digits = |part: &str| {
+            (part.len() == 2 && part.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| part.parse::<u16>().ok())
+                .flatten()
+        };
+        let minutes = raw
+            .split_once(':')
+            .and_then(|(h, m)| Some((two_digits(h)?, two_digits(m)?)))
+            .filter(|&(_, m)| m < 60)
+            .map(|(h, m)| h * 60 + m)
+            .filter(|&minutes| minutes % STEP_MINUTES == 0)
+            .filter(|&minutes| minutes < DAY_MINUTES || (end && minutes == DAY_MINUTES));
+        if minutes.is_none() {
+            self.violation(
+                field,
+                "must be a local time HH:MM in 15-minute steps (24:00 only as an end)",
+            );
+        }
+        minutes
     }
 
     /// A tag as interactions carry them: 1–64 characters.

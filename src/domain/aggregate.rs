@@ -12,11 +12,17 @@ use super::time::Instant;
 pub enum Fact {
     /// A ticket was created; `resolved_now` feeds the resolution rate.
     TicketCreated { resolved_now: bool },
-    /// A ticket's first response, `nanos` after its creation.
-    FirstResponse { nanos: i64 },
-    /// A ticket was resolved.
+    /// A ticket's first response, `nanos` after its creation; `business_nanos`
+    /// of working time when the responding team has a business calendar.
+    FirstResponse {
+        nanos: i64,
+        business_nanos: Option<i64>,
+    },
+    /// A ticket was resolved (`business_nanos`: working time from creation to
+    /// resolution, when the resolving team has a business calendar).
     TicketResolved {
         resolution_nanos: i64,
+        business_nanos: Option<i64>,
         first_contact: bool,
         reopened: bool,
     },
@@ -215,6 +221,9 @@ pub struct Aggregate {
     pub first_response: DurationHistogram,
     pub resolution: DurationHistogram,
     pub handle: DurationHistogram,
+    /// Working time, for facts of teams with a business calendar.
+    pub first_response_business: DurationHistogram,
+    pub resolution_business: DurationHistogram,
     /// Index 0 is score 1.
     pub csat: [i64; 5],
     /// Index 0 is score 1.
@@ -245,14 +254,26 @@ impl Aggregate {
                 self.tickets_created += sign;
                 self.tickets_created_resolved_now += sign * i64::from(resolved_now);
             }
-            Fact::FirstResponse { nanos } => self.first_response.record(nanos, sign),
+            Fact::FirstResponse {
+                nanos,
+                business_nanos,
+            } => {
+                self.first_response.record(nanos, sign);
+                if let Some(business) = business_nanos {
+                    self.first_response_business.record(business, sign);
+                }
+            }
             Fact::TicketResolved {
                 resolution_nanos,
+                business_nanos,
                 first_contact,
                 reopened,
             } => {
                 self.tickets_resolved += sign;
                 self.resolution.record(resolution_nanos, sign);
+                if let Some(business) = business_nanos {
+                    self.resolution_business.record(business, sign);
+                }
                 self.first_contact_resolved += sign * i64::from(first_contact);
                 self.reopened += sign * i64::from(reopened);
             }
@@ -319,6 +340,10 @@ impl Aggregate {
         self.first_response.merge(&other.first_response, sign);
         self.resolution.merge(&other.resolution, sign);
         self.handle.merge(&other.handle, sign);
+        self.first_response_business
+            .merge(&other.first_response_business, sign);
+        self.resolution_business
+            .merge(&other.resolution_business, sign);
     }
 
     pub fn is_zero(&self) -> bool {
@@ -326,6 +351,8 @@ impl Aggregate {
             && self.first_response.is_zero()
             && self.resolution.is_zero()
             && self.handle.is_zero()
+            && self.first_response_business.is_zero()
+            && self.resolution_business.is_zero()
     }
 
     /// True when no count is negative: a stored aggregate must never be.
@@ -334,6 +361,8 @@ impl Aggregate {
             && self.first_response.is_non_negative()
             && self.resolution.is_non_negative()
             && self.handle.is_non_negative()
+            && self.first_response_business.is_non_negative()
+            && self.resolution_business.is_non_negative()
     }
 
     fn counters(&self) -> Vec<i64> {
@@ -405,6 +434,7 @@ mod tests {
             Fact::TicketCreated { resolved_now: true },
             Fact::TicketResolved {
                 resolution_nanos: 5_000_000_000,
+                business_nanos: Some(1_000_000_000),
                 first_contact: true,
                 reopened: false,
             },

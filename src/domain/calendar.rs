@@ -43,6 +43,19 @@ pub enum CalendarError {
     Step(String),
     #[error("{0}: a shift starts before 24:00")]
     StartsAtMidnightEnd(String),
+    #[error("{0:?} is not an IANA time zone name")]
+    Zone(String),
+    #[error("a stored calendar does not have seven weekdays")]
+    Week,
+}
+
+/// A calendar as stored: the zone by name, shifts as (start, end) minutes per
+/// weekday from Monday, holidays as days from the common era.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CalendarRecord {
+    pub zone: String,
+    pub week: Vec<Vec<(u16, u16)>>,
+    pub holidays: Vec<i32>,
 }
 
 /// Working hours and holidays in a time zone.
@@ -93,6 +106,52 @@ impl Calendar {
 
     pub fn zone(&self) -> Tz {
         self.zone
+    }
+
+    /// The shifts of each weekday, Monday first.
+    pub fn week(&self) -> &[Vec<Shift>; 7] {
+        &self.week
+    }
+
+    pub fn holidays(&self) -> &BTreeSet<NaiveDate> {
+        &self.holidays
+    }
+
+    pub fn record(&self) -> CalendarRecord {
+        CalendarRecord {
+            zone: self.zone.name().to_owned(),
+            week: self
+                .week
+                .iter()
+                .map(|shifts| shifts.iter().map(|s| (s.start, s.end)).collect())
+                .collect(),
+            holidays: self.holidays.iter().map(|d| d.num_days_from_ce()).collect(),
+        }
+    }
+
+    pub fn from_record(record: &CalendarRecord) -> Result<Calendar, CalendarError> {
+        let zone: Tz = record
+            .zone
+            .parse()
+            .map_err(|_| CalendarError::Zone(record.zone.clone()))?;
+        let week: [Vec<Shift>; 7] = record
+            .week
+            .iter()
+            .map(|shifts| {
+                shifts
+                    .iter()
+                    .map(|&(start, end)| Shift { start, end })
+                    .collect()
+            })
+            .collect::<Vec<_>>()
+            .try_into()
+            .map_err(|_| CalendarError::Week)?;
+        let holidays = record
+            .holidays
+            .iter()
+            .filter_map(|&days| NaiveDate::from_num_days_from_ce_opt(days))
+            .collect();
+        Calendar::new(zone, week, holidays)
     }
 
     /// Working time in `[from, to)`, in nanoseconds; 0 when `to <= from`.

@@ -162,6 +162,10 @@ pub struct Metrics {
     pub first_response_time: Option<DurationSummary>,
     pub resolution_time: Option<DurationSummary>,
     pub handle_time: Option<DurationSummary>,
+    /// First response and resolution time in working time, over the facts of
+    /// teams with a business calendar.
+    pub first_response_business_time: Option<DurationSummary>,
+    pub resolution_business_time: Option<DurationSummary>,
     pub csat: Option<CsatSummary>,
     pub ces: Option<CesSummary>,
     pub nps: Option<NpsSummary>,
@@ -264,6 +268,8 @@ impl Metrics {
             first_response_time: DurationSummary::of(&aggregate.first_response),
             resolution_time: DurationSummary::of(&aggregate.resolution),
             handle_time: DurationSummary::of(&aggregate.handle),
+            first_response_business_time: DurationSummary::of(&aggregate.first_response_business),
+            resolution_business_time: DurationSummary::of(&aggregate.resolution_business),
             survey_response_rate_percent: percent(csat_responses, tickets_resolved),
             csat,
             ces,
@@ -651,6 +657,7 @@ mod tests {
             },
             Fact::FirstResponse {
                 nanos: 7200 * NANOS_PER_SECOND,
+                business_nanos: None,
             },
         ]));
         let organization = Targets::from([

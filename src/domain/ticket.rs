@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
 use super::aggregate::{DatedFact, Fact, FactScopes};
+use super::calendar::Calendar;
 use super::records::{
     Attribution, Channel, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
     SurveyResponse,
@@ -110,6 +113,9 @@ pub struct TicketInputs {
     pub reviews: Vec<QualityReview>,
     /// When the ticket's customer churned (every CHURNED event of that customer).
     pub churn_times: Vec<Instant>,
+    /// The business calendar of each of its teams that had one in effect when
+    /// the ticket was created.
+    pub calendars: BTreeMap<Id, Calendar>,
 }
 
 /// Interactions in ticket order: by `opened_at`, ties by `interaction_id`.
@@ -151,6 +157,14 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
         },
     });
 
+    // Working time from creation to `until`, by the calendar of the team of the
+    // interaction the fact is attributed to.
+    let business_time = |attributed: &Interaction, until: Instant| {
+        inputs
+            .calendars
+            .get(&attributed.team_id)
+            .map(|calendar| calendar.working_nanos(created_at, until))
+    };
     let first_response = interactions
         .iter()
         .filter_map(|i| i.first_response_at.map(|at| (at, i)))
@@ -161,6 +175,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             scopes: FactScopes::Of(holder.attribution()),
             fact: Fact::FirstResponse {
                 nanos: at.0 - created_at.0,
+                business_nanos: business_time(holder, at),
             },
         });
     }
@@ -174,6 +189,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             scopes: FactScopes::Of(latest.attribution()),
             fact: Fact::TicketResolved {
                 resolution_nanos: resolved_at.0 - created_at.0,
+                business_nanos: business_time(latest, resolved_at),
                 first_contact: interactions.len() == 1,
                 reopened,
             },
@@ -392,6 +408,7 @@ mod tests {
             fact,
             &Fact::TicketResolved {
                 resolution_nanos: (24 * 3600 + 600) * NANOS_PER_SECOND,
+                business_nanos: None,
                 first_contact: false,
                 reopened: false
             }

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::aggregate::{Aggregate, Scope};
+use crate::domain::calendar::{Calendar, CalendarRecord};
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse,
 };
@@ -69,6 +70,37 @@ pub fn customer_events(reader: &impl Reader, customer: &Id) -> Result<Vec<Custom
         .collect()
 }
 
+/// The calendar version of a team in effect at `seconds` (the latest that took
+/// effect at or before): when it took effect, and the calendar (`None`: removed).
+pub fn calendar_version_at<R: Reader + ?Sized>(
+    reader: &R,
+    team: &Id,
+    seconds: i64,
+) -> Result<Option<(i64, Option<Calendar>)>> {
+    let prefix = keys::calendars_prefix(team);
+    let mut current = None;
+    for (key, value) in reader.scan_prefix(&prefix)? {
+        let effective_from = keys::time_from_bytes(&key[prefix.len()..]).ok_or_else(|| {
+            Error::DataLoss(format!("bad calendar key {}", keys::describe_key(&key)))
+        })?;
+        if effective_from > seconds {
+            break;
+        }
+        current = Some((effective_from, key, value));
+    }
+    let Some((effective_from, key, value)) = current else {
+        return Ok(None);
+    };
+    let record: Option<CalendarRecord> = decode(&key, &value)?;
+    let calendar = record
+        .map(|record| {
+            Calendar::from_record(&record)
+                .map_err(|e| Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(&key))))
+        })
+        .transpose()?;
+    Ok(Some((effective_from, calendar)))
+}
+
 /// Recomputes a group's contribution from the raw records.
 pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
     match group {
@@ -100,6 +132,16 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
                     .iter()
                     .map(|event| event.occurred_at)
                     .collect();
+            }
+            if let Some(first) = interactions.first() {
+                let created_at = first.opened_at.seconds();
+                let teams: BTreeSet<&Id> = interactions.iter().map(|i| &i.team_id).collect();
+                for team in teams {
+                    let version = calendar_version_at(reader, team, created_at)?;
+                    if let Some((_, Some(calendar))) = version {
+                        inputs.calendars.insert(team.clone(), calendar);
+                    }
+                }
             }
             inputs.interactions = interactions;
             Ok(ticket_contribution(inputs))

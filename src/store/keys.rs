@@ -11,6 +11,7 @@
 //! | `A` aggregate | `A level scope start` | the aggregate |
 //! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` (empty), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
+//! | `C` calendars | `C team 0 effective_from` | the team's business calendar from then on (or none) |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
 //! | `J` journal | `J` + a `G` key | empty: the group's derived state changed since the last checkpoint (see `deferred`) |
@@ -26,6 +27,7 @@ pub const GROUP: u8 = b'G';
 pub const AGGREGATE: u8 = b'A';
 pub const DERIVED_INDEX: u8 = b'X';
 pub const TARGETS: u8 = b'T';
+pub const CALENDARS: u8 = b'C';
 pub const META: u8 = b'M';
 pub const VERSION: u8 = b'V';
 pub const JOURNAL: u8 = b'J';
@@ -327,6 +329,16 @@ pub fn customer_ticket(customer: &Id, ticket: &Id) -> Vec<u8> {
         &customer_tickets_prefix(customer),
         ticket.as_str().as_bytes(),
     ])
+}
+
+pub fn calendars_prefix(team: &Id) -> Vec<u8> {
+    key(&[&[CALENDARS], team.as_str().as_bytes(), &[0]])
+}
+
+/// A version of a team's calendar, in effect for tickets created from
+/// `effective_from_seconds` on.
+pub fn calendar(team: &Id, effective_from_seconds: i64) -> Vec<u8> {
+    key(&[&calendars_prefix(team), &time_bytes(effective_from_seconds)])
 }
 
 pub fn targets(team: Option<&Id>) -> Vec<u8> {

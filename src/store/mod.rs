@@ -18,6 +18,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::domain::calendar::Calendar;
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
@@ -40,6 +41,7 @@ const MAX_RECORDS_PER_COMMIT: usize = 4096;
 enum Command {
     Records(Vec<Record>),
     SetTargets(Option<Id>, Targets),
+    SetCalendar(Id, Option<Calendar>),
     Verify,
     Rebuild,
     Snapshot,
@@ -62,6 +64,8 @@ impl Command {
 enum Reply {
     Records(Vec<Result<Outcome>>),
     Done,
+    /// A calendar version took effect at this moment (UTC seconds).
+    Effective(i64),
     Verify(VerifyReport),
     Rebuild(RebuildReport),
     Snapshot(Snapshot),
@@ -223,6 +227,15 @@ impl Store {
         self.submit(Command::SetTargets(team, targets))
             .await
             .map(|_| ())
+    }
+
+    /// Sets a team's business calendar (`None` removes it) for tickets created
+    /// from now on; returns the moment it takes effect (UTC seconds).
+    pub async fn set_calendar(&self, team: Id, calendar: Option<Calendar>) -> Result<i64> {
+        match self.submit(Command::SetCalendar(team, calendar)).await? {
+            Reply::Effective(seconds) => Ok(seconds),
+            _ => Err(Error::Internal("writer answered the wrong command".into())),
+        }
     }
 
     /// Recomputes every derived value from the raw records and compares.
@@ -435,6 +448,11 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
         Command::SetTargets(team, targets) => {
             writes::apply_targets(txn, team.as_ref(), targets)?;
             Ok(Reply::Done)
+        }
+        Command::SetCalendar(team, calendar) => {
+            let effective_from = crate::domain::time::Instant::now().seconds();
+            writes::apply_calendar(txn, team, calendar.as_ref(), effective_from)?;
+            Ok(Reply::Effective(effective_from))
         }
         Command::Verify | Command::Rebuild | Command::Snapshot => {
             Err(Error::Internal("exclusive command in a group".into()))

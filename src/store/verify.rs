@@ -49,8 +49,9 @@ pub struct RebuildReport {
     pub keys_written: u64,
 }
 
-/// Reads raw records from the store and derived families from the recomputation
-/// under way, so that a damaged stored index cannot mislead it.
+/// Reads source data (raw records, calendars) from the store and derived
+/// families from the recomputation under way, so that a damaged stored index
+/// cannot mislead it.
 struct RecomputingReader<'a> {
     kv: &'a dyn KvStore,
     derived: &'a BTreeMap<Vec<u8>, Vec<u8>>,
@@ -58,7 +59,7 @@ struct RecomputingReader<'a> {
 
 impl Reader for RecomputingReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if key.first() == Some(&keys::RAW) {
+        if is_source(key) {
             KvStore::get(self.kv, key)
         } else {
             Ok(self.derived.get(key).cloned())
@@ -66,7 +67,7 @@ impl Reader for RecomputingReader<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        if prefix.first() == Some(&keys::RAW) {
+        if is_source(prefix) {
             KvStore::scan_prefix(self.kv, prefix).collect()
         } else {
             Ok(self
@@ -77,6 +78,11 @@ impl Reader for RecomputingReader<'_> {
                 .collect())
         }
     }
+}
+
+/// Whether a key (or prefix) belongs to what users wrote, not to what is derived.
+fn is_source(key: &[u8]) -> bool {
+    matches!(key.first(), Some(&keys::RAW) | Some(&keys::CALENDARS))
 }
 
 /// What to do with a source value (a raw record or targets) that is damaged.
@@ -243,6 +249,38 @@ fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<De
     })
 }
 
+/// Makes each team's current calendar apply to all of history: its latest
+/// version takes effect from the beginning of time and the earlier ones go (a
+/// team whose latest version is a removal keeps no calendar).
+fn collapse_calendars(kv: &dyn KvStore) -> Result<()> {
+    let mut latest: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+    let mut changes = Vec::new();
+    for entry in KvStore::scan_prefix(kv, &[keys::CALENDARS]) {
+        let (key, value) = entry?;
+        // The team part ends with the 0 byte; the version follows.
+        let Some(team_end) = key.iter().position(|&b| b == 0) else {
+            return Err(Error::DataLoss(format!(
+                "bad calendar key {}",
+                keys::describe_key(&key)
+            )));
+        };
+        changes.push((key.clone(), None));
+        latest.insert(key[..=team_end].to_vec(), (key, value));
+    }
+    for (team_prefix, (key, value)) in latest {
+        let current: Option<crate::domain::calendar::CalendarRecord> = decode(&key, &value)?;
+        if current.is_some() {
+            let from_the_start = [team_prefix.as_slice(), &keys::time_bytes(i64::MIN)].concat();
+            changes.retain(|(k, _)| k != &from_the_start);
+            changes.push((from_the_start, Some(value)));
+        }
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    kv.commit(changes)
+}
+
 fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
     DERIVED_FAMILIES
         .into_iter()
@@ -316,6 +354,7 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
 
 /// Replaces every derived value with its recomputation, in one atomic commit.
 pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
+    collapse_calendars(kv)?;
     let Derived {
         entries: expected,
         groups,

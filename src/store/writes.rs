@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::calendar::Calendar;
 use crate::domain::records::{
     CustomerEvent, Id, Interaction, QualityReview, Record, SurveyResponse,
 };
@@ -295,6 +296,20 @@ fn recompute_all(txn: &mut Txn<'_>, tickets: BTreeSet<Id>, customers: BTreeSet<I
 }
 
 /// Replaces the targets of a team, or of the organisation default.
+/// A new version of a team's calendar (`None`: no calendar), in effect for
+/// tickets created from `effective_from_seconds` on.
+pub fn apply_calendar(
+    txn: &mut Txn<'_>,
+    team: &Id,
+    calendar: Option<&Calendar>,
+    effective_from_seconds: i64,
+) -> Result<()> {
+    txn.put(
+        keys::calendar(team, effective_from_seconds),
+        &calendar.map(Calendar::record),
+    )
+}
+
 pub fn apply_targets(txn: &mut Txn<'_>, team: Option<&Id>, targets: &Targets) -> Result<()> {
     let key = keys::targets(team);
     if targets.is_empty() {

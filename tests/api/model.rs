@@ -21,10 +21,13 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+use chrono::{Datelike, NaiveDate, TimeZone, Timelike};
+use chrono_tz::Tz;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support_metrics::domain::aggregate::{Aggregate, Scope, Selection};
+use support_metrics::domain::calendar::{Calendar, Shift};
 use support_metrics::domain::drilldown::TicketFilter;
 use support_metrics::domain::records::{
     Channel, CustomerEvent, CustomerEventKind, Id, Interaction, Priority, QualityReview, Record,
@@ -860,6 +863,79 @@ fn in_any(model: &Model, scopes: &[Scope], interaction: &Interaction) -> bool {
         .any(|scope| in_scope(model, scope, interaction))
 }
 
+// ---------------------------------------------------------------------------
+// Business calendars: team 0 works office hours in New York with a holiday,
+// team 1 a night shift and a Saturday in Kolkata; the other teams have none.
+// Set before the first write and made to apply to all of history by a rebuild.
+
+/// (zone, shifts per weekday from Monday as (start, end) minutes, holidays).
+type ModelCalendar = (Tz, [Vec<(u16, u16)>; 7], Vec<NaiveDate>);
+
+fn model_calendar(team: &Id) -> Option<ModelCalendar> {
+    let office = vec![(9 * 60, 17 * 60)];
+    if team == &team_id(0) {
+        let mut week: [Vec<(u16, u16)>; 7] = Default::default();
+        for day in week.iter_mut().take(5) {
+            *day = office.clone();
+        }
+        Some((
+            chrono_tz::America::New_York,
+            week,
+            vec![NaiveDate::from_ymd_opt(2026, 1, 6).unwrap()],
+        ))
+    } else if team == &team_id(1) {
+        let mut week: [Vec<(u16, u16)>; 7] = std::array::from_fn(|_| vec![(22 * 60, 6 * 60)]);
+        week[5].push((10 * 60, 14 * 60 + 30));
+        Some((chrono_tz::Asia::Kolkata, week, vec![]))
+    } else {
+        None
+    }
+}
+
+fn store_calendar((zone, week, holidays): ModelCalendar) -> Calendar {
+    Calendar::new(
+        zone,
+        week.map(|day| {
+            day.into_iter()
+                .map(|(start, end)| Shift { start, end })
+                .collect()
+        }),
+        holidays.into_iter().collect(),
+    )
+    .expect("a valid calendar")
+}
+
+/// Working time in [from, to) by walking UTC quarter-hours: a quarter is worked
+/// when its local clock time is in a shift of its weekday (or in the overnight
+/// part of the day before's) and its local date is not a holiday.
+fn model_business_nanos(team: &Id, from: Instant, to: Instant) -> Option<i64> {
+    let (zone, week, holidays) = model_calendar(team)?;
+    let quarter = QUARTER * NANOS;
+    let mut total = 0;
+    let mut q = from.0.div_euclid(quarter) * quarter;
+    while q < to.0 {
+        let local = zone.timestamp_nanos(q).naive_local();
+        let date = local.date();
+        let minute = (local.hour() * 60 + local.minute()) as u16;
+        let weekday = |d: NaiveDate| d.weekday().num_days_from_monday() as usize;
+        let in_today = week[weekday(date)].iter().any(|&(start, end)| {
+            if end <= start {
+                minute >= start
+            } else {
+                start <= minute && minute < end
+            }
+        });
+        let from_yesterday = week[weekday(date.pred_opt().unwrap())]
+            .iter()
+            .any(|&(start, end)| end <= start && minute < end);
+        if !holidays.contains(&date) && (in_today || from_yesterday) {
+            total += (q + quarter).min(to.0) - q.max(from.0);
+        }
+        q += quarter;
+    }
+    Some(total)
+}
+
 fn in_window(window: Window, instant: Instant) -> bool {
     let seconds = instant.0.div_euclid(NANOS);
     window.from() <= seconds && seconds < window.to()
@@ -945,9 +1021,26 @@ fn model_metrics(
         .filter(|(_, responded, holder)| within(*responded) && in_any(model, scope, holder))
         .map(|(t, responded, _)| responded.0 - t.created_at.0)
         .collect();
+    let first_response_business = tickets
+        .iter()
+        .filter_map(|t| {
+            t.first_response
+                .map(|(responded, holder)| (t, responded, holder))
+        })
+        .filter(|(_, responded, holder)| within(*responded) && in_any(model, scope, holder))
+        .filter_map(|(t, responded, holder)| {
+            model_business_nanos(&holder.team_id, t.created_at, responded)
+        })
+        .collect();
     let resolution_nanos = resolved
         .iter()
         .map(|(t, resolved_at)| resolved_at.0 - t.created_at.0)
+        .collect();
+    let resolution_business = resolved
+        .iter()
+        .filter_map(|(t, resolved_at)| {
+            model_business_nanos(&t.latest().team_id, t.created_at, *resolved_at)
+        })
         .collect();
 
     let opened: Vec<&Interaction> = model
@@ -1098,6 +1191,8 @@ fn model_metrics(
         first_response_time: durations(first_response_nanos),
         resolution_time: durations(resolution_nanos),
         handle_time: durations(handle_nanos),
+        first_response_business_time: durations(first_response_business),
+        resolution_business_time: durations(resolution_business),
         survey_response_rate_percent: percent(count(csat_scores.len()), tickets_resolved),
         csat,
         ces,
@@ -1410,6 +1505,8 @@ impl Diffs {
             first_response_time,
             resolution_time,
             handle_time,
+            first_response_business_time,
+            resolution_business_time,
             csat,
             ces,
             nps,
@@ -1450,6 +1547,16 @@ impl Diffs {
         self.durations("frt", first_response_time, &actual.first_response_time);
         self.durations("resolution_time", resolution_time, &actual.resolution_time);
         self.durations("handle_time", handle_time, &actual.handle_time);
+        self.durations(
+            "frt_business",
+            first_response_business_time,
+            &actual.first_response_business_time,
+        );
+        self.durations(
+            "resolution_business",
+            resolution_business_time,
+            &actual.resolution_business_time,
+        );
         if let Some((e, a)) = self.both("csat", csat, &actual.csat) {
             let CsatSummary {
                 responses,
@@ -1651,7 +1758,8 @@ impl Coverage {
     }
 }
 
-const REQUIRED_COVERAGE: [&str; 27] = [
+const REQUIRED_COVERAGE: [&str; 28] = [
+    "business time both zero and positive",
     "team x tag scope with answers",
     "union of teams with tickets",
     "drill-down with rows",
@@ -2082,6 +2190,17 @@ fn note_metrics(scope: &[Scope], window_name: &str, expected: &Metrics, coverage
         );
     }
     if matches!(scope, [Scope::Organization]) && window_name == "full span" {
+        coverage.hit(
+            "business time both zero and positive",
+            [
+                &expected.first_response_business_time,
+                &expected.resolution_business_time,
+            ]
+            .iter()
+            .any(|d| {
+                d.is_some_and(|d| d.count > 1 && d.mean_seconds > 0.0 && d.p50_seconds == 0.0)
+            }),
+        );
         coverage.hit("post-contact churn", churn.churned_after_resolution > 0);
         coverage.hit(
             "resolved ticket with a customer that did not churn",
@@ -2155,6 +2274,16 @@ async fn run_case(case: &Case, coverage: &Coverage) -> Result<(), String> {
         .records
         .split_at(case.restart_after.min(case.records.len()));
     let store = open_store(&dir)?;
+    for team in [team_id(0), team_id(1)] {
+        let calendar = model_calendar(&team).map(store_calendar);
+        store
+            .set_calendar(team, calendar)
+            .await
+            .map_err(|e| format!("set calendar: {e}"))?;
+    }
+    // Calendars set now apply to tickets created from now on; a rebuild makes
+    // them apply to all of history, which the model assumes.
+    store.rebuild().await.map_err(|e| format!("rebuild: {e}"))?;
     write_all(
         &store,
         before_restart,
