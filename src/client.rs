@@ -413,6 +413,12 @@ impl Client {
                         )),
                     }
                 }
+                Ok(pb::ExportItem {
+                    item: Some(pb::export_item::Item::Calendar(_)),
+                }) => summary.errors.push(format!(
+                    "line {number}: a calendar version is restored with the offline \
+                     `support-metrics import` (set a live calendar with SetCalendar)"
+                )),
                 Ok(pb::ExportItem { item: None }) => {
                     summary.errors.push(format!("line {number}: holds no item"))
                 }

@@ -38,6 +38,9 @@ pub enum Error {
     Unavailable(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// The request is valid but the store is not in a state to take it.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// The store failed (an IO error, a broken invariant).
     #[error("internal error: {0}")]
     Internal(String),
@@ -65,6 +68,7 @@ impl Error {
             Error::DataLoss(_) => "DATA_LOSS",
             Error::Unavailable(_) => "UNAVAILABLE",
             Error::ResourceExhausted(_) => "RESOURCE_EXHAUSTED",
+            Error::FailedPrecondition(_) => "FAILED_PRECONDITION",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -78,6 +82,7 @@ impl Error {
             Error::DataLoss(_) => Code::DataLoss,
             Error::Unavailable(_) => Code::Unavailable,
             Error::ResourceExhausted(_) => Code::ResourceExhausted,
+            Error::FailedPrecondition(_) => Code::FailedPrecondition,
             Error::Internal(_) => Code::Internal,
         }
     }
@@ -116,6 +121,7 @@ impl From<Error> for tonic::Status {
             | Error::DataLoss(_)
             | Error::Unavailable(_)
             | Error::ResourceExhausted(_)
+            | Error::FailedPrecondition(_)
             | Error::Internal(_) => tonic::Status::new(error.code(), message),
         }
     }

@@ -74,13 +74,15 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Import { input } => {
             let summary = tools::import(&config, input.as_deref()).await?;
             eprintln!(
-                "imported {} lines: {} created, {} updated, {} duplicate, {} stale, {} targets, {} conflicts",
+                "imported {} lines: {} created, {} updated, {} duplicate, {} stale, {} targets, \
+                 {} calendar versions, {} conflicts",
                 summary.lines,
                 summary.created,
                 summary.updated,
                 summary.duplicate,
                 summary.stale,
                 summary.targets,
+                summary.calendars,
                 summary.conflicts.len()
             );
             for conflict in &summary.conflicts {

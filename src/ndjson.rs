@@ -1,7 +1,8 @@
 //! The backup format: NDJSON, one item per line, each line the protobuf JSON
 //! form of an `ExportItem`'s content: `{"interaction": {...}}`,
 //! `{"survey_response": {...}}`, `{"quality_review": {...}}`,
-//! `{"customer_event": {...}}` or `{"targets": {"team_id": ..., "targets": [...]}}`.
+//! `{"customer_event": {...}}`, `{"targets": {"team_id": ..., "targets": [...]}}`
+//! or `{"calendar": {"team_id": ..., "effective_from": ..., "calendar": {...}}}`.
 //! Field names are the .proto names; timestamps are RFC 3339, durations `"900s"`,
 //! enums their names. This is also the format of the worked example.
 
@@ -18,6 +19,9 @@ pub fn to_line(item: &pb::ExportItem) -> String {
         Some(pb::export_item::Item::Targets(targets)) => {
             json!({ "targets": targets_value(targets) })
         }
+        Some(pb::export_item::Item::Calendar(version)) => {
+            json!({ "calendar": calendar_version_value(version) })
+        }
         None => json!({}),
     };
     value.to_string()
@@ -30,7 +34,7 @@ pub fn from_line(line: &str) -> Result<pb::ExportItem, String> {
     if object.len() != 1 {
         return Err(
             "must hold exactly one of interaction, survey_response, quality_review, \
-                    customer_event, targets"
+                    customer_event, targets, calendar"
                 .into(),
         );
     }
@@ -38,6 +42,7 @@ pub fn from_line(line: &str) -> Result<pb::ExportItem, String> {
     let body = Object::new(kind, body)?;
     let item = match kind.as_str() {
         "targets" => pb::export_item::Item::Targets(parse_targets(&body)?),
+        "calendar" => pb::export_item::Item::Calendar(parse_calendar_version(&body)?),
         _ => pb::export_item::Item::Record(pb::Record {
             record: Some(parse_record(kind, &body)?),
         }),
@@ -185,6 +190,96 @@ fn targets_value(targets: &pb::SetTargetsRequest) -> Value {
         .collect();
     fields.insert("targets".into(), Value::Array(list));
     Value::Object(fields)
+}
+
+fn calendar_version_value(version: &pb::CalendarVersion) -> Value {
+    let mut fields = Map::new();
+    put_str(&mut fields, "team_id", &version.team_id);
+    put_time(
+        &mut fields,
+        "effective_from",
+        version.effective_from.as_ref(),
+    );
+    if let Some(calendar) = &version.calendar {
+        let hours: Vec<Value> = calendar
+            .hours
+            .iter()
+            .map(|h| {
+                let mut shift = Map::new();
+                put_enum(
+                    &mut shift,
+                    "weekday",
+                    pb::Weekday::try_from(h.weekday)
+                        .ok()
+                        .map(|d| d.as_str_name()),
+                    h.weekday,
+                );
+                put_str(&mut shift, "start", &h.start);
+                put_str(&mut shift, "end", &h.end);
+                Value::Object(shift)
+            })
+            .collect();
+        fields.insert(
+            "calendar".into(),
+            json!({
+                "time_zone": calendar.time_zone,
+                "hours": hours,
+                "holidays": calendar.holidays,
+            }),
+        );
+    }
+    Value::Object(fields)
+}
+
+fn parse_calendar_version(o: &Object<'_>) -> Result<pb::CalendarVersion, String> {
+    let calendar = match o.object("calendar")? {
+        None => None,
+        Some(c) => {
+            let list = |field: &'static str| match c.get(field) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(list)) => Ok(list.iter().collect::<Vec<_>>()),
+                Some(_) => Err(format!("{}: must be a list", c.name(field))),
+            };
+            let hours = list("hours")?
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| {
+                    let shift = Object::new(&format!("{}[{index}]", c.name("hours")), value)?;
+                    let parsed = pb::WorkingHours {
+                        weekday: shift.enumeration("weekday", |n| {
+                            pb::Weekday::from_str_name(n).map(|d| d as i32)
+                        })?,
+                        start: shift.string("start")?,
+                        end: shift.string("end")?,
+                    };
+                    shift.reject_unknown()?;
+                    Ok(parsed)
+                })
+                .collect::<Result<_, String>>()?;
+            let holidays = list("holidays")?
+                .into_iter()
+                .enumerate()
+                .map(|(index, value)| {
+                    value
+                        .as_str()
+                        .map(str::to_owned)
+                        .ok_or_else(|| format!("{}[{index}]: must be a string", c.name("holidays")))
+                })
+                .collect::<Result<_, String>>()?;
+            let parsed = pb::BusinessCalendar {
+                time_zone: c.string("time_zone")?,
+                hours,
+                holidays,
+            };
+            c.reject_unknown()?;
+            Some(parsed)
+        }
+    };
+    Ok(pb::CalendarVersion {
+        team_id: o.string("team_id")?,
+        effective_from: o.time("effective_from")?,
+        calendar,
+    })
 }
 
 fn put_str(fields: &mut Map<String, Value>, name: &str, value: &str) {

@@ -11,6 +11,7 @@ use crate::api::convert;
 use crate::api::scorecard::parse_targets;
 use crate::api::validate;
 use crate::config::Config;
+use crate::domain::calendar::Calendar;
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::{Metric, Targets};
 use crate::domain::time::Instant;
@@ -114,6 +115,8 @@ pub struct ImportSummary {
     pub duplicate: u64,
     pub stale: u64,
     pub targets: u64,
+    /// Calendar versions restored.
+    pub calendars: u64,
     /// Records whose id and revision exist with other content (ALREADY_EXISTS).
     pub conflicts: Vec<String>,
 }
@@ -159,6 +162,18 @@ pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<Imp
                     record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
                     store.set_targets(team, targets).await?;
                     summary.targets += 1;
+                }
+                Item::Calendar {
+                    team,
+                    effective_from,
+                    calendar,
+                } => {
+                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    store
+                        .restore_calendar(team, effective_from, calendar)
+                        .await
+                        .with_context(|| format!("line {number}"))?;
+                    summary.calendars += 1;
                 }
             }
         }
@@ -266,6 +281,11 @@ fn demo_targets() -> Targets {
 enum Item {
     Record(Record),
     Targets(Option<Id>, Targets),
+    Calendar {
+        team: Id,
+        effective_from: i64,
+        calendar: Option<Calendar>,
+    },
 }
 
 fn parse_item(line: &str) -> Result<Item, String> {
@@ -276,6 +296,26 @@ fn parse_item(line: &str) -> Result<Item, String> {
         Some(pb::export_item::Item::Targets(targets)) => parse_targets(&targets)
             .map(|(team, targets)| Item::Targets(team, targets))
             .map_err(|violations| Error::InvalidArgument(violations).to_string()),
+        Some(pb::export_item::Item::Calendar(version)) => {
+            let mut fields = validate::Fields::new("");
+            let team = fields.id("team_id", &version.team_id);
+            let calendar = match &version.calendar {
+                None => Some(None),
+                Some(calendar) => fields.calendar("calendar", calendar).map(Some),
+            };
+            let effective_from = match &version.effective_from {
+                None => Some(i64::MIN),
+                Some(moment) => Some(moment.seconds),
+            };
+            fields
+                .finish(team.zip(calendar).zip(effective_from))
+                .map(|((team, calendar), effective_from)| Item::Calendar {
+                    team,
+                    effective_from,
+                    calendar,
+                })
+                .map_err(|violations| Error::InvalidArgument(violations).to_string())
+        }
         None => Err("holds no item".into()),
     }
 }

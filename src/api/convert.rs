@@ -438,6 +438,16 @@ pub fn backup_item(item: &BackupItem) -> pb::ExportItem {
             team_id: optional_id(team.as_ref()),
             targets: targets(t),
         }),
+        BackupItem::Calendar {
+            team,
+            effective_from,
+            calendar: c,
+        } => pb::export_item::Item::Calendar(pb::CalendarVersion {
+            team_id: team.to_string(),
+            effective_from: (*effective_from != i64::MIN)
+                .then(|| timestamp_of_seconds(*effective_from)),
+            calendar: c.as_ref().map(calendar),
+        }),
     };
     pb::ExportItem { item: Some(item) }
 }

@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
+use crate::domain::calendar::{Calendar, CalendarRecord};
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
@@ -21,10 +22,18 @@ pub enum BackupItem {
     Record(Record),
     /// The targets of a team, or (`None`) the organisation default.
     Targets(Option<Id>, Targets),
+    /// A version of a team's calendar, in effect from `effective_from` (UTC
+    /// seconds; `i64::MIN`: always); `None`: no calendar from then on.
+    Calendar {
+        team: Id,
+        effective_from: i64,
+        calendar: Option<Calendar>,
+    },
 }
 
 /// The families a backup holds: everything else is derived from them.
-const SOURCE_FAMILIES: [u8; 2] = [keys::RAW, keys::TARGETS];
+/// Calendars come first: an import needs them before the tickets they apply to.
+const SOURCE_FAMILIES: [u8; 3] = [keys::CALENDARS, keys::RAW, keys::TARGETS];
 
 /// A snapshot of the raw records and targets, as stored bytes in a spool file.
 #[derive(Debug)]
@@ -127,13 +136,38 @@ fn item(key: &[u8], value: &[u8]) -> Result<BackupItem> {
                 .ok_or_else(|| unknown_key(key))?;
             Ok(BackupItem::Targets(team, decode(key, value)?))
         }
+        [keys::CALENDARS, rest @ ..] => {
+            let team_end = rest
+                .iter()
+                .position(|&b| b == 0)
+                .ok_or_else(|| unknown_key(key))?;
+            let team = std::str::from_utf8(&rest[..team_end])
+                .ok()
+                .and_then(|team| Id::parse(team).ok())
+                .ok_or_else(|| unknown_key(key))?;
+            let effective_from =
+                keys::time_from_bytes(&rest[team_end + 1..]).ok_or_else(|| unknown_key(key))?;
+            let record: Option<CalendarRecord> = decode(key, value)?;
+            let calendar = record
+                .map(|record| {
+                    Calendar::from_record(&record).map_err(|e| {
+                        Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(key)))
+                    })
+                })
+                .transpose()?;
+            Ok(BackupItem::Calendar {
+                team,
+                effective_from,
+                calendar,
+            })
+        }
         _ => Err(unknown_key(key)),
     }
 }
 
 fn unknown_key(key: &[u8]) -> Error {
     Error::DataLoss(format!(
-        "key {} is not a record or targets key",
+        "key {} is not a record, targets or calendar key",
         keys::describe_key(key)
     ))
 }

@@ -41,7 +41,9 @@ const MAX_RECORDS_PER_COMMIT: usize = 4096;
 enum Command {
     Records(Vec<Record>),
     SetTargets(Option<Id>, Targets),
-    SetCalendar(Id, Option<Calendar>),
+    /// A calendar version; effective a day from now, or at the given moment
+    /// (a restore).
+    SetCalendar(Id, Option<Calendar>, Option<i64>),
     Verify,
     Rebuild,
     Snapshot,
@@ -230,12 +232,28 @@ impl Store {
     }
 
     /// Sets a team's business calendar (`None` removes it) for tickets created
-    /// from now on; returns the moment it takes effect (UTC seconds).
+    /// a day from now on; returns the moment it takes effect (UTC seconds).
     pub async fn set_calendar(&self, team: Id, calendar: Option<Calendar>) -> Result<i64> {
-        match self.submit(Command::SetCalendar(team, calendar)).await? {
+        match self
+            .submit(Command::SetCalendar(team, calendar, None))
+            .await?
+        {
             Reply::Effective(seconds) => Ok(seconds),
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
+    }
+
+    /// Restores a calendar version from a backup, effective from the moment it
+    /// had. Only into a store without interactions: no stored ticket may change.
+    pub async fn restore_calendar(
+        &self,
+        team: Id,
+        effective_from: i64,
+        calendar: Option<Calendar>,
+    ) -> Result<()> {
+        self.submit(Command::SetCalendar(team, calendar, Some(effective_from)))
+            .await
+            .map(|_| ())
     }
 
     /// Recomputes every derived value from the raw records and compares.
@@ -449,8 +467,36 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             writes::apply_targets(txn, team.as_ref(), targets)?;
             Ok(Reply::Done)
         }
-        Command::SetCalendar(team, calendar) => {
-            let effective_from = crate::domain::time::Instant::now().seconds();
+        Command::SetCalendar(team, calendar, restored_from) => {
+            // Tickets already written may have been created up to 24 hours
+            // ahead; starting after all of them keeps every stored contribution
+            // equal to its recomputation (RebuildAggregates applies it at once).
+            // A restored version keeps its moment, into a store without tickets.
+            let effective_from = match restored_from {
+                Some(moment) => {
+                    let key = keys::calendar(team, *moment);
+                    let record = calendar.as_ref().map(Calendar::record);
+                    if txn.get_decoded::<Option<crate::domain::calendar::CalendarRecord>>(&key)?
+                        == Some(record)
+                    {
+                        // Restoring the same backup again: already there.
+                        return Ok(Reply::Effective(*moment));
+                    }
+                    if counters.interactions > 0 {
+                        return Err(Error::FailedPrecondition(
+                            "a calendar version can only be restored into a store without \
+                             interactions (export lists calendars first)"
+                                .into(),
+                        ));
+                    }
+                    *moment
+                }
+                None => {
+                    crate::domain::time::Instant::now().seconds()
+                        + crate::domain::time::MAX_FUTURE_SECONDS
+                        + 1
+                }
+            };
             writes::apply_calendar(txn, team, calendar.as_ref(), effective_from)?;
             Ok(Reply::Effective(effective_from))
         }

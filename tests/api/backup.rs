@@ -80,6 +80,23 @@ async fn observable_state(app: &mut TestApp) -> Vec<String> {
     state
 }
 
+/// Every team's calendar as GetCalendar answers it.
+async fn calendars(app: &mut TestApp) -> String {
+    let mut answers = Vec::new();
+    for team in ["team-0", "team-1", "team-2"] {
+        let answer = app
+            .scorecards
+            .get_calendar(pb::GetCalendarRequest {
+                team_id: team.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|status| (status.code(), status.message().to_owned()));
+        answers.push(format!("{team}: {answer:?}"));
+    }
+    answers.join("\n")
+}
+
 /// Equal line lists, reporting the first difference rather than both lists.
 fn assert_same_lines(actual: &[String], expected: &[String]) {
     if let Some((a, e)) = actual.iter().zip(expected).find(|(a, e)| a != e) {
@@ -110,12 +127,43 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
             .await
             .expect("targets");
     }
-    let before = observable_state(&mut source).await;
+    // Team 0's calendar applies to all of history (a rebuild), team 1's is a
+    // version that takes effect tomorrow: both must come back as they were.
+    for team in ["team-0", "team-1"] {
+        source
+            .scorecards
+            .set_calendar(pb::SetCalendarRequest {
+                team_id: team.into(),
+                calendar: Some(pb::BusinessCalendar {
+                    time_zone: "America/New_York".into(),
+                    hours: vec![pb::WorkingHours {
+                        weekday: pb::Weekday::Monday as i32,
+                        start: "22:00".into(),
+                        end: "06:00".into(),
+                    }],
+                    holidays: vec!["2026-03-16".into()],
+                }),
+            })
+            .await
+            .expect("calendar");
+        if team == "team-0" {
+            source
+                .admin
+                .rebuild_aggregates(pb::RebuildAggregatesRequest {})
+                .await
+                .expect("rebuild");
+        }
+    }
+    let mut before = observable_state(&mut source).await;
+    before.push(calendars(&mut source).await);
+    assert!(before
+        .iter()
+        .any(|line| line.contains("first_response_business_time: Some")));
     let lines = source.export_lines().await.expect("export");
     assert_eq!(
         lines.len(),
-        records.len() + 2,
-        "every record and both targets"
+        records.len() + 2 + 2,
+        "every record, both targets and both calendars"
     );
 
     // The offline tool writes the same backup from the stopped store.
@@ -137,11 +185,12 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
         .await
         .expect("import");
     assert_eq!(summary.created, records.len() as u64);
-    assert_eq!(summary.targets, 2);
+    assert_eq!((summary.targets, summary.calendars), (2, 2));
     assert!(summary.conflicts.is_empty());
 
     let mut restored = spawn_app_at(restored_dir.clone()).await;
-    let after = observable_state(&mut restored).await;
+    let mut after = observable_state(&mut restored).await;
+    after.push(calendars(&mut restored).await);
     assert_eq!(before.len(), after.len());
     for (before, after) in before.iter().zip(&after) {
         assert_eq!(before, after);
@@ -262,4 +311,32 @@ async fn import_stops_at_the_first_bad_line_and_names_it() {
     let mut app = spawn_app_at(data).await;
     assert_eq!(app.stats().await.interactions, 2);
     assert_eq!(app.stats().await.survey_responses, 0);
+}
+
+#[tokio::test]
+async fn a_calendar_version_is_restored_only_before_any_interaction() {
+    let scratch = tempfile::tempdir().unwrap();
+    let file = scratch.path().join("backup.ndjson");
+    let interaction = include_str!("../fixtures/worked-example.ndjson")
+        .lines()
+        .next()
+        .unwrap();
+    let calendar = r#"{"calendar": {"team_id": "billing", "effective_from": "2026-01-01T00:00:00Z", "calendar": {"time_zone": "UTC", "hours": [{"weekday": "MONDAY", "start": "09:00", "end": "17:00"}], "holidays": []}}}"#;
+    std::fs::write(&file, format!("{calendar}\n{interaction}\n{calendar}\n")).unwrap();
+    // First, the same version again after an interaction: a no-op, accepted.
+    let data = scratch.path().join("data");
+    let summary = tools::import(&tool_config(data), Some(&file))
+        .await
+        .expect("same version twice");
+    assert_eq!((summary.calendars, summary.created), (2, 1));
+
+    // A different version after an interaction would change stored tickets.
+    let other = calendar.replace("17:00", "18:00");
+    std::fs::write(&file, format!("{interaction}\n{other}\n")).unwrap();
+    let error = tools::import(&tool_config(scratch.path().join("fresh")), Some(&file))
+        .await
+        .expect_err("calendar after an interaction");
+    let message = format!("{error:#}");
+    assert!(message.contains("line 2"), "{message}");
+    assert!(message.contains("without interactions"), "{message}");
 }

@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod backup;
+mod business_hours;
 mod client;
 mod confidence;
 mod corruption;
