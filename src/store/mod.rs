@@ -290,8 +290,8 @@ impl Store {
 }
 
 /// The layout of stored values. 2: dense duration histograms (aggregates of
-/// version 1 stores do not decode as version 2). 3: drill-down ticket rows
-/// (a version 2 store lacks them).
+/// version 1 stores do not decode as version 2). 3: drill-down ticket rows,
+/// tag scopes and business-time histograms (a version 2 store lacks them).
 const FORMAT_VERSION: u32 = 3;
 
 /// Marks a new store with the format version, and refuses a store of another.
