@@ -58,18 +58,6 @@ fn records() -> Vec<pb::Record> {
     records
 }
 
-async fn seeded_app() -> TestApp {
-    let mut app = spawn_app().await;
-    let results = app.record_all(records()).await;
-    assert!(
-        results
-            .iter()
-            .all(|r| matches!(r.result, Some(pb::item_result::Result::Outcome(_)))),
-        "{results:?}"
-    );
-    app
-}
-
 fn assert_interval(
     name: &str,
     actual: Option<&pb::Confidence>,
@@ -88,7 +76,7 @@ fn assert_interval(
 
 #[tokio::test]
 async fn every_rate_carries_its_sample_and_wilson_interval() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     let card = app
         .scorecard(team("billing"), window(DAY_START, DAY_END), None)
         .await;
@@ -142,7 +130,7 @@ async fn every_rate_carries_its_sample_and_wilson_interval() {
 
 #[tokio::test]
 async fn a_target_below_the_minimum_sample_reads_insufficient_data() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     let targets = vec![
         pb::Target {
             metric: pb::Metric::CsatPercent as i32,

@@ -118,17 +118,6 @@ fn records() -> Vec<pb::Record> {
     ]
 }
 
-async fn seeded_app() -> TestApp {
-    let mut app = spawn_app().await;
-    for result in app.record_all(records()).await {
-        assert!(
-            matches!(result.result, Some(pb::item_result::Result::Outcome(_))),
-            "{result:?}"
-        );
-    }
-    app
-}
-
 fn request(scope: pb::Scope, filter: pb::TicketFilter) -> pb::ListTicketsRequest {
     pb::ListTicketsRequest {
         scope: Some(scope),
@@ -172,7 +161,7 @@ fn minutes(n: i64) -> Option<prost_types::Duration> {
 
 #[tokio::test]
 async fn tickets_come_newest_first_a_page_at_a_time() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     let mut paged = request(team("billing"), pb::TicketFilter::default());
     paged.page_size = 3;
     assert_eq!(
@@ -208,7 +197,7 @@ async fn tickets_come_newest_first_a_page_at_a_time() {
 
 #[tokio::test]
 async fn each_filter_returns_the_tickets_behind_its_number() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     let billing = || team("billing");
     let filter = pb::TicketFilter::default;
     let cases: Vec<(pb::TicketFilter, Vec<&str>)> = vec![
@@ -296,7 +285,7 @@ async fn each_filter_returns_the_tickets_behind_its_number() {
 
 #[tokio::test]
 async fn a_ticket_is_listed_under_every_scope_it_touched_and_once_in_a_union() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     let all = pb::TicketFilter::default;
     assert_eq!(ids(&app, team("tech"), all()).await, vec!["T8"]);
     let union = pb::Scope {
@@ -316,7 +305,7 @@ async fn a_ticket_is_listed_under_every_scope_it_touched_and_once_in_a_union() {
 
 #[tokio::test]
 async fn a_bad_drill_down_request_names_the_field() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     type Edit = fn(&mut pb::ListTicketsRequest);
     let cases: Vec<(Edit, &[&str])> = vec![
         (|r| r.page_token = "zz".into(), &["page_token"]),

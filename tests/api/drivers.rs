@@ -58,17 +58,6 @@ fn records() -> Vec<pb::Record> {
     ]
 }
 
-async fn seeded_app() -> TestApp {
-    let mut app = spawn_app().await;
-    for result in app.record_all(records()).await {
-        assert!(
-            matches!(result.result, Some(pb::item_result::Result::Outcome(_))),
-            "{result:?}"
-        );
-    }
-    app
-}
-
 async fn drivers(app: &TestApp, scope: pb::Scope) -> pb::GetDriversResponse {
     app.scorecards
         .clone()
@@ -116,7 +105,7 @@ fn tag_scope(team: Option<&str>, tag: &str) -> pb::Scope {
 
 #[tokio::test]
 async fn drivers_show_each_tags_share_of_tickets_and_of_unhappy_answers() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     // Organisation: 5 tickets, 3 unsatisfied CSAT answers (T1, T3, T5), 2
     // detractors (T1, T4). refund: T1, T2, T5; login: T2, T3.
     let organization = drivers(&app, org()).await;
@@ -160,7 +149,7 @@ async fn drivers_show_each_tags_share_of_tickets_and_of_unhappy_answers() {
 
 #[tokio::test]
 async fn tag_scopes_serve_scorecards_and_leaderboards() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     let day = || window(DAY_START, DAY_END);
     let card = app.scorecard(tag_scope(None, "refund"), day(), None).await;
     assert_eq!(card.metrics.unwrap().tickets_created, 3);
@@ -208,7 +197,7 @@ async fn tag_scopes_serve_scorecards_and_leaderboards() {
 
 #[tokio::test]
 async fn drivers_and_tag_scopes_reject_what_they_do_not_keep() {
-    let app = seeded_app().await;
+    let app = spawn_app_holding(records()).await;
     let cases: Vec<(pb::Scope, Option<u32>, &[&str])> = vec![
         (agent("ana"), None, &["scope.kind"]),
         (tag_scope(None, "refund"), None, &["scope.kind"]),

@@ -63,6 +63,18 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
     }
 }
 
+/// A server holding `records`, each of which it accepted.
+pub async fn spawn_app_holding(records: Vec<pb::Record>) -> TestApp {
+    let mut app = spawn_app().await;
+    for result in app.record_all(records).await {
+        assert!(
+            matches!(result.result, Some(pb::item_result::Result::Outcome(_))),
+            "{result:?}"
+        );
+    }
+    app
+}
+
 pub async fn spawn_app() -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("data");

@@ -56,20 +56,9 @@ fn union(teams: &[&str]) -> pb::Scope {
     }
 }
 
-async fn seeded_app() -> TestApp {
-    let mut app = spawn_app().await;
-    for result in app.record_all(records()).await {
-        assert!(
-            matches!(result.result, Some(pb::item_result::Result::Outcome(_))),
-            "{result:?}"
-        );
-    }
-    app
-}
-
 #[tokio::test]
 async fn a_union_of_teams_merges_counts_percentiles_and_backlog() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     let card = app
         .scorecard(
             union(&["alpha", "beta"]),
@@ -128,7 +117,7 @@ async fn a_union_of_teams_merges_counts_percentiles_and_backlog() {
 
 #[tokio::test]
 async fn a_union_on_a_channel_and_a_time_series_answer_for_the_union() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     let scope = pb::Scope {
         kind: pb::ScopeKind::TeamChannel as i32,
         channel: pb::Channel::Chat as i32,
@@ -161,7 +150,7 @@ async fn a_union_on_a_channel_and_a_time_series_answer_for_the_union() {
 
 #[tokio::test]
 async fn a_union_is_judged_by_the_organization_default() {
-    let mut app = seeded_app().await;
+    let mut app = spawn_app_holding(records()).await;
     for (team_id, value) in [("alpha", 100.0), ("", 50.0)] {
         app.scorecards
             .set_targets(pb::SetTargetsRequest {
