@@ -1,7 +1,6 @@
 //! Business calendars: working hours per weekday in a time zone, holidays, and
-//! how much working time lies between two instants. (The building block of
-//! business-time FRT and resolution time and of SLA deadlines; not yet wired
-//! into the service.)
+//! how much working time lies between two instants (business-time FRT and
+//! resolution time).
 //!
 //! Rules: a shift runs from `start` to `end` local clock time on its weekday,
 //! both in whole 15-minute steps; `end <= start` means it runs overnight into the

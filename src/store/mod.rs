@@ -492,9 +492,16 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
                     *moment
                 }
                 None => {
-                    crate::domain::time::Instant::now().seconds()
+                    // After the team's latest version too, so that versions keep
+                    // the order in which they were set whatever the clock does.
+                    let latest = txn
+                        .key_suffixes(&keys::calendars_prefix(team))?
+                        .last()
+                        .and_then(|suffix| keys::time_from_bytes(suffix));
+                    let tomorrow = crate::domain::time::Instant::now().seconds()
                         + crate::domain::time::MAX_FUTURE_SECONDS
-                        + 1
+                        + 1;
+                    latest.map_or(tomorrow, |latest| tomorrow.max(latest.saturating_add(1)))
                 }
             };
             writes::apply_calendar(txn, team, calendar.as_ref(), effective_from)?;

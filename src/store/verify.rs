@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use super::codec::{decode, encode};
 use super::groups::{compute, fact_deltas, index_entries};
 use super::keys::{self, Group, RecordKind};
-use super::kv::{Entry, KvStore};
+use super::kv::{Change, Entry, KvStore};
 use super::txn::Reader;
 use super::writes::Counters;
 
@@ -55,11 +55,23 @@ pub struct RebuildReport {
 struct RecomputingReader<'a> {
     kv: &'a dyn KvStore,
     derived: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The calendars to compute with, when they are not the stored ones (a
+    /// rebuild computes with the collapsed calendars it is about to store).
+    calendars: Option<&'a Calendars>,
+}
+
+impl RecomputingReader<'_> {
+    fn calendar_view(&self, key: &[u8]) -> Option<&Calendars> {
+        self.calendars
+            .filter(|_| key.first() == Some(&keys::CALENDARS))
+    }
 }
 
 impl Reader for RecomputingReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if is_source(key) {
+        if let Some(calendars) = self.calendar_view(key) {
+            Ok(calendars.get(key).cloned())
+        } else if is_source(key) {
             KvStore::get(self.kv, key)
         } else {
             Ok(self.derived.get(key).cloned())
@@ -67,7 +79,13 @@ impl Reader for RecomputingReader<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        if is_source(prefix) {
+        if let Some(calendars) = self.calendar_view(prefix) {
+            Ok(calendars
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect())
+        } else if is_source(prefix) {
             KvStore::scan_prefix(self.kv, prefix).collect()
         } else {
             Ok(self
@@ -145,7 +163,11 @@ struct Derived {
 }
 
 /// Every derived key and value, recomputed from the raw records.
-fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<Derived> {
+fn recompute_derived(
+    kv: &dyn KvStore,
+    calendars: Option<&Calendars>,
+    mut on_damage: OnDamage<'_>,
+) -> Result<Derived> {
     let mut derived = BTreeMap::new();
     let empty = encode(&())?;
     let mut counters = Counters::default();
@@ -217,6 +239,7 @@ fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<De
             &RecomputingReader {
                 kv,
                 derived: &derived,
+                calendars,
             },
             group,
         )?;
@@ -249,12 +272,16 @@ fn recompute_derived(kv: &dyn KvStore, mut on_damage: OnDamage<'_>) -> Result<De
     })
 }
 
-/// Makes each team's current calendar apply to all of history: its latest
+/// Calendar keys and values.
+type Calendars = BTreeMap<Vec<u8>, Vec<u8>>;
+
+/// Each team's current calendar made to apply to all of history: its latest
 /// version takes effect from the beginning of time and the earlier ones go (a
-/// team whose latest version is a removal keeps no calendar).
-fn collapse_calendars(kv: &dyn KvStore) -> Result<()> {
+/// team whose latest version is a removal keeps no calendar). Returns the
+/// calendar keys as they will be, and the changes that make them so.
+fn collapsed_calendars(kv: &dyn KvStore) -> Result<(Calendars, Vec<Change>)> {
     let mut latest: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
-    let mut changes = Vec::new();
+    let mut stored = Vec::new();
     for entry in KvStore::scan_prefix(kv, &[keys::CALENDARS]) {
         let (key, value) = entry?;
         // The team part ends with the 0 byte; the version follows.
@@ -264,21 +291,28 @@ fn collapse_calendars(kv: &dyn KvStore) -> Result<()> {
                 keys::describe_key(&key)
             )));
         };
-        changes.push((key.clone(), None));
+        stored.push(key.clone());
         latest.insert(key[..=team_end].to_vec(), (key, value));
     }
+    let mut collapsed = BTreeMap::new();
     for (team_prefix, (key, value)) in latest {
         let current: Option<crate::domain::calendar::CalendarRecord> = decode(&key, &value)?;
         if current.is_some() {
             let from_the_start = [team_prefix.as_slice(), &keys::time_bytes(i64::MIN)].concat();
-            changes.retain(|(k, _)| k != &from_the_start);
-            changes.push((from_the_start, Some(value)));
+            collapsed.insert(from_the_start, value);
         }
     }
-    if changes.is_empty() {
-        return Ok(());
-    }
-    kv.commit(changes)
+    let mut changes: Vec<Change> = stored
+        .into_iter()
+        .filter(|key| !collapsed.contains_key(key))
+        .map(|key| (key, None))
+        .collect();
+    changes.extend(
+        collapsed
+            .iter()
+            .map(|(key, value)| (key.clone(), Some(value.clone()))),
+    );
+    Ok((collapsed, changes))
 }
 
 fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
@@ -293,7 +327,7 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
     let Derived {
         entries: mut expected,
         groups,
-    } = recompute_derived(kv, OnDamage::Collect(&mut sources))?;
+    } = recompute_derived(kv, None, OnDamage::Collect(&mut sources))?;
     check_targets(kv, &mut sources)?;
     let mut report = VerifyReport {
         groups_checked: groups,
@@ -352,14 +386,15 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
     Ok(report)
 }
 
-/// Replaces every derived value with its recomputation, in one atomic commit.
+/// Replaces every derived value with its recomputation, with every team's
+/// current calendar applied to all of history, in one atomic commit.
 pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
-    collapse_calendars(kv)?;
+    // Computed with the collapsed calendars and stored with them in one commit.
+    let (calendars, mut changes) = collapsed_calendars(kv)?;
     let Derived {
         entries: expected,
         groups,
-    } = recompute_derived(kv, OnDamage::Fail)?;
-    let mut changes = Vec::new();
+    } = recompute_derived(kv, Some(&calendars), OnDamage::Fail)?;
     for entry in stored_derived(kv) {
         let (key, _) = entry?;
         if !expected.contains_key(&key) {

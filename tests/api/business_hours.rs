@@ -153,7 +153,12 @@ async fn an_overnight_shift_in_a_half_hour_zone_and_removing_a_calendar() {
             .collect(),
         holidays: vec![],
     };
-    let answer = set_calendar(&app, "night", Some(night)).await.unwrap();
+    let answer = set_calendar(&app, "night", Some(night.clone()))
+        .await
+        .unwrap();
+    // Set again within the same second: versions keep their order.
+    let again = set_calendar(&app, "night", Some(night)).await.unwrap();
+    assert!(again.effective_from.unwrap().seconds > answer.effective_from.unwrap().seconds);
     // A new calendar applies to tickets created a day from now, so that no
     // ticket already written (up to 24 h ahead) changes.
     let now = chrono::Utc::now().timestamp();
