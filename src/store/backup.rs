@@ -6,12 +6,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use crate::domain::calendar::{Calendar, CalendarRecord};
+use crate::domain::calendar::Calendar;
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
 
 use super::codec::decode;
+use super::groups::decode_calendar;
 use super::keys::{self, RecordKind};
 use super::kv::KvStore;
 
@@ -136,29 +137,13 @@ fn item(key: &[u8], value: &[u8]) -> Result<BackupItem> {
                 .ok_or_else(|| unknown_key(key))?;
             Ok(BackupItem::Targets(team, decode(key, value)?))
         }
-        [keys::CALENDARS, rest @ ..] => {
-            let team_end = rest
-                .iter()
-                .position(|&b| b == 0)
-                .ok_or_else(|| unknown_key(key))?;
-            let team = std::str::from_utf8(&rest[..team_end])
-                .ok()
-                .and_then(|team| Id::parse(team).ok())
-                .ok_or_else(|| unknown_key(key))?;
-            let effective_from =
-                keys::time_from_bytes(&rest[team_end + 1..]).ok_or_else(|| unknown_key(key))?;
-            let record: Option<CalendarRecord> = decode(key, value)?;
-            let calendar = record
-                .map(|record| {
-                    Calendar::from_record(&record).map_err(|e| {
-                        Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(key)))
-                    })
-                })
-                .transpose()?;
+        [keys::CALENDARS, ..] => {
+            let (team, effective_from) =
+                keys::calendar_from_key(key).ok_or_else(|| unknown_key(key))?;
             Ok(BackupItem::Calendar {
                 team,
                 effective_from,
-                calendar,
+                calendar: decode_calendar(key, value)?,
             })
         }
         _ => Err(unknown_key(key)),

@@ -91,14 +91,18 @@ pub fn calendar_version_at<R: Reader + ?Sized>(
     let Some((effective_from, key, value)) = current else {
         return Ok(None);
     };
-    let record: Option<CalendarRecord> = decode(&key, &value)?;
-    let calendar = record
+    Ok(Some((effective_from, decode_calendar(&key, &value)?)))
+}
+
+/// A stored calendar version: the calendar, or `None` for a removal.
+pub fn decode_calendar(key: &[u8], value: &[u8]) -> Result<Option<Calendar>> {
+    let record: Option<CalendarRecord> = decode(key, value)?;
+    record
         .map(|record| {
             Calendar::from_record(&record)
-                .map_err(|e| Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(&key))))
+                .map_err(|e| Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(key))))
         })
-        .transpose()?;
-    Ok(Some((effective_from, calendar)))
+        .transpose()
 }
 
 /// Recomputes a group's contribution from the raw records.

@@ -341,6 +341,14 @@ pub fn calendar(team: &Id, effective_from_seconds: i64) -> Vec<u8> {
     key(&[&calendars_prefix(team), &time_bytes(effective_from_seconds)])
 }
 
+/// The team and moment of a calendar key.
+pub fn calendar_from_key(key: &[u8]) -> Option<(Id, i64)> {
+    let rest = key.strip_prefix(&[CALENDARS])?;
+    let team_end = rest.iter().position(|&b| b == 0)?;
+    let team = Id::parse(std::str::from_utf8(&rest[..team_end]).ok()?).ok()?;
+    Some((team, time_from_bytes(&rest[team_end + 1..])?))
+}
+
 pub fn targets(team: Option<&Id>) -> Vec<u8> {
     key(&[&[TARGETS], team.map(Id::as_str).unwrap_or("").as_bytes()])
 }
@@ -392,6 +400,18 @@ mod tests {
             assert_eq!(&decoded, scope);
             assert_eq!(rest, b"rest");
         }
+    }
+
+    #[test]
+    fn calendar_keys_round_trip() {
+        let team = Id::parse("billing").unwrap();
+        for moment in [i64::MIN, -1, 0, 1_795_527_593] {
+            assert_eq!(
+                calendar_from_key(&calendar(&team, moment)),
+                Some((team.clone(), moment))
+            );
+        }
+        assert_eq!(calendar_from_key(&targets(Some(&team))), None);
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub fn ticket_rows(
             let from = [prefix.as_slice(), &start].concat();
             let to = [prefix.as_slice(), &end].concat();
             kv.range(&from, &to)
-                .map(move |entry| entry.map(|(key, value)| (key[prefix.len()..].to_vec(), value)))
+                .map(move |entry| entry.map(|(key, _)| key[prefix.len()..].to_vec()))
                 .peekable()
         })
         .collect();
@@ -128,7 +128,7 @@ pub fn ticket_rows(
                         return Err(error);
                     }
                 }
-                Some(Ok((position, _))) if next.as_ref().is_none_or(|n| position < n) => {
+                Some(Ok(position)) if next.as_ref().is_none_or(|n| position < n) => {
                     next = Some(position.clone());
                 }
                 Some(Ok(_)) => {}
@@ -143,7 +143,7 @@ pub fn ticket_rows(
             return Ok((rows, last_examined));
         }
         for list in &mut lists {
-            if matches!(list.peek(), Some(Ok((p, _))) if *p == position) {
+            if matches!(list.peek(), Some(Ok(p)) if *p == position) {
                 list.next();
             }
         }

@@ -11,7 +11,7 @@ use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
-use super::groups::{compute, fact_deltas, index_entries};
+use super::groups::{compute, decode_calendar, fact_deltas, index_entries};
 use super::keys::{self, Group, RecordKind};
 use super::kv::{Change, Entry, KvStore};
 use super::txn::Reader;
@@ -280,26 +280,20 @@ type Calendars = BTreeMap<Vec<u8>, Vec<u8>>;
 /// team whose latest version is a removal keeps no calendar). Returns the
 /// calendar keys as they will be, and the changes that make them so.
 fn collapsed_calendars(kv: &dyn KvStore) -> Result<(Calendars, Vec<Change>)> {
-    let mut latest: BTreeMap<Vec<u8>, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+    let mut latest: BTreeMap<Id, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
     let mut stored = Vec::new();
     for entry in KvStore::scan_prefix(kv, &[keys::CALENDARS]) {
         let (key, value) = entry?;
-        // The team part ends with the 0 byte; the version follows.
-        let Some(team_end) = key.iter().position(|&b| b == 0) else {
-            return Err(Error::DataLoss(format!(
-                "bad calendar key {}",
-                keys::describe_key(&key)
-            )));
-        };
+        let (team, _) = keys::calendar_from_key(&key).ok_or_else(|| {
+            Error::DataLoss(format!("bad calendar key {}", keys::describe_key(&key)))
+        })?;
         stored.push(key.clone());
-        latest.insert(key[..=team_end].to_vec(), (key, value));
+        latest.insert(team, (key, value));
     }
     let mut collapsed = BTreeMap::new();
-    for (team_prefix, (key, value)) in latest {
-        let current: Option<crate::domain::calendar::CalendarRecord> = decode(&key, &value)?;
-        if current.is_some() {
-            let from_the_start = [team_prefix.as_slice(), &keys::time_bytes(i64::MIN)].concat();
-            collapsed.insert(from_the_start, value);
+    for (team, (key, value)) in latest {
+        if decode_calendar(&key, &value)?.is_some() {
+            collapsed.insert(keys::calendar(&team, i64::MIN), value);
         }
     }
     let mut changes: Vec<Change> = stored
