@@ -2,7 +2,7 @@
 //!
 //! Tokens are kept only as SHA-256 digests and compared in constant time. The
 //! helpdesk backend is a `writer` (IngestService), the BI service a `reader`
-//! (ScorecardService except SetTargets and SetCalendar), operators `admin` (everything). Health
+//! (ScorecardService except SetTargets, SetCalendar and SetSlaPolicy), operators `admin` (everything). Health
 //! checks are always open, so probes need no token.
 
 use sha2::{Digest, Sha256};
@@ -125,6 +125,7 @@ fn allowed(path: &str) -> Option<&'static [Role]> {
         Some(&[Role::Writer, Role::Admin])
     } else if path == "/supportmetrics.v1.ScorecardService/SetTargets"
         || path == "/supportmetrics.v1.ScorecardService/SetCalendar"
+        || path == "/supportmetrics.v1.ScorecardService/SetSlaPolicy"
     {
         Some(ADMIN)
     } else if path.starts_with("/supportmetrics.v1.ScorecardService/") {

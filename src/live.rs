@@ -179,8 +179,8 @@ impl LiveScorecards {
 }
 
 /// Equal but for what moves with the clock alone: the moment the backlog was
-/// measured at and the oldest open ticket's age. (Age bands are compared; a
-/// ticket crossing one is caught by the periodic refresh.)
+/// measured at and the oldest open ticket's age. (Age bands and SLA breach
+/// counts are compared; a ticket crossing one is caught by the periodic refresh.)
 fn same_scorecard(a: &Scorecard, b: &Scorecard) -> bool {
     let mut a = a.clone();
     a.backlog.as_of = b.backlog.as_of;

@@ -75,14 +75,14 @@ async fn main() -> anyhow::Result<ExitCode> {
             let summary = tools::import(&config, input.as_deref()).await?;
             eprintln!(
                 "imported {} lines: {} created, {} updated, {} duplicate, {} stale, {} targets, \
-                 {} calendar versions, {} conflicts",
+                 {} team terms versions (calendars, SLA policies), {} conflicts",
                 summary.lines,
                 summary.created,
                 summary.updated,
                 summary.duplicate,
                 summary.stale,
                 summary.targets,
-                summary.calendars,
+                summary.terms,
                 summary.conflicts.len()
             );
             for conflict in &summary.conflicts {

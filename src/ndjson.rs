@@ -2,7 +2,8 @@
 //! form of an `ExportItem`'s content: `{"interaction": {...}}`,
 //! `{"survey_response": {...}}`, `{"quality_review": {...}}`,
 //! `{"customer_event": {...}}`, `{"targets": {"team_id": ..., "targets": [...]}}`
-//! or `{"calendar": {"team_id": ..., "effective_from": ..., "calendar": {...}}}`.
+//! or `{"calendar": {"team_id": ..., "effective_from": ..., "calendar": {...},
+//! "sla_policy": {"targets": [...]}}}` (a version of a team's terms).
 //! Field names are the .proto names; timestamps are RFC 3339, durations `"900s"`,
 //! enums their names. This is also the format of the worked example.
 
@@ -228,6 +229,42 @@ fn calendar_version_value(version: &pb::CalendarVersion) -> Value {
             }),
         );
     }
+    if let Some(policy) = &version.sla_policy {
+        let targets: Vec<Value> = policy
+            .targets
+            .iter()
+            .map(|t| {
+                let mut target = Map::new();
+                put_enum(
+                    &mut target,
+                    "priority",
+                    pb::Priority::try_from(t.priority)
+                        .ok()
+                        .map(|p| p.as_str_name()),
+                    t.priority,
+                );
+                put_enum(
+                    &mut target,
+                    "metric",
+                    pb::SlaMetric::try_from(t.metric)
+                        .ok()
+                        .map(|m| m.as_str_name()),
+                    t.metric,
+                );
+                if let Some(within) = &t.within {
+                    target.insert("within".into(), json!(duration_text(within)));
+                }
+                put_enum(
+                    &mut target,
+                    "clock",
+                    pb::SlaClock::try_from(t.clock).ok().map(|c| c.as_str_name()),
+                    t.clock,
+                );
+                Value::Object(target)
+            })
+            .collect();
+        fields.insert("sla_policy".into(), json!({ "targets": targets }));
+    }
     Value::Object(fields)
 }
 
@@ -275,10 +312,43 @@ fn parse_calendar_version(o: &Object<'_>) -> Result<pb::CalendarVersion, String>
             Some(parsed)
         }
     };
+    let sla_policy = match o.object("sla_policy")? {
+        None => None,
+        Some(p) => {
+            let targets = match p.get("targets") {
+                None => Vec::new(),
+                Some(Value::Array(list)) => list
+                    .iter()
+                    .enumerate()
+                    .map(|(index, value)| {
+                        let t = Object::new(&format!("{}[{index}]", p.name("targets")), value)?;
+                        let parsed = pb::SlaTarget {
+                            priority: t.enumeration("priority", |n| {
+                                pb::Priority::from_str_name(n).map(|p| p as i32)
+                            })?,
+                            metric: t.enumeration("metric", |n| {
+                                pb::SlaMetric::from_str_name(n).map(|m| m as i32)
+                            })?,
+                            within: t.duration("within")?,
+                            clock: t.enumeration("clock", |n| {
+                                pb::SlaClock::from_str_name(n).map(|c| c as i32)
+                            })?,
+                        };
+                        t.reject_unknown()?;
+                        Ok(parsed)
+                    })
+                    .collect::<Result<_, String>>()?,
+                Some(_) => return Err(format!("{}: must be a list", p.name("targets"))),
+            };
+            p.reject_unknown()?;
+            Some(pb::SlaPolicy { targets })
+        }
+    };
     Ok(pb::CalendarVersion {
         team_id: o.string("team_id")?,
         effective_from: o.time("effective_from")?,
         calendar,
+        sla_policy,
     })
 }
 

@@ -11,7 +11,7 @@ use crate::api::convert;
 use crate::api::scorecard::parse_targets;
 use crate::api::validate;
 use crate::config::Config;
-use crate::domain::calendar::Calendar;
+use crate::domain::sla::{SlaPolicy, TeamTerms};
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::{Metric, Targets};
 use crate::domain::time::Instant;
@@ -115,8 +115,8 @@ pub struct ImportSummary {
     pub duplicate: u64,
     pub stale: u64,
     pub targets: u64,
-    /// Calendar versions restored.
-    pub calendars: u64,
+    /// Versions of team terms (calendar, SLA policy) restored.
+    pub terms: u64,
     /// Records whose id and revision exist with other content (ALREADY_EXISTS).
     pub conflicts: Vec<String>,
 }
@@ -163,17 +163,17 @@ pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<Imp
                     store.set_targets(team, targets).await?;
                     summary.targets += 1;
                 }
-                Item::Calendar {
+                Item::Terms {
                     team,
                     effective_from,
-                    calendar,
+                    terms,
                 } => {
                     record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
                     store
-                        .restore_calendar(team, effective_from, calendar)
+                        .restore_terms(team, effective_from, terms)
                         .await
                         .with_context(|| format!("line {number}"))?;
-                    summary.calendars += 1;
+                    summary.terms += 1;
                 }
             }
         }
@@ -281,10 +281,10 @@ fn demo_targets() -> Targets {
 enum Item {
     Record(Record),
     Targets(Option<Id>, Targets),
-    Calendar {
+    Terms {
         team: Id,
         effective_from: i64,
-        calendar: Option<Calendar>,
+        terms: TeamTerms,
     },
 }
 
@@ -303,16 +303,20 @@ fn parse_item(line: &str) -> Result<Item, String> {
                 None => Some(None),
                 Some(calendar) => fields.calendar("calendar", calendar).map(Some),
             };
-            let effective_from = match &version.effective_from {
-                None => Some(i64::MIN),
-                Some(moment) => Some(moment.seconds),
+            let sla = match &version.sla_policy {
+                None => Some(SlaPolicy::default()),
+                Some(policy) => fields.sla_policy("sla_policy", policy),
             };
+            let effective_from = version
+                .effective_from
+                .as_ref()
+                .map_or(i64::MIN, |moment| moment.seconds);
             fields
-                .finish(team.zip(calendar).zip(effective_from))
-                .map(|((team, calendar), effective_from)| Item::Calendar {
+                .finish(team.zip(calendar).zip(sla))
+                .map(|((team, calendar), sla)| Item::Terms {
                     team,
                     effective_from,
-                    calendar,
+                    terms: TeamTerms { calendar, sla },
                 })
                 .map_err(|violations| Error::InvalidArgument(violations).to_string())
         }

@@ -4,6 +4,7 @@ use prost_types::Timestamp;
 
 use crate::domain::aggregate::{Scope, Selection};
 use crate::domain::calendar::Calendar;
+use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy};
 use crate::domain::records::{
     Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
 };
@@ -146,6 +147,28 @@ pub fn ticket_row(row: &TicketRow) -> pb::TicketRow {
         nps: row.nps.map(u32::from),
         ces: row.ces.map(u32::from),
         tags: row.tags.clone(),
+        sla_breached_after: row.sla_breached_after.map(timestamp),
+    }
+}
+
+pub fn sla_policy(policy: &SlaPolicy) -> pb::SlaPolicy {
+    pb::SlaPolicy {
+        targets: policy
+            .rules()
+            .iter()
+            .map(|rule| pb::SlaTarget {
+                priority: priority(rule.priority) as i32,
+                metric: match rule.metric {
+                    SlaMetric::FirstResponse => pb::SlaMetric::FirstResponse,
+                    SlaMetric::Resolution => pb::SlaMetric::Resolution,
+                } as i32,
+                within: Some(duration_of_nanos(rule.within_nanos)),
+                clock: match rule.clock {
+                    SlaClock::Calendar => pb::SlaClock::CalendarTime,
+                    SlaClock::Business => pb::SlaClock::BusinessTime,
+                } as i32,
+            })
+            .collect(),
     }
 }
 
@@ -193,6 +216,18 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
         handle_time: duration_stats(m.handle_time),
         first_response_business_time: duration_stats(m.first_response_business_time),
         resolution_business_time: duration_stats(m.resolution_business_time),
+        first_response_sla: m.first_response_sla.as_ref().map(|s| pb::SlaStats {
+            achieved: s.achieved,
+            breached: s.breached,
+            achieved_percent: s.achieved_percent,
+            achieved_confidence: interval(Rate::FirstResponseSla),
+        }),
+        resolution_sla: m.resolution_sla.as_ref().map(|s| pb::SlaStats {
+            achieved: s.achieved,
+            breached: s.breached,
+            achieved_percent: s.achieved_percent,
+            achieved_confidence: interval(Rate::ResolutionSla),
+        }),
         csat: m.csat.as_ref().map(|c| pb::CsatStats {
             responses: c.responses,
             satisfied: c.satisfied,
@@ -267,6 +302,8 @@ pub fn backlog(b: &BacklogSummary) -> pb::Backlog {
         age_3d_to_7d: b.by_age[4],
         age_7d_or_more: b.by_age[5],
         oldest_age_seconds: b.oldest_age_seconds,
+        sla_breaching: b.sla_breaching,
+        sla_breaching_within_hour: b.sla_breaching_within_hour,
     }
 }
 
@@ -294,6 +331,8 @@ pub fn metric(metric: Metric) -> pb::Metric {
         Metric::ReopenRate => P::ReopenRate,
         Metric::SocialNegativePercent => P::SocialNegativePercent,
         Metric::PostContactChurnPercent => P::PostContactChurnPercent,
+        Metric::FirstResponseSlaPercent => P::FirstResponseSlaPercent,
+        Metric::ResolutionSlaPercent => P::ResolutionSlaPercent,
     }
 }
 
@@ -438,15 +477,16 @@ pub fn backup_item(item: &BackupItem) -> pb::ExportItem {
             team_id: optional_id(team.as_ref()),
             targets: targets(t),
         }),
-        BackupItem::Calendar {
+        BackupItem::Terms {
             team,
             effective_from,
-            calendar: c,
+            terms,
         } => pb::export_item::Item::Calendar(pb::CalendarVersion {
             team_id: team.to_string(),
             effective_from: (*effective_from != i64::MIN)
                 .then(|| timestamp_of_seconds(*effective_from)),
-            calendar: c.as_ref().map(calendar),
+            calendar: terms.calendar.as_ref().map(calendar),
+            sla_policy: (!terms.sla.is_empty()).then(|| sla_policy(&terms.sla)),
         }),
     };
     pb::ExportItem { item: Some(item) }

@@ -11,6 +11,7 @@ use crate::domain::aggregate::{Scope, ScopeKind, Selection};
 use crate::domain::drilldown::TicketFilter;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
+use crate::domain::sla::{SlaPolicy, TeamTerms};
 use crate::domain::time::{Granularity, Instant, MovingWindow, QUARTER_SECONDS};
 use crate::error::{Error, FieldViolation};
 use crate::live::{FeedKey, FeedState, LiveScorecards, Watch};
@@ -54,6 +55,16 @@ impl ScorecardApi {
             .await
             .map_err(|e| Error::Internal(format!("read task failed: {e}")))?;
         Ok(result?)
+    }
+
+    /// A team's latest terms version (calendar and SLA policy) and when it
+    /// takes effect; `team_id` as the request gave it.
+    async fn latest_terms(&self, team_id: &str) -> Result<Option<(i64, TeamTerms)>, Status> {
+        let mut fields = Fields::new("");
+        let team = fields.id("team_id", team_id);
+        let team = accept(fields, team)?;
+        self.read(move |store| groups::terms_version_at(store.kv(), &team, i64::MAX))
+            .await
     }
 }
 
@@ -200,6 +211,7 @@ fn parse_list_tickets(raw: &pb::ListTicketsRequest) -> Result<TicketQuery, Statu
             first_contact_resolved: f.first_contact_resolved,
             open_older_than_nanos: open_older_than,
             tag,
+            sla_breached: f.sla_breached,
         },
         as_of,
         after,
@@ -590,21 +602,53 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::GetCalendarRequest>,
     ) -> Result<Response<pb::GetCalendarResponse>, Status> {
         let raw = request.into_inner();
-        let mut fields = Fields::new("");
-        let team = fields.id("team_id", &raw.team_id);
-        let team = accept(fields, team)?;
-        let version = self
-            .read(move |store| groups::calendar_version_at(store.kv(), &team, i64::MAX))
-            .await?;
-        match version {
-            Some((effective_from, Some(calendar))) => Ok(Response::new(pb::GetCalendarResponse {
+        match self.latest_terms(&raw.team_id).await? {
+            Some((effective_from, TeamTerms {
+                calendar: Some(calendar),
+                ..
+            })) => Ok(Response::new(pb::GetCalendarResponse {
                 calendar: Some(convert::calendar(&calendar)),
-                effective_from: (effective_from != i64::MIN)
-                    .then(|| convert::timestamp_of_seconds(effective_from)),
+                effective_from: since(effective_from),
             })),
             _ => Err(
                 Error::NotFound(format!("team {} has no business calendar", raw.team_id)).into(),
             ),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn set_sla_policy(
+        &self,
+        request: Request<pb::SetSlaPolicyRequest>,
+    ) -> Result<Response<pb::SetSlaPolicyResponse>, Status> {
+        let raw = request.into_inner();
+        let mut fields = Fields::new("");
+        let team = fields.id("team_id", &raw.team_id);
+        let policy = match &raw.policy {
+            None => Some(SlaPolicy::default()),
+            Some(policy) => fields.sla_policy("policy", policy),
+        };
+        let (team, policy) = accept(fields, team.zip(policy))?;
+        let effective_from = self.store.set_sla_policy(team, policy).await?;
+        Ok(Response::new(pb::SetSlaPolicyResponse {
+            effective_from: Some(convert::timestamp_of_seconds(effective_from)),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(team = %request.get_ref().team_id))]
+    async fn get_sla_policy(
+        &self,
+        request: Request<pb::GetSlaPolicyRequest>,
+    ) -> Result<Response<pb::GetSlaPolicyResponse>, Status> {
+        let raw = request.into_inner();
+        match self.latest_terms(&raw.team_id).await? {
+            Some((effective_from, terms)) if !terms.sla.is_empty() => {
+                Ok(Response::new(pb::GetSlaPolicyResponse {
+                    policy: Some(convert::sla_policy(&terms.sla)),
+                    effective_from: since(effective_from),
+                }))
+            }
+            _ => Err(Error::NotFound(format!("team {} has no SLA policy", raw.team_id)).into()),
         }
     }
 
@@ -658,4 +702,10 @@ pub fn parse_targets(
         }
     }
     fields.finish(team.map(|team| (team, targets)))
+}
+
+/// When a terms version takes effect, as the wire says it: absent for the
+/// beginning of time.
+fn since(effective_from: i64) -> Option<prost_types::Timestamp> {
+    (effective_from != i64::MIN).then(|| convert::timestamp_of_seconds(effective_from))
 }

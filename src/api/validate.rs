@@ -13,6 +13,7 @@ use crate::domain::records::{
     SocialFacts, SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
 };
 use crate::domain::scorecard::Metric;
+use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule, MAX_SLA_TARGET_NANOS};
 use crate::domain::time::{
     Instant, Window, EARLIEST_SECONDS, MAX_FUTURE_SECONDS, NANOS_PER_SECOND,
 };
@@ -442,6 +443,81 @@ impl Fields {
         Some(channel)
     }
 
+    /// A priority; UNSPECIFIED is NORMAL.
+    pub fn priority(&mut self, field: &str, raw: i32) -> Option<Priority> {
+        match pb::Priority::try_from(raw) {
+            Ok(pb::Priority::Low) => Some(Priority::Low),
+            Ok(pb::Priority::Normal | pb::Priority::Unspecified) => Some(Priority::Normal),
+            Ok(pb::Priority::High) => Some(Priority::High),
+            Ok(pb::Priority::Urgent) => Some(Priority::Urgent),
+            Err(_) => {
+                self.violation(field, format!("{raw} is not a known priority"));
+                None
+            }
+        }
+    }
+
+    /// An SLA policy: at most one target per (priority, metric), each within
+    /// 0 to 365 days.
+    pub fn sla_policy(&mut self, field: &str, raw: &pb::SlaPolicy) -> Option<SlaPolicy> {
+        let before = self.violations.len();
+        let mut rules: Vec<SlaRule> = Vec::with_capacity(raw.targets.len());
+        for (index, target) in raw.targets.iter().enumerate() {
+            let at = format!("{field}.targets[{index}]");
+            let priority = self.priority(&format!("{at}.priority"), target.priority);
+            let metric = match pb::SlaMetric::try_from(target.metric) {
+                Ok(pb::SlaMetric::FirstResponse) => Some(SlaMetric::FirstResponse),
+                Ok(pb::SlaMetric::Resolution) => Some(SlaMetric::Resolution),
+                Ok(pb::SlaMetric::Unspecified) | Err(_) => {
+                    self.violation(&format!("{at}.metric"), "is required: FIRST_RESPONSE or RESOLUTION");
+                    None
+                }
+            };
+            let clock = match pb::SlaClock::try_from(target.clock) {
+                Ok(pb::SlaClock::CalendarTime) => Some(SlaClock::Calendar),
+                Ok(pb::SlaClock::BusinessTime) => Some(SlaClock::Business),
+                Ok(pb::SlaClock::Unspecified) | Err(_) => {
+                    self.violation(&format!("{at}.clock"), "is required: CALENDAR_TIME or BUSINESS_TIME");
+                    None
+                }
+            };
+            let within = match target.within.as_ref() {
+                None => {
+                    self.violation(&format!("{at}.within"), "is required");
+                    None
+                }
+                Some(raw) => self.bounded_duration(
+                    &format!("{at}.within"),
+                    Some(raw),
+                    (
+                        std::time::Duration::ZERO,
+                        std::time::Duration::from_nanos(MAX_SLA_TARGET_NANOS.unsigned_abs()),
+                    ),
+                    std::time::Duration::ZERO,
+                ),
+            };
+            let (Some(priority), Some(metric), Some(clock), Some(within)) =
+                (priority, metric, clock, within)
+            else {
+                continue;
+            };
+            if rules.iter().any(|r| r.priority == priority && r.metric == metric) {
+                self.violation(
+                    &at,
+                    "repeats the priority and metric of an earlier target: one target each",
+                );
+                continue;
+            }
+            rules.push(SlaRule {
+                priority,
+                metric,
+                within_nanos: i64::try_from(within.as_nanos()).unwrap_or(MAX_SLA_TARGET_NANOS),
+                clock,
+            });
+        }
+        (self.violations.len() == before).then(|| SlaPolicy::new(rules))
+    }
+
     pub fn metric(&mut self, field: &str, raw: i32) -> Option<Metric> {
         let metric = pb::Metric::try_from(raw).ok().and_then(metric_from_proto);
         if metric.is_none() {
@@ -477,6 +553,8 @@ pub fn metric_from_proto(metric: pb::Metric) -> Option<Metric> {
         P::ReopenRate => Metric::ReopenRate,
         P::SocialNegativePercent => Metric::SocialNegativePercent,
         P::PostContactChurnPercent => Metric::PostContactChurnPercent,
+        P::FirstResponseSlaPercent => Metric::FirstResponseSlaPercent,
+        P::ResolutionSlaPercent => Metric::ResolutionSlaPercent,
     })
 }
 
@@ -513,19 +591,7 @@ pub fn interaction(
     let agent_id = f.optional_id("agent_id", &raw.agent_id);
     let customer_id = f.optional_id("customer_id", &raw.customer_id);
     let channel = f.channel("channel", raw.channel);
-    let priority = match pb::Priority::try_from(raw.priority) {
-        Ok(pb::Priority::Low) => Some(Priority::Low),
-        Ok(pb::Priority::Normal | pb::Priority::Unspecified) => Some(Priority::Normal),
-        Ok(pb::Priority::High) => Some(Priority::High),
-        Ok(pb::Priority::Urgent) => Some(Priority::Urgent),
-        Err(_) => {
-            f.violation(
-                "priority",
-                format!("{} is not a known priority", raw.priority),
-            );
-            None
-        }
-    };
+    let priority = f.priority("priority", raw.priority);
     let opened_at = f.record_time("opened_at", raw.opened_at.as_ref());
     let first_response_at =
         f.optional_record_time("first_response_at", raw.first_response_at.as_ref());

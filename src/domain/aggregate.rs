@@ -17,6 +17,8 @@ pub enum Fact {
     FirstResponse {
         nanos: i64,
         business_nanos: Option<i64>,
+        /// Whether it met the SLA target for it (`None`: no target).
+        sla_met: Option<bool>,
     },
     /// A ticket was resolved (`business_nanos`: working time from creation to
     /// resolution, when the resolving team has a business calendar).
@@ -25,6 +27,8 @@ pub enum Fact {
         business_nanos: Option<i64>,
         first_contact: bool,
         reopened: bool,
+        /// Whether it met the SLA target for it (`None`: no target).
+        sla_met: Option<bool>,
     },
     /// A resolved ticket with a customer; whether that customer churned within 30
     /// days after the resolution, and the ticket's CSAT answer (satisfied or not).
@@ -224,6 +228,9 @@ pub struct Aggregate {
     /// Working time, for facts of teams with a business calendar.
     pub first_response_business: DurationHistogram,
     pub resolution_business: DurationHistogram,
+    /// Outcomes against SLA targets, of the facts that had one.
+    pub first_response_sla: SlaCounts,
+    pub resolution_sla: SlaCounts,
     /// Index 0 is score 1.
     pub csat: [i64; 5],
     /// Index 0 is score 1.
@@ -246,6 +253,23 @@ pub struct Aggregate {
     pub post_contact_unsatisfied_churned: i64,
 }
 
+/// How many events met and missed their SLA target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlaCounts {
+    pub met: i64,
+    pub breached: i64,
+}
+
+impl SlaCounts {
+    fn add(&mut self, met: Option<bool>, sign: i64) {
+        match met {
+            Some(true) => self.met += sign,
+            Some(false) => self.breached += sign,
+            None => {}
+        }
+    }
+}
+
 impl Aggregate {
     /// Adds (`sign` = 1) or retracts (`sign` = -1) one fact.
     pub fn add_fact(&mut self, fact: &Fact, sign: i64) {
@@ -257,18 +281,22 @@ impl Aggregate {
             Fact::FirstResponse {
                 nanos,
                 business_nanos,
+                sla_met,
             } => {
                 self.first_response.record(nanos, sign);
                 if let Some(business) = business_nanos {
                     self.first_response_business.record(business, sign);
                 }
+                self.first_response_sla.add(sla_met, sign);
             }
             Fact::TicketResolved {
                 resolution_nanos,
                 business_nanos,
                 first_contact,
                 reopened,
+                sla_met,
             } => {
+                self.resolution_sla.add(sla_met, sign);
                 self.tickets_resolved += sign;
                 self.resolution.record(resolution_nanos, sign);
                 if let Some(business) = business_nanos {
@@ -387,6 +415,10 @@ impl Aggregate {
             self.post_contact_satisfied_churned,
             self.post_contact_unsatisfied,
             self.post_contact_unsatisfied_churned,
+            self.first_response_sla.met,
+            self.first_response_sla.breached,
+            self.resolution_sla.met,
+            self.resolution_sla.breached,
         ];
         counters.extend_from_slice(&self.csat);
         counters.extend_from_slice(&self.ces);
@@ -416,6 +448,10 @@ impl Aggregate {
             &mut self.post_contact_satisfied_churned,
             &mut self.post_contact_unsatisfied,
             &mut self.post_contact_unsatisfied_churned,
+            &mut self.first_response_sla.met,
+            &mut self.first_response_sla.breached,
+            &mut self.resolution_sla.met,
+            &mut self.resolution_sla.breached,
         ];
         counters.extend(self.csat.iter_mut());
         counters.extend(self.ces.iter_mut());
@@ -437,6 +473,7 @@ mod tests {
                 business_nanos: Some(1_000_000_000),
                 first_contact: true,
                 reopened: false,
+                sla_met: Some(false),
             },
             Fact::SurveyAnswer {
                 kind: SurveyKind::Nps,

@@ -155,8 +155,43 @@ impl Calendar {
 
     /// Working time in `[from, to)`, in nanoseconds; 0 when `to <= from`.
     pub fn working_nanos(&self, from: Instant, to: Instant) -> i64 {
+        self.working_intervals(from, to)
+            .iter()
+            .map(|(start, end)| end - start)
+            .sum()
+    }
+
+    /// The latest instant `t` with `working_nanos(from, t) <= working`: a
+    /// target of that much working time from `from` is met up to and including
+    /// `t` and missed after it (so a target used up at the end of a shift has
+    /// its deadline at the start of the next). `None` when the calendar does
+    /// not have that much working time within ten years of `from`.
+    pub fn deadline(&self, from: Instant, working: i64) -> Option<Instant> {
+        const WEEK_NANOS: i64 = 7 * 86_400 * NANOS_PER_SECOND;
+        const HORIZON_WEEKS: usize = 522;
+        if self.week.iter().all(Vec::is_empty) {
+            return None;
+        }
+        let mut remaining = working.max(0);
+        let mut start = from.0;
+        for _ in 0..HORIZON_WEEKS {
+            let end = start.checked_add(WEEK_NANOS)?;
+            for (a, b) in self.working_intervals(Instant(start), Instant(end)) {
+                if b - a > remaining {
+                    return Some(Instant(a + remaining));
+                }
+                remaining -= b - a;
+            }
+            start = end;
+        }
+        None
+    }
+
+    /// The working time in `[from, to)` as sorted, disjoint UTC intervals
+    /// (nanoseconds).
+    fn working_intervals(&self, from: Instant, to: Instant) -> Vec<(i64, i64)> {
         if to <= from {
-            return 0;
+            return Vec::new();
         }
         let local_date = |instant: Instant| self.zone.timestamp_nanos(instant.0).date_naive();
         // A shift that starts the day before `from` may still run.
@@ -171,17 +206,18 @@ impl Calendar {
             date += Duration::days(1);
         }
         intervals.sort_unstable();
-        let mut total = 0;
-        let mut covered_to = i64::MIN;
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(intervals.len());
         for (start, end) in intervals {
-            let start = start.max(from.0).max(covered_to);
-            let end = end.min(to.0);
-            if end > start {
-                total += end - start;
-                covered_to = end;
+            let (start, end) = (start.max(from.0), end.min(to.0));
+            if end <= start {
+                continue;
+            }
+            match merged.last_mut() {
+                Some(last) if start <= last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
         }
-        total
+        merged
     }
 
     /// A shift on `date` as UTC intervals (nanoseconds), split at local midnight
@@ -315,6 +351,29 @@ mod tests {
             hours(&berlin, "2026-03-07T10:00:00Z", "2026-03-08T20:00:00Z"),
             0.0
         );
+    }
+
+    #[test]
+    fn a_deadline_skips_the_weekend_and_a_target_used_up_at_closing_waits_for_opening() {
+        let berlin = office(chrono_tz::Europe::Berlin, &[]);
+        // Two working hours from Friday 16:00 local: one on Friday, one on Monday.
+        assert_eq!(
+            berlin.deadline(at("2026-03-06T15:00:00Z"), 2 * HOUR),
+            Some(at("2026-03-09T09:00:00Z"))
+        );
+        // One working hour from Friday 16:00 runs out at 17:00, and responding
+        // at any time before Monday 09:00 still meets it.
+        assert_eq!(
+            berlin.deadline(at("2026-03-06T15:00:00Z"), HOUR),
+            Some(at("2026-03-09T08:00:00Z"))
+        );
+        // Zero working time from Saturday: met until the office opens.
+        assert_eq!(
+            berlin.deadline(at("2026-03-07T12:00:00Z"), 0),
+            Some(at("2026-03-09T08:00:00Z"))
+        );
+        let never = Calendar::new(chrono_tz::UTC, Default::default(), BTreeSet::new()).unwrap();
+        assert_eq!(never.deadline(at("2026-03-07T12:00:00Z"), HOUR), None);
     }
 
     #[test]
@@ -486,6 +545,45 @@ mod tests {
                 calendar.working_nanos(Instant(from), Instant(to)),
                 by_quarters(&calendar, &week, from, to)
             );
+        }
+
+        #[test]
+        fn a_deadline_is_the_last_moment_a_working_time_target_is_still_met(
+            week in prop::array::uniform7(prop::collection::vec(any_shift(), 0..3)),
+            zone in prop::sample::select(vec![
+                chrono_tz::UTC,
+                chrono_tz::America::New_York,
+                chrono_tz::Asia::Kolkata,
+                chrono_tz::Australia::Lord_Howe,
+            ]),
+            holidays in prop::collection::btree_set(0i64..40, 0..5),
+            base in prop::sample::select(vec![1_772_323_200i64, 1_775_000_000, 1_792_800_000]),
+            from_offset in 0i64..20 * 86_400,
+            // Up to three working days, in whole seconds or exactly zero.
+            target_seconds in prop::sample::select(vec![0i64, 1, 900, 3_600, 28_800, 86_400, 259_200]),
+            probe_offset in 0i64..30 * 86_400,
+            nanos in 0i64..1_000_000_000,
+        ) {
+            let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
+            let holidays: BTreeSet<NaiveDate> = holidays
+                .into_iter()
+                .map(|d| first_day + Duration::days(d))
+                .collect();
+            let calendar = Calendar::new(zone, week.clone(), holidays).unwrap();
+            let from = (base + from_offset) * NANOS_PER_SECOND + nanos;
+            let target = target_seconds * NANOS_PER_SECOND;
+            let worked = |until: i64| by_quarters(&calendar, &week, from, until);
+            match calendar.deadline(Instant(from), target) {
+                Some(deadline) => {
+                    prop_assert!(deadline.0 >= from);
+                    prop_assert!(worked(deadline.0) <= target);
+                    prop_assert!(worked(deadline.0 + 1) > target);
+                    // Any other moment is met exactly when it is not after the deadline.
+                    let probe = from + probe_offset * NANOS_PER_SECOND;
+                    prop_assert_eq!(probe <= deadline.0, worked(probe) <= target);
+                }
+                None => prop_assert!(week.iter().all(Vec::is_empty)),
+            }
         }
     }
 }

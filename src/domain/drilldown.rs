@@ -23,6 +23,8 @@ pub struct TicketFilter {
     pub open_older_than_nanos: Option<i64>,
     /// Carries this tag.
     pub tag: Option<String>,
+    /// In breach of an SLA target at `as_of`.
+    pub sla_breached: bool,
 }
 
 impl TicketFilter {
@@ -49,6 +51,7 @@ impl TicketFilter {
                 .tag
                 .as_ref()
                 .is_none_or(|tag| row.tags.binary_search(tag).is_ok())
+            && (!self.sla_breached || row.sla_breached_after.is_some_and(|after| as_of > after))
     }
 }
 
@@ -74,6 +77,7 @@ mod tests {
             nps: Some(9),
             ces: None,
             tags: vec!["billing".into(), "login".into()],
+            sla_breached_after: Some(Instant::from_seconds(1_003_600)),
         }
     }
 
@@ -134,5 +138,12 @@ mod tests {
             tag: Some("log".into()),
             ..Default::default()
         }));
+        // In breach only after the moment: not yet at as_of, a moment later yes.
+        let breached = TicketFilter {
+            sla_breached: true,
+            ..Default::default()
+        };
+        assert!(!breached.matches(&row, as_of));
+        assert!(breached.matches(&row, Instant(as_of.0 + 1)));
     }
 }

@@ -6,5 +6,6 @@ pub mod drilldown;
 pub mod records;
 pub mod scorecard;
 pub mod sketch;
+pub mod sla;
 pub mod ticket;
 pub mod time;

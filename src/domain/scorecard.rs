@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::aggregate::Aggregate;
+use super::aggregate::{Aggregate, SlaCounts};
 use super::records::Priority;
 use super::sketch::DurationHistogram;
 use super::time::{Instant, NANOS_PER_SECOND};
@@ -89,6 +89,26 @@ pub struct ChurnSummary {
     pub unsatisfied_churn_percent: Option<f64>,
 }
 
+/// Tickets that met and missed an SLA target (of those whose team had one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlaSummary {
+    pub achieved: u64,
+    pub breached: u64,
+    /// achieved / (achieved + breached) × 100.
+    pub achieved_percent: f64,
+}
+
+impl SlaSummary {
+    fn of(counts: SlaCounts) -> Option<SlaSummary> {
+        let (achieved, breached) = (count(counts.met), count(counts.breached));
+        Some(SlaSummary {
+            achieved,
+            breached,
+            achieved_percent: percent(achieved, achieved + breached)?,
+        })
+    }
+}
+
 /// z of a two-sided 95% normal interval.
 const Z_95: f64 = 1.959_963_984_540_054;
 
@@ -145,6 +165,8 @@ pub enum Rate {
     PostContactChurn,
     SatisfiedChurn,
     UnsatisfiedChurn,
+    FirstResponseSla,
+    ResolutionSla,
 }
 
 /// Every windowed metric of one scope.
@@ -166,6 +188,9 @@ pub struct Metrics {
     /// teams with a business calendar.
     pub first_response_business_time: Option<DurationSummary>,
     pub resolution_business_time: Option<DurationSummary>,
+    /// SLA outcomes of first responses and of resolutions in the window.
+    pub first_response_sla: Option<SlaSummary>,
+    pub resolution_sla: Option<SlaSummary>,
     pub csat: Option<CsatSummary>,
     pub ces: Option<CesSummary>,
     pub nps: Option<NpsSummary>,
@@ -270,6 +295,8 @@ impl Metrics {
             handle_time: DurationSummary::of(&aggregate.handle),
             first_response_business_time: DurationSummary::of(&aggregate.first_response_business),
             resolution_business_time: DurationSummary::of(&aggregate.resolution_business),
+            first_response_sla: SlaSummary::of(aggregate.first_response_sla),
+            resolution_sla: SlaSummary::of(aggregate.resolution_sla),
             survey_response_rate_percent: percent(csat_responses, tickets_resolved),
             csat,
             ces,
@@ -301,6 +328,11 @@ impl Metrics {
     /// The (successes, sample size) a rate is computed from.
     pub fn rate_counts(&self, rate: Rate) -> (u64, u64) {
         let answers = |responses: Option<(u64, u64)>| responses.unwrap_or((0, 0));
+        let sla = |summary: &Option<SlaSummary>| {
+            summary
+                .as_ref()
+                .map_or((0, 0), |s| (s.achieved, s.achieved + s.breached))
+        };
         match rate {
             Rate::CsatSatisfied => answers(self.csat.as_ref().map(|c| (c.satisfied, c.responses))),
             Rate::CesEasy => answers(self.ces.as_ref().map(|c| (c.easy, c.responses))),
@@ -317,6 +349,8 @@ impl Metrics {
                 self.churn.unsatisfied_churned,
                 self.churn.unsatisfied_tickets,
             ),
+            Rate::FirstResponseSla => sla(&self.first_response_sla),
+            Rate::ResolutionSla => sla(&self.resolution_sla),
         }
     }
 
@@ -364,6 +398,8 @@ impl Metrics {
             Metric::AhtMean | Metric::AhtP90 => durations(self.handle_time),
             Metric::SocialNegativePercent => self.social.mentions,
             Metric::PostContactChurnPercent => self.churn.resolved_tickets_with_customer,
+            Metric::FirstResponseSlaPercent => self.rate_counts(Rate::FirstResponseSla).1,
+            Metric::ResolutionSlaPercent => self.rate_counts(Rate::ResolutionSla).1,
         }
     }
 
@@ -393,6 +429,10 @@ impl Metrics {
             Metric::ReopenRate => self.reopen_rate_percent,
             Metric::SocialNegativePercent => self.social.negative_percent,
             Metric::PostContactChurnPercent => self.churn.post_contact_churn_percent,
+            Metric::FirstResponseSlaPercent => {
+                self.first_response_sla.as_ref().map(|s| s.achieved_percent)
+            }
+            Metric::ResolutionSlaPercent => self.resolution_sla.as_ref().map(|s| s.achieved_percent),
         }
     }
 }
@@ -421,6 +461,8 @@ pub enum Metric {
     ReopenRate,
     SocialNegativePercent,
     PostContactChurnPercent,
+    FirstResponseSlaPercent,
+    ResolutionSlaPercent,
 }
 
 /// Which way is good.
@@ -437,7 +479,9 @@ impl Metric {
         match self {
             TicketsCreated | Interactions | TicketsResolved => None,
             CsatPercent | CesMean | CesEasyPercent | NpsScore | ResolutionRate | FcrRate
-            | SurveyResponseRate | QualityMean => Some(Direction::AtLeast),
+            | SurveyResponseRate | QualityMean | FirstResponseSlaPercent | ResolutionSlaPercent => {
+                Some(Direction::AtLeast)
+            }
             FrtMean
             | FrtP50
             | FrtP90
@@ -544,6 +588,18 @@ pub fn evaluate_targets(
 /// Age bands of the backlog, by lower bound in seconds (a band includes it).
 pub const AGE_BAND_LOWER_BOUNDS: [i64; 6] = [0, 3600, 4 * 3600, 86_400, 3 * 86_400, 7 * 86_400];
 
+/// How far ahead the backlog looks for tickets about to breach their SLA.
+pub const SLA_DUE_SOON_NANOS: i64 = 3600 * NANOS_PER_SECOND;
+
+/// An open ticket as the backlog counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTicket {
+    pub created_at: Instant,
+    pub priority: Priority,
+    /// In breach of its SLA after this moment; `None`: never.
+    pub sla_breached_after: Option<Instant>,
+}
+
 /// Open tickets of a scope at a moment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BacklogSummary {
@@ -554,14 +610,18 @@ pub struct BacklogSummary {
     /// One count per age band.
     pub by_age: [u64; 6],
     pub oldest_age_seconds: Option<f64>,
+    /// Open tickets past an SLA deadline at `as_of`.
+    pub sla_breaching: u64,
+    /// Open tickets not yet in breach that will be within the hour after `as_of`.
+    pub sla_breaching_within_hour: u64,
 }
 
 impl BacklogSummary {
-    /// Summarises open tickets given as (created_at, priority). Tickets created
-    /// after `as_of` did not exist then and are left out.
+    /// Summarises open tickets. Tickets created after `as_of` did not exist
+    /// then and are left out.
     pub fn summarize(
         as_of: Instant,
-        open: impl IntoIterator<Item = (Instant, Priority)>,
+        open: impl IntoIterator<Item = OpenTicket>,
     ) -> BacklogSummary {
         let mut summary = BacklogSummary {
             as_of,
@@ -569,21 +629,30 @@ impl BacklogSummary {
             by_priority: [0; 4],
             by_age: [0; 6],
             oldest_age_seconds: None,
+            sla_breaching: 0,
+            sla_breaching_within_hour: 0,
         };
         let mut oldest: Option<i64> = None;
-        for (created_at, priority) in open {
-            let age_nanos = as_of.0 - created_at.0;
+        for ticket in open {
+            let age_nanos = as_of.0 - ticket.created_at.0;
             if age_nanos < 0 {
                 continue;
             }
             summary.open_tickets += 1;
-            summary.by_priority[priority as usize] += 1;
+            summary.by_priority[ticket.priority as usize] += 1;
             let band = AGE_BAND_LOWER_BOUNDS
                 .iter()
                 .rposition(|&lower| age_nanos >= lower * NANOS_PER_SECOND)
                 .unwrap_or(0);
             summary.by_age[band] += 1;
             oldest = Some(oldest.map_or(age_nanos, |o| o.max(age_nanos)));
+            if let Some(after) = ticket.sla_breached_after {
+                if as_of > after {
+                    summary.sla_breaching += 1;
+                } else if as_of.0.saturating_add(SLA_DUE_SOON_NANOS) > after.0 {
+                    summary.sla_breaching_within_hour += 1;
+                }
+            }
         }
         summary.oldest_age_seconds = oldest.map(|nanos| nanos as f64 / NANOS_PER_SECOND as f64);
         summary
@@ -658,6 +727,7 @@ mod tests {
             Fact::FirstResponse {
                 nanos: 7200 * NANOS_PER_SECOND,
                 business_nanos: None,
+                sla_met: None,
             },
         ]));
         let organization = Targets::from([
@@ -785,12 +855,35 @@ mod tests {
             7 * 86_400,
             30 * 86_400,
         ];
-        let open = ages
-            .iter()
-            .map(|&age| (Instant::from_seconds(1_000_000 - age), Priority::High));
+        let open = ages.iter().map(|&age| OpenTicket {
+            created_at: Instant::from_seconds(1_000_000 - age),
+            priority: Priority::High,
+            sla_breached_after: None,
+        });
         let summary = BacklogSummary::summarize(as_of, open);
         assert_eq!(summary.by_age, [2, 1, 2, 1, 1, 2]);
         assert_eq!(summary.by_priority, [0, 0, 9, 0]);
         assert_eq!(summary.oldest_age_seconds, Some(30.0 * 86_400.0));
+        assert_eq!(
+            (summary.sla_breaching, summary.sla_breaching_within_hour),
+            (0, 0)
+        );
+    }
+
+    #[test]
+    fn the_backlog_counts_tickets_past_their_deadline_and_those_due_within_the_hour() {
+        let as_of = Instant::from_seconds(1_000_000);
+        // Deadlines relative to as_of, in seconds; a ticket is in breach after its deadline.
+        let deadlines = [-1, 0, 1, 3599, 3600, 7200];
+        let open = deadlines.iter().map(|&d| OpenTicket {
+            created_at: Instant::from_seconds(900_000),
+            priority: Priority::Low,
+            sla_breached_after: Some(Instant::from_seconds(1_000_000 + d)),
+        });
+        let summary = BacklogSummary::summarize(as_of, open);
+        assert_eq!(summary.sla_breaching, 1);
+        // 0 (in breach a moment from now), 1 and 3599; at 3600 the ticket is
+        // still within its deadline an hour from now.
+        assert_eq!(summary.sla_breaching_within_hour, 3);
     }
 }

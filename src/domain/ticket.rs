@@ -7,11 +7,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 use super::aggregate::{DatedFact, Fact, FactScopes};
-use super::calendar::Calendar;
 use super::records::{
     Attribution, Channel, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyKind,
     SurveyResponse,
 };
+use super::sla::{self, SlaMetric, TeamTerms};
 use super::time::{Instant, NANOS_PER_SECOND};
 
 /// A churn within this long after a resolution counts as post-contact churn.
@@ -26,6 +26,8 @@ pub enum IndexEntry {
         ticket_id: Id,
         created_at: Instant,
         priority: Priority,
+        /// In breach of its SLA after this moment (see `sla::breached_after`).
+        sla_breached_after: Option<Instant>,
     },
     /// An interaction of a customer, for churn attribution.
     CustomerInteraction {
@@ -66,6 +68,8 @@ pub struct TicketRow {
     pub ces: Option<u8>,
     /// Every tag of any of its interactions, sorted, once each.
     pub tags: Vec<String>,
+    /// In breach of its SLA after this moment (see `sla::breached_after`).
+    pub sla_breached_after: Option<Instant>,
 }
 
 impl TicketRow {
@@ -113,9 +117,9 @@ pub struct TicketInputs {
     pub reviews: Vec<QualityReview>,
     /// When the ticket's customer churned (every CHURNED event of that customer).
     pub churn_times: Vec<Instant>,
-    /// The business calendar of each of its teams that had one in effect when
-    /// the ticket was created.
-    pub calendars: BTreeMap<Id, Calendar>,
+    /// The terms (business calendar, SLA policy) of each of its teams that
+    /// had any in effect when the ticket was created.
+    pub terms: BTreeMap<Id, TeamTerms>,
 }
 
 /// Interactions in ticket order: by `opened_at`, ties by `interaction_id`.
@@ -161,14 +165,33 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
     // interaction the fact is attributed to.
     let business_time = |attributed: &Interaction, until: Instant| {
         inputs
-            .calendars
+            .terms
             .get(&attributed.team_id)
+            .and_then(|terms| terms.calendar.as_ref())
             .map(|calendar| calendar.working_nanos(created_at, until))
+    };
+    // An SLA target is that of the team and priority of the interaction the
+    // fact is attributed to (the latest one while nothing has happened yet).
+    let deadline = |attributed: &Interaction, metric: SlaMetric| {
+        inputs
+            .terms
+            .get(&attributed.team_id)
+            .and_then(|terms| terms.deadline(attributed.priority, metric, created_at))
     };
     let first_response = interactions
         .iter()
         .filter_map(|i| i.first_response_at.map(|at| (at, i)))
         .min_by_key(|(at, _)| *at);
+    let first_response_deadline = deadline(
+        first_response.map_or(latest, |(_, holder)| holder),
+        SlaMetric::FirstResponse,
+    );
+    let resolution_deadline = deadline(latest, SlaMetric::Resolution);
+    let sla_breached_after = sla::breached_after(
+        (first_response_deadline, first_response.map(|(at, _)| at)),
+        (resolution_deadline, resolved_at),
+        resolved_at.is_some(),
+    );
     if let Some((at, holder)) = first_response {
         contribution.facts.push(DatedFact {
             at,
@@ -176,6 +199,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             fact: Fact::FirstResponse {
                 nanos: at.0 - created_at.0,
                 business_nanos: business_time(holder, at),
+                sla_met: first_response_deadline.map(|deadline| sla::met(deadline, at)),
             },
         });
     }
@@ -192,6 +216,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
                 business_nanos: business_time(latest, resolved_at),
                 first_contact: interactions.len() == 1,
                 reopened,
+                sla_met: resolution_deadline.map(|deadline| sla::met(deadline, resolved_at)),
             },
         });
         if customer.is_some() {
@@ -215,6 +240,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             ticket_id: latest.ticket_id.clone(),
             created_at,
             priority: latest.priority,
+            sla_breached_after,
         });
     }
 
@@ -305,6 +331,7 @@ pub fn ticket_contribution(mut inputs: TicketInputs) -> Contribution {
             nps: answer(SurveyKind::Nps),
             ces: answer(SurveyKind::Ces),
             tags: tags.clone(),
+            sla_breached_after,
         },
     });
     contribution.tags = tags;
@@ -410,7 +437,8 @@ mod tests {
                 resolution_nanos: (24 * 3600 + 600) * NANOS_PER_SECOND,
                 business_nanos: None,
                 first_contact: false,
-                reopened: false
+                reopened: false,
+                sla_met: None,
             }
         );
         assert!(matches!(scopes, FactScopes::Of(a) if a.team_id.as_str() == "tech"));

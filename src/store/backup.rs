@@ -6,13 +6,13 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, Write};
 use std::path::Path;
 
-use crate::domain::calendar::Calendar;
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
+use crate::domain::sla::TeamTerms;
 use crate::error::{Error, Result};
 
 use super::codec::decode;
-use super::groups::decode_calendar;
+use super::groups::decode_terms;
 use super::keys::{self, RecordKind};
 use super::kv::KvStore;
 
@@ -23,18 +23,18 @@ pub enum BackupItem {
     Record(Record),
     /// The targets of a team, or (`None`) the organisation default.
     Targets(Option<Id>, Targets),
-    /// A version of a team's calendar, in effect from `effective_from` (UTC
-    /// seconds; `i64::MIN`: always); `None`: no calendar from then on.
-    Calendar {
+    /// A version of a team's terms (business calendar and SLA policy), in
+    /// effect from `effective_from` (UTC seconds; `i64::MIN`: always).
+    Terms {
         team: Id,
         effective_from: i64,
-        calendar: Option<Calendar>,
+        terms: TeamTerms,
     },
 }
 
 /// The families a backup holds: everything else is derived from them.
-/// Calendars come first: an import needs them before the tickets they apply to.
-const SOURCE_FAMILIES: [u8; 3] = [keys::CALENDARS, keys::RAW, keys::TARGETS];
+/// Team terms come first: an import needs them before the tickets they apply to.
+const SOURCE_FAMILIES: [u8; 3] = [keys::TERMS, keys::RAW, keys::TARGETS];
 
 /// A snapshot of the raw records and targets, as stored bytes in a spool file.
 #[derive(Debug)]
@@ -137,13 +137,13 @@ fn item(key: &[u8], value: &[u8]) -> Result<BackupItem> {
                 .ok_or_else(|| unknown_key(key))?;
             Ok(BackupItem::Targets(team, decode(key, value)?))
         }
-        [keys::CALENDARS, ..] => {
+        [keys::TERMS, ..] => {
             let (team, effective_from) =
-                keys::calendar_from_key(key).ok_or_else(|| unknown_key(key))?;
-            Ok(BackupItem::Calendar {
+                keys::terms_from_key(key).ok_or_else(|| unknown_key(key))?;
+            Ok(BackupItem::Terms {
                 team,
                 effective_from,
-                calendar: decode_calendar(key, value)?,
+                terms: decode_terms(key, value)?,
             })
         }
         _ => Err(unknown_key(key)),
@@ -152,7 +152,7 @@ fn item(key: &[u8], value: &[u8]) -> Result<BackupItem> {
 
 fn unknown_key(key: &[u8]) -> Error {
     Error::DataLoss(format!(
-        "key {} is not a record, targets or calendar key",
+        "key {} is not a record, targets or team terms key",
         keys::describe_key(key)
     ))
 }

@@ -4,9 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::aggregate::{Aggregate, Scope};
-use crate::domain::calendar::{Calendar, CalendarRecord};
+use crate::domain::scorecard::OpenTicket;
+use crate::domain::sla::{TeamTerms, TermsRecord};
 use crate::domain::records::{
-    Attribution, CustomerEvent, Id, Interaction, Priority, QualityReview, SurveyResponse,
+    Attribution, CustomerEvent, Id, Interaction, QualityReview, SurveyResponse,
 };
 use crate::domain::ticket::{
     customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer,
@@ -70,18 +71,18 @@ pub fn customer_events(reader: &impl Reader, customer: &Id) -> Result<Vec<Custom
         .collect()
 }
 
-/// The calendar version of a team in effect at `seconds` (the latest that took
-/// effect at or before): when it took effect, and the calendar (`None`: removed).
-pub fn calendar_version_at<R: Reader + ?Sized>(
+/// The terms version of a team in effect at `seconds` (the latest that took
+/// effect at or before): when it took effect, and the terms.
+pub fn terms_version_at<R: Reader + ?Sized>(
     reader: &R,
     team: &Id,
     seconds: i64,
-) -> Result<Option<(i64, Option<Calendar>)>> {
-    let prefix = keys::calendars_prefix(team);
+) -> Result<Option<(i64, TeamTerms)>> {
+    let prefix = keys::terms_prefix(team);
     let mut current = None;
     for (key, value) in reader.scan_prefix(&prefix)? {
         let effective_from = keys::time_from_bytes(&key[prefix.len()..]).ok_or_else(|| {
-            Error::DataLoss(format!("bad calendar key {}", keys::describe_key(&key)))
+            Error::DataLoss(format!("bad terms key {}", keys::describe_key(&key)))
         })?;
         if effective_from > seconds {
             break;
@@ -91,18 +92,18 @@ pub fn calendar_version_at<R: Reader + ?Sized>(
     let Some((effective_from, key, value)) = current else {
         return Ok(None);
     };
-    Ok(Some((effective_from, decode_calendar(&key, &value)?)))
+    Ok(Some((effective_from, decode_terms(&key, &value)?)))
 }
 
-/// A stored calendar version: the calendar, or `None` for a removal.
-pub fn decode_calendar(key: &[u8], value: &[u8]) -> Result<Option<Calendar>> {
-    let record: Option<CalendarRecord> = decode(key, value)?;
-    record
-        .map(|record| {
-            Calendar::from_record(&record)
-                .map_err(|e| Error::DataLoss(format!("calendar {}: {e}", keys::describe_key(key))))
-        })
-        .transpose()
+/// A stored version of a team's terms.
+pub fn decode_terms(key: &[u8], value: &[u8]) -> Result<TeamTerms> {
+    let record: TermsRecord = decode(key, value)?;
+    TeamTerms::from_record(&record).map_err(|e| {
+        Error::DataLoss(format!(
+            "team terms {}: {e}",
+            keys::describe_key(key)
+        ))
+    })
 }
 
 /// Recomputes a group's contribution from the raw records.
@@ -141,9 +142,10 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
                 let created_at = first.opened_at.seconds();
                 let teams: BTreeSet<&Id> = interactions.iter().map(|i| &i.team_id).collect();
                 for team in teams {
-                    let version = calendar_version_at(reader, team, created_at)?;
-                    if let Some((_, Some(calendar))) = version {
-                        inputs.calendars.insert(team.clone(), calendar);
+                    if let Some((_, terms)) = terms_version_at(reader, team, created_at)? {
+                        if !terms.is_empty() {
+                            inputs.terms.insert(team.clone(), terms);
+                        }
                     }
                 }
             }
@@ -201,8 +203,13 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
                 ticket_id,
                 created_at,
                 priority,
+                sla_breached_after,
             } => {
-                let value = encode(&(*created_at, *priority))?;
+                let value = encode(&OpenTicket {
+                    created_at: *created_at,
+                    priority: *priority,
+                    sla_breached_after: *sla_breached_after,
+                })?;
                 for scope in scope_attribution.scopes_tagged(&contribution.tags) {
                     entries.insert(keys::open_ticket(&scope, ticket_id), value.clone());
                 }
@@ -245,7 +252,7 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
 }
 
 /// Decodes an open-ticket index value.
-pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<(Instant, Priority)> {
+pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<OpenTicket> {
     decode(key, value)
 }
 

@@ -11,7 +11,7 @@
 //! | `A` aggregate | `A level scope start` | the aggregate |
 //! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` (empty), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
-//! | `C` calendars | `C team 0 effective_from` | the team's business calendar from then on (or none) |
+//! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
 //! | `J` journal | `J` + a `G` key | empty: the group's derived state changed since the last checkpoint (see `deferred`) |
@@ -27,7 +27,7 @@ pub const GROUP: u8 = b'G';
 pub const AGGREGATE: u8 = b'A';
 pub const DERIVED_INDEX: u8 = b'X';
 pub const TARGETS: u8 = b'T';
-pub const CALENDARS: u8 = b'C';
+pub const TERMS: u8 = b'C';
 pub const META: u8 = b'M';
 pub const VERSION: u8 = b'V';
 pub const JOURNAL: u8 = b'J';
@@ -331,19 +331,19 @@ pub fn customer_ticket(customer: &Id, ticket: &Id) -> Vec<u8> {
     ])
 }
 
-pub fn calendars_prefix(team: &Id) -> Vec<u8> {
-    key(&[&[CALENDARS], team.as_str().as_bytes(), &[0]])
+pub fn terms_prefix(team: &Id) -> Vec<u8> {
+    key(&[&[TERMS], team.as_str().as_bytes(), &[0]])
 }
 
-/// A version of a team's calendar, in effect for tickets created from
-/// `effective_from_seconds` on.
-pub fn calendar(team: &Id, effective_from_seconds: i64) -> Vec<u8> {
-    key(&[&calendars_prefix(team), &time_bytes(effective_from_seconds)])
+/// A version of a team's terms (business calendar and SLA policy), in effect
+/// for tickets created from `effective_from_seconds` on.
+pub fn terms(team: &Id, effective_from_seconds: i64) -> Vec<u8> {
+    key(&[&terms_prefix(team), &time_bytes(effective_from_seconds)])
 }
 
-/// The team and moment of a calendar key.
-pub fn calendar_from_key(key: &[u8]) -> Option<(Id, i64)> {
-    let rest = key.strip_prefix(&[CALENDARS])?;
+/// The team and moment of a terms key.
+pub fn terms_from_key(key: &[u8]) -> Option<(Id, i64)> {
+    let rest = key.strip_prefix(&[TERMS])?;
     let team_end = rest.iter().position(|&b| b == 0)?;
     let team = Id::parse(std::str::from_utf8(&rest[..team_end]).ok()?).ok()?;
     Some((team, time_from_bytes(&rest[team_end + 1..])?))
@@ -403,15 +403,15 @@ mod tests {
     }
 
     #[test]
-    fn calendar_keys_round_trip() {
+    fn terms_keys_round_trip() {
         let team = Id::parse("billing").unwrap();
         for moment in [i64::MIN, -1, 0, 1_795_527_593] {
             assert_eq!(
-                calendar_from_key(&calendar(&team, moment)),
+                terms_from_key(&terms(&team, moment)),
                 Some((team.clone(), moment))
             );
         }
-        assert_eq!(calendar_from_key(&targets(Some(&team))), None);
+        assert_eq!(terms_from_key(&targets(Some(&team))), None);
     }
 
     #[test]

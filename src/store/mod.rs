@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::calendar::Calendar;
+use crate::domain::sla::{SlaPolicy, TeamTerms, TermsRecord};
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
 use crate::error::{Error, Result};
@@ -41,9 +42,10 @@ const MAX_RECORDS_PER_COMMIT: usize = 4096;
 enum Command {
     Records(Vec<Record>),
     SetTargets(Option<Id>, Targets),
-    /// A calendar version; effective a day from now, or at the given moment
-    /// (a restore).
-    SetCalendar(Id, Option<Calendar>, Option<i64>),
+    /// A new version of a team's terms, effective a day from now.
+    SetTerms(Id, TermsChange),
+    /// A version of a team's terms from a backup, at the moment it had.
+    RestoreTerms(Id, TeamTerms, i64),
     Verify,
     Rebuild,
     Snapshot,
@@ -63,10 +65,19 @@ impl Command {
     }
 }
 
+/// What a new version of a team's terms changes; the rest is kept from the
+/// team's latest version.
+enum TermsChange {
+    /// The business calendar (`None`: no calendar).
+    Calendar(Option<Calendar>),
+    /// The SLA policy (empty: no targets).
+    Sla(SlaPolicy),
+}
+
 enum Reply {
     Records(Vec<Result<Outcome>>),
     Done,
-    /// A calendar version took effect at this moment (UTC seconds).
+    /// A version of a team's terms takes effect at this moment (UTC seconds).
     Effective(i64),
     Verify(VerifyReport),
     Rebuild(RebuildReport),
@@ -234,24 +245,32 @@ impl Store {
     /// Sets a team's business calendar (`None` removes it) for tickets created
     /// a day from now on; returns the moment it takes effect (UTC seconds).
     pub async fn set_calendar(&self, team: Id, calendar: Option<Calendar>) -> Result<i64> {
-        match self
-            .submit(Command::SetCalendar(team, calendar, None))
-            .await?
-        {
+        self.set_terms(team, TermsChange::Calendar(calendar)).await
+    }
+
+    /// Sets a team's SLA policy (empty removes it) for tickets created a day
+    /// from now on; returns the moment it takes effect (UTC seconds).
+    pub async fn set_sla_policy(&self, team: Id, policy: SlaPolicy) -> Result<i64> {
+        self.set_terms(team, TermsChange::Sla(policy)).await
+    }
+
+    async fn set_terms(&self, team: Id, change: TermsChange) -> Result<i64> {
+        match self.submit(Command::SetTerms(team, change)).await? {
             Reply::Effective(seconds) => Ok(seconds),
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
     }
 
-    /// Restores a calendar version from a backup, effective from the moment it
-    /// had. Only into a store without interactions: no stored ticket may change.
-    pub async fn restore_calendar(
+    /// Restores a version of a team's terms from a backup, effective from the
+    /// moment it had. Only into a store without interactions: no stored ticket
+    /// may change.
+    pub async fn restore_terms(
         &self,
         team: Id,
         effective_from: i64,
-        calendar: Option<Calendar>,
+        terms: TeamTerms,
     ) -> Result<()> {
-        self.submit(Command::SetCalendar(team, calendar, Some(effective_from)))
+        self.submit(Command::RestoreTerms(team, terms, effective_from))
             .await
             .map(|_| ())
     }
@@ -292,7 +311,9 @@ impl Store {
 /// The layout of stored values. 2: dense duration histograms (aggregates of
 /// version 1 stores do not decode as version 2). 3: drill-down ticket rows,
 /// tag scopes and business-time histograms (a version 2 store lacks them).
-const FORMAT_VERSION: u32 = 3;
+/// 4: SLA counts in aggregates, SLA moments in the open-ticket index and ticket
+/// rows, team terms (calendar and SLA policy) in place of bare calendars.
+const FORMAT_VERSION: u32 = 4;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
@@ -467,45 +488,42 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             writes::apply_targets(txn, team.as_ref(), targets)?;
             Ok(Reply::Done)
         }
-        Command::SetCalendar(team, calendar, restored_from) => {
+        Command::SetTerms(team, change) => {
             // Tickets already written may have been created up to 24 hours
             // ahead; starting after all of them keeps every stored contribution
             // equal to its recomputation (RebuildAggregates applies it at once).
-            // A restored version keeps its moment, into a store without tickets.
-            let effective_from = match restored_from {
-                Some(moment) => {
-                    let key = keys::calendar(team, *moment);
-                    let record = calendar.as_ref().map(Calendar::record);
-                    if txn.get_decoded::<Option<crate::domain::calendar::CalendarRecord>>(&key)?
-                        == Some(record)
-                    {
-                        // Restoring the same backup again: already there.
-                        return Ok(Reply::Effective(*moment));
-                    }
-                    if counters.interactions > 0 {
-                        return Err(Error::FailedPrecondition(
-                            "a calendar version can only be restored into a store without \
-                             interactions (export lists calendars first)"
-                                .into(),
-                        ));
-                    }
-                    *moment
-                }
-                None => {
-                    // After the team's latest version too, so that versions keep
-                    // the order in which they were set whatever the clock does.
-                    let latest = txn
-                        .key_suffixes(&keys::calendars_prefix(team))?
-                        .last()
-                        .and_then(|suffix| keys::time_from_bytes(suffix));
-                    let tomorrow = crate::domain::time::Instant::now().seconds()
-                        + crate::domain::time::MAX_FUTURE_SECONDS
-                        + 1;
-                    latest.map_or(tomorrow, |latest| tomorrow.max(latest.saturating_add(1)))
-                }
-            };
-            writes::apply_calendar(txn, team, calendar.as_ref(), effective_from)?;
+            // After the team's latest version too, so that versions keep the
+            // order in which they were set whatever the clock does.
+            let latest = groups::terms_version_at(txn, team, i64::MAX)?;
+            let tomorrow = crate::domain::time::Instant::now().seconds()
+                + crate::domain::time::MAX_FUTURE_SECONDS
+                + 1;
+            let effective_from = latest.as_ref().map_or(tomorrow, |(latest, _)| {
+                tomorrow.max(latest.saturating_add(1))
+            });
+            let mut terms = latest.map(|(_, terms)| terms).unwrap_or_default();
+            match change {
+                TermsChange::Calendar(calendar) => terms.calendar = calendar.clone(),
+                TermsChange::Sla(policy) => terms.sla = policy.clone(),
+            }
+            writes::put_terms(txn, team, &terms, effective_from)?;
             Ok(Reply::Effective(effective_from))
+        }
+        Command::RestoreTerms(team, terms, effective_from) => {
+            let key = keys::terms(team, *effective_from);
+            if txn.get_decoded::<TermsRecord>(&key)? == Some(terms.record()) {
+                // Restoring the same backup again: already there.
+                return Ok(Reply::Effective(*effective_from));
+            }
+            if counters.interactions > 0 {
+                return Err(Error::FailedPrecondition(
+                    "a version of a team's terms (calendar, SLA policy) can only be restored \
+                     into a store without interactions (export lists them first)"
+                        .into(),
+                ));
+            }
+            writes::put_terms(txn, team, terms, *effective_from)?;
+            Ok(Reply::Effective(*effective_from))
         }
         Command::Verify | Command::Rebuild | Command::Snapshot => {
             Err(Error::Internal("exclusive command in a group".into()))

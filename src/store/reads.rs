@@ -2,10 +2,10 @@
 //! listings, the open-ticket index, targets and counters. None scans raw records.
 
 use crate::domain::aggregate::{Aggregate, Scope, ScopeKind};
-use crate::domain::records::{Id, Priority};
-use crate::domain::scorecard::Targets;
+use crate::domain::records::Id;
+use crate::domain::scorecard::{OpenTicket, Targets};
 use crate::domain::ticket::TicketRow;
-use crate::domain::time::{decompose, Instant, Window, NANOS_PER_SECOND};
+use crate::domain::time::{decompose, Window, NANOS_PER_SECOND};
 use crate::error::{Error, Result};
 
 use super::codec::decode;
@@ -61,8 +61,8 @@ pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Open tickets of a scope as (created_at, priority), from the open-ticket index.
-pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<(Instant, Priority)>> {
+/// Open tickets of a scope, from the open-ticket index.
+pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<OpenTicket>> {
     KvStore::scan_prefix(kv, &keys::open_ticket_prefix(scope))
         .map(|entry| {
             let (key, value) = entry?;

@@ -11,7 +11,7 @@ use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
-use super::groups::{compute, decode_calendar, fact_deltas, index_entries};
+use super::groups::{compute, decode_terms, fact_deltas, index_entries};
 use super::keys::{self, Group, RecordKind};
 use super::kv::{Change, Entry, KvStore};
 use super::txn::Reader;
@@ -49,28 +49,28 @@ pub struct RebuildReport {
     pub keys_written: u64,
 }
 
-/// Reads source data (raw records, calendars) from the store and derived
+/// Reads source data (raw records, team terms) from the store and derived
 /// families from the recomputation under way, so that a damaged stored index
 /// cannot mislead it.
 struct RecomputingReader<'a> {
     kv: &'a dyn KvStore,
     derived: &'a BTreeMap<Vec<u8>, Vec<u8>>,
-    /// The calendars to compute with, when they are not the stored ones (a
-    /// rebuild computes with the collapsed calendars it is about to store).
-    calendars: Option<&'a Calendars>,
+    /// The team terms to compute with, when they are not the stored ones (a
+    /// rebuild computes with the collapsed terms it is about to store).
+    terms: Option<&'a TermsVersions>,
 }
 
 impl RecomputingReader<'_> {
-    fn calendar_view(&self, key: &[u8]) -> Option<&Calendars> {
-        self.calendars
-            .filter(|_| key.first() == Some(&keys::CALENDARS))
+    fn terms_view(&self, key: &[u8]) -> Option<&TermsVersions> {
+        self.terms
+            .filter(|_| key.first() == Some(&keys::TERMS))
     }
 }
 
 impl Reader for RecomputingReader<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(calendars) = self.calendar_view(key) {
-            Ok(calendars.get(key).cloned())
+        if let Some(terms) = self.terms_view(key) {
+            Ok(terms.get(key).cloned())
         } else if is_source(key) {
             KvStore::get(self.kv, key)
         } else {
@@ -79,8 +79,8 @@ impl Reader for RecomputingReader<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        if let Some(calendars) = self.calendar_view(prefix) {
-            Ok(calendars
+        if let Some(terms) = self.terms_view(prefix) {
+            Ok(terms
                 .range(prefix.to_vec()..)
                 .take_while(|(key, _)| key.starts_with(prefix))
                 .map(|(key, value)| (key.clone(), value.clone()))
@@ -100,7 +100,7 @@ impl Reader for RecomputingReader<'_> {
 
 /// Whether a key (or prefix) belongs to what users wrote, not to what is derived.
 fn is_source(key: &[u8]) -> bool {
-    matches!(key.first(), Some(&keys::RAW) | Some(&keys::CALENDARS))
+    matches!(key.first(), Some(&keys::RAW) | Some(&keys::TERMS))
 }
 
 /// What to do with a source value (a raw record or targets) that is damaged.
@@ -165,7 +165,7 @@ struct Derived {
 /// Every derived key and value, recomputed from the raw records.
 fn recompute_derived(
     kv: &dyn KvStore,
-    calendars: Option<&Calendars>,
+    terms: Option<&TermsVersions>,
     mut on_damage: OnDamage<'_>,
 ) -> Result<Derived> {
     let mut derived = BTreeMap::new();
@@ -239,7 +239,7 @@ fn recompute_derived(
             &RecomputingReader {
                 kv,
                 derived: &derived,
-                calendars,
+                terms,
             },
             group,
         )?;
@@ -272,28 +272,28 @@ fn recompute_derived(
     })
 }
 
-/// Calendar keys and values.
-type Calendars = BTreeMap<Vec<u8>, Vec<u8>>;
+/// Team terms keys and values.
+type TermsVersions = BTreeMap<Vec<u8>, Vec<u8>>;
 
-/// Each team's current calendar made to apply to all of history: its latest
-/// version takes effect from the beginning of time and the earlier ones go (a
-/// team whose latest version is a removal keeps no calendar). Returns the
-/// calendar keys as they will be, and the changes that make them so.
-fn collapsed_calendars(kv: &dyn KvStore) -> Result<(Calendars, Vec<Change>)> {
+/// Each team's current terms (calendar and SLA policy) made to apply to all of
+/// history: its latest version takes effect from the beginning of time and the
+/// earlier ones go (a team whose latest version has neither keeps no version).
+/// Returns the terms keys as they will be, and the changes that make them so.
+fn collapsed_terms(kv: &dyn KvStore) -> Result<(TermsVersions, Vec<Change>)> {
     let mut latest: BTreeMap<Id, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
     let mut stored = Vec::new();
-    for entry in KvStore::scan_prefix(kv, &[keys::CALENDARS]) {
+    for entry in KvStore::scan_prefix(kv, &[keys::TERMS]) {
         let (key, value) = entry?;
-        let (team, _) = keys::calendar_from_key(&key).ok_or_else(|| {
-            Error::DataLoss(format!("bad calendar key {}", keys::describe_key(&key)))
+        let (team, _) = keys::terms_from_key(&key).ok_or_else(|| {
+            Error::DataLoss(format!("bad terms key {}", keys::describe_key(&key)))
         })?;
         stored.push(key.clone());
         latest.insert(team, (key, value));
     }
     let mut collapsed = BTreeMap::new();
     for (team, (key, value)) in latest {
-        if decode_calendar(&key, &value)?.is_some() {
-            collapsed.insert(keys::calendar(&team, i64::MIN), value);
+        if !decode_terms(&key, &value)?.is_empty() {
+            collapsed.insert(keys::terms(&team, i64::MIN), value);
         }
     }
     let mut changes: Vec<Change> = stored
@@ -381,14 +381,14 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
 }
 
 /// Replaces every derived value with its recomputation, with every team's
-/// current calendar applied to all of history, in one atomic commit.
+/// current terms (calendar, SLA policy) applied to all of history, in one atomic commit.
 pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
-    // Computed with the collapsed calendars and stored with them in one commit.
-    let (calendars, mut changes) = collapsed_calendars(kv)?;
+    // Computed with the collapsed terms and stored with them in one commit.
+    let (terms, mut changes) = collapsed_terms(kv)?;
     let Derived {
         entries: expected,
         groups,
-    } = recompute_derived(kv, Some(&calendars), OnDamage::Fail)?;
+    } = recompute_derived(kv, Some(&terms), OnDamage::Fail)?;
     for entry in stored_derived(kv) {
         let (key, _) = entry?;
         if !expected.contains_key(&key) {

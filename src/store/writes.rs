@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::calendar::Calendar;
+use crate::domain::sla::TeamTerms;
 use crate::domain::records::{
     CustomerEvent, Id, Interaction, QualityReview, Record, SurveyResponse,
 };
@@ -295,21 +295,18 @@ fn recompute_all(txn: &mut Txn<'_>, tickets: BTreeSet<Id>, customers: BTreeSet<I
     Ok(())
 }
 
-/// Replaces the targets of a team, or of the organisation default.
-/// A new version of a team's calendar (`None`: no calendar), in effect for
-/// tickets created from `effective_from_seconds` on.
-pub fn apply_calendar(
+/// A version of a team's terms, in effect for tickets created from
+/// `effective_from_seconds` on.
+pub fn put_terms(
     txn: &mut Txn<'_>,
     team: &Id,
-    calendar: Option<&Calendar>,
+    terms: &TeamTerms,
     effective_from_seconds: i64,
 ) -> Result<()> {
-    txn.put(
-        keys::calendar(team, effective_from_seconds),
-        &calendar.map(Calendar::record),
-    )
+    txn.put(keys::terms(team, effective_from_seconds), &terms.record())
 }
 
+/// Replaces the targets of a team, or of the organisation default.
 pub fn apply_targets(txn: &mut Txn<'_>, team: Option<&Id>, targets: &Targets) -> Result<()> {
     let key = keys::targets(team);
     if targets.is_empty() {

@@ -185,7 +185,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
         .await
         .expect("import");
     assert_eq!(summary.created, records.len() as u64);
-    assert_eq!((summary.targets, summary.calendars), (2, 2));
+    assert_eq!((summary.targets, summary.terms), (2, 2));
     assert!(summary.conflicts.is_empty());
 
     let mut restored = spawn_app_at(restored_dir.clone()).await;
@@ -328,7 +328,7 @@ async fn a_calendar_version_is_restored_only_before_any_interaction() {
     let summary = tools::import(&tool_config(data), Some(&file))
         .await
         .expect("same version twice");
-    assert_eq!((summary.calendars, summary.created), (2, 1));
+    assert_eq!((summary.terms, summary.created), (2, 1));
 
     // A different version after an interaction would change stored tickets.
     let other = calendar.replace("17:00", "18:00");

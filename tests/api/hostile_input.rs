@@ -435,6 +435,7 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
                                     first_contact_resolved: Some(today),
                                     open_older_than: bound,
                                     tag: token.clone(),
+                                    sla_breached: today,
                                 }),
                                 page_size,
                                 page_token: token.clone(),

@@ -1179,6 +1179,8 @@ fn model_metrics(
         post_contact;
 
     Metrics {
+        first_response_sla: None,
+        resolution_sla: None,
         tickets_created,
         interactions: count(opened.len()),
         tickets_resolved,
@@ -1372,6 +1374,8 @@ fn model_backlog(
         by_priority: [0; 4],
         by_age: [0; 6],
         oldest_age_seconds: None,
+        sla_breaching: 0,
+        sla_breaching_within_hour: 0,
     };
     let mut oldest: Option<i64> = None;
     for ticket in tickets {
@@ -1507,6 +1511,8 @@ impl Diffs {
             handle_time,
             first_response_business_time,
             resolution_business_time,
+            first_response_sla,
+            resolution_sla,
             csat,
             ces,
             nps,
@@ -1515,6 +1521,12 @@ impl Diffs {
             social,
             churn,
         } = expected;
+        self.exact(
+            "first_response_sla",
+            first_response_sla,
+            &actual.first_response_sla,
+        );
+        self.exact("resolution_sla", resolution_sla, &actual.resolution_sla);
         self.exact("tickets_created", tickets_created, &actual.tickets_created);
         self.exact("interactions", interactions, &actual.interactions);
         self.exact(
@@ -1715,7 +1727,15 @@ impl Diffs {
             by_priority,
             by_age,
             oldest_age_seconds,
+            sla_breaching,
+            sla_breaching_within_hour,
         } = expected;
+        self.exact("backlog.sla_breaching", sla_breaching, &actual.sla_breaching);
+        self.exact(
+            "backlog.sla_breaching_within_hour",
+            sla_breaching_within_hour,
+            &actual.sla_breaching_within_hour,
+        );
         self.exact("backlog.as_of", as_of, &actual.as_of);
         self.exact("backlog.open_tickets", open_tickets, &actual.open_tickets);
         self.exact("backlog.by_priority", by_priority, &actual.by_priority);
