@@ -260,5 +260,19 @@ mod tests {
             code(Some(&format!("Basic {WRITER}")), ingest),
             Some(tonic::Code::Unauthenticated)
         );
+        // Settings that change how history is judged are for operators only.
+        let reader = bearer("reader-token-0123456789");
+        for setter in ["SetTargets", "SetCalendar", "SetSlaPolicy"] {
+            let path = format!("/supportmetrics.v1.ScorecardService/{setter}");
+            assert_eq!(
+                code(Some(&reader), &path),
+                Some(tonic::Code::PermissionDenied),
+                "{setter}"
+            );
+        }
+        for getter in ["GetTargets", "GetCalendar", "GetSlaPolicy"] {
+            let path = format!("/supportmetrics.v1.ScorecardService/{getter}");
+            assert_eq!(code(Some(&reader), &path), None, "{getter}");
+        }
     }
 }

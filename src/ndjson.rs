@@ -257,7 +257,9 @@ fn calendar_version_value(version: &pb::CalendarVersion) -> Value {
                 put_enum(
                     &mut target,
                     "clock",
-                    pb::SlaClock::try_from(t.clock).ok().map(|c| c.as_str_name()),
+                    pb::SlaClock::try_from(t.clock)
+                        .ok()
+                        .map(|c| c.as_str_name()),
                     t.clock,
                 );
                 Value::Object(target)

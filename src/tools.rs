@@ -11,9 +11,9 @@ use crate::api::convert;
 use crate::api::scorecard::parse_targets;
 use crate::api::validate;
 use crate::config::Config;
-use crate::domain::sla::{SlaPolicy, TeamTerms};
-use crate::domain::records::{Id, Record};
+use crate::domain::records::{Id, Priority, Record};
 use crate::domain::scorecard::{Metric, Targets};
+use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule, TeamTerms};
 use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
@@ -228,21 +228,61 @@ pub async fn demo(
     let end = Instant::from_seconds(now - now.rem_euclid(3600));
     let workload = WorkloadConfig::new(options.seed, options.interactions, options.days, end);
     let records = workload::generate(&workload);
-    let summary = load(config, &records, Some(demo_targets())).await?;
+    let terms: Vec<(Id, TeamTerms)> = workload
+        .team_ids()
+        .into_iter()
+        .map(|team| (team, demo_terms()))
+        .collect();
+    let summary = load(config, &records, Some(demo_targets()), &terms).await?;
     Ok((summary, end))
 }
 
+/// Every demo team's SLA policy, in calendar time (the demo sets no calendars).
+fn demo_terms() -> TeamTerms {
+    const HOUR: i64 = 3600 * 1_000_000_000;
+    let targets = [
+        (Priority::Urgent, 1, 8),
+        (Priority::High, 4, 24),
+        (Priority::Normal, 8, 72),
+        (Priority::Low, 24, 168),
+    ];
+    let rule = |priority, metric, hours: i64| SlaRule {
+        priority,
+        metric,
+        within_nanos: hours * HOUR,
+        clock: SlaClock::Calendar,
+    };
+    TeamTerms {
+        calendar: None,
+        sla: SlaPolicy::new(targets.into_iter().flat_map(|(priority, first, resolution)| {
+            [
+                rule(priority, SlaMetric::FirstResponse, first),
+                rule(priority, SlaMetric::Resolution, resolution),
+            ]
+        })),
+    }
+}
+
 /// Records `records` (and organisation-wide `targets`) into the store of
-/// `config`, in batches, with a progress bar; durable when it returns. The
-/// `lines` of the summary count records.
+/// `config`, in batches, with a progress bar; durable when it returns. Teams'
+/// `terms` go in first, applying to all of history (so only into a store
+/// without interactions, or one that has them already). The `lines` of the
+/// summary count records.
 pub async fn load(
     config: &Config,
     records: &[Record],
     targets: Option<Targets>,
+    terms: &[(Id, TeamTerms)],
 ) -> anyhow::Result<ImportSummary> {
     let store = open_for_bulk_load(config).await?;
     let mut summary = ImportSummary::default();
     let loaded = async {
+        for (team, team_terms) in terms {
+            store
+                .restore_terms(team.clone(), i64::MIN, team_terms.clone())
+                .await?;
+            summary.terms += 1;
+        }
         let progress = indicatif::ProgressBar::new(records.len() as u64);
         for chunk in records.chunks(IMPORT_BATCH) {
             let mut batch = chunk.to_vec();

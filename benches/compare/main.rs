@@ -469,7 +469,7 @@ async fn reads(
     ])?
     .config;
     let began = Clock::now();
-    tools::load(&tool_config, &records, None).await?;
+    tools::load(&tool_config, &records, None, &[]).await?;
     let service_load = began.elapsed();
     let server = Server::start(&data, cpu, false).await?;
     let startup = server.startup;

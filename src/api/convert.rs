@@ -4,7 +4,6 @@ use prost_types::Timestamp;
 
 use crate::domain::aggregate::{Scope, Selection};
 use crate::domain::calendar::Calendar;
-use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy};
 use crate::domain::records::{
     Channel, CustomerEventKind, Id, Priority, Record, SocialFacts, SocialKind, SurveyKind,
 };
@@ -12,6 +11,7 @@ use crate::domain::scorecard::{
     BacklogSummary, Confidence, Direction, DurationSummary, Metric, Metrics, Rate, TargetResult,
     TargetStatus,
 };
+use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy};
 use crate::domain::ticket::TicketRow;
 use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
 use crate::proto::v1 as pb;

@@ -603,10 +603,13 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::GetCalendarResponse>, Status> {
         let raw = request.into_inner();
         match self.latest_terms(&raw.team_id).await? {
-            Some((effective_from, TeamTerms {
-                calendar: Some(calendar),
-                ..
-            })) => Ok(Response::new(pb::GetCalendarResponse {
+            Some((
+                effective_from,
+                TeamTerms {
+                    calendar: Some(calendar),
+                    ..
+                },
+            )) => Ok(Response::new(pb::GetCalendarResponse {
                 calendar: Some(convert::calendar(&calendar)),
                 effective_from: since(effective_from),
             })),

@@ -469,7 +469,10 @@ impl Fields {
                 Ok(pb::SlaMetric::FirstResponse) => Some(SlaMetric::FirstResponse),
                 Ok(pb::SlaMetric::Resolution) => Some(SlaMetric::Resolution),
                 Ok(pb::SlaMetric::Unspecified) | Err(_) => {
-                    self.violation(&format!("{at}.metric"), "is required: FIRST_RESPONSE or RESOLUTION");
+                    self.violation(
+                        &format!("{at}.metric"),
+                        "is required: FIRST_RESPONSE or RESOLUTION",
+                    );
                     None
                 }
             };
@@ -477,7 +480,10 @@ impl Fields {
                 Ok(pb::SlaClock::CalendarTime) => Some(SlaClock::Calendar),
                 Ok(pb::SlaClock::BusinessTime) => Some(SlaClock::Business),
                 Ok(pb::SlaClock::Unspecified) | Err(_) => {
-                    self.violation(&format!("{at}.clock"), "is required: CALENDAR_TIME or BUSINESS_TIME");
+                    self.violation(
+                        &format!("{at}.clock"),
+                        "is required: CALENDAR_TIME or BUSINESS_TIME",
+                    );
                     None
                 }
             };
@@ -501,7 +507,10 @@ impl Fields {
             else {
                 continue;
             };
-            if rules.iter().any(|r| r.priority == priority && r.metric == metric) {
+            if rules
+                .iter()
+                .any(|r| r.priority == priority && r.metric == metric)
+            {
                 self.violation(
                     &at,
                     "repeats the priority and metric of an earlier target: one target each",

@@ -432,7 +432,9 @@ impl Metrics {
             Metric::FirstResponseSlaPercent => {
                 self.first_response_sla.as_ref().map(|s| s.achieved_percent)
             }
-            Metric::ResolutionSlaPercent => self.resolution_sla.as_ref().map(|s| s.achieved_percent),
+            Metric::ResolutionSlaPercent => {
+                self.resolution_sla.as_ref().map(|s| s.achieved_percent)
+            }
         }
     }
 }
@@ -478,10 +480,16 @@ impl Metric {
         use Metric::*;
         match self {
             TicketsCreated | Interactions | TicketsResolved => None,
-            CsatPercent | CesMean | CesEasyPercent | NpsScore | ResolutionRate | FcrRate
-            | SurveyResponseRate | QualityMean | FirstResponseSlaPercent | ResolutionSlaPercent => {
-                Some(Direction::AtLeast)
-            }
+            CsatPercent
+            | CesMean
+            | CesEasyPercent
+            | NpsScore
+            | ResolutionRate
+            | FcrRate
+            | SurveyResponseRate
+            | QualityMean
+            | FirstResponseSlaPercent
+            | ResolutionSlaPercent => Some(Direction::AtLeast),
             FrtMean
             | FrtP50
             | FrtP90
@@ -619,10 +627,7 @@ pub struct BacklogSummary {
 impl BacklogSummary {
     /// Summarises open tickets. Tickets created after `as_of` did not exist
     /// then and are left out.
-    pub fn summarize(
-        as_of: Instant,
-        open: impl IntoIterator<Item = OpenTicket>,
-    ) -> BacklogSummary {
+    pub fn summarize(as_of: Instant, open: impl IntoIterator<Item = OpenTicket>) -> BacklogSummary {
         let mut summary = BacklogSummary {
             as_of,
             open_tickets: 0,

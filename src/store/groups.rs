@@ -4,11 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::domain::aggregate::{Aggregate, Scope};
-use crate::domain::scorecard::OpenTicket;
-use crate::domain::sla::{TeamTerms, TermsRecord};
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, QualityReview, SurveyResponse,
 };
+use crate::domain::scorecard::OpenTicket;
+use crate::domain::sla::{TeamTerms, TermsRecord};
 use crate::domain::ticket::{
     customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer,
     Contribution, CustomerContact, IndexEntry, TicketInputs,
@@ -98,12 +98,8 @@ pub fn terms_version_at<R: Reader + ?Sized>(
 /// A stored version of a team's terms.
 pub fn decode_terms(key: &[u8], value: &[u8]) -> Result<TeamTerms> {
     let record: TermsRecord = decode(key, value)?;
-    TeamTerms::from_record(&record).map_err(|e| {
-        Error::DataLoss(format!(
-            "team terms {}: {e}",
-            keys::describe_key(key)
-        ))
-    })
+    TeamTerms::from_record(&record)
+        .map_err(|e| Error::DataLoss(format!("team terms {}: {e}", keys::describe_key(key))))
 }
 
 /// Recomputes a group's contribution from the raw records.

@@ -19,9 +19,9 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::domain::calendar::Calendar;
-use crate::domain::sla::{SlaPolicy, TeamTerms, TermsRecord};
 use crate::domain::records::{Id, Record};
 use crate::domain::scorecard::Targets;
+use crate::domain::sla::{SlaPolicy, TeamTerms, TermsRecord};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 

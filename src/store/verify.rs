@@ -62,8 +62,7 @@ struct RecomputingReader<'a> {
 
 impl RecomputingReader<'_> {
     fn terms_view(&self, key: &[u8]) -> Option<&TermsVersions> {
-        self.terms
-            .filter(|_| key.first() == Some(&keys::TERMS))
+        self.terms.filter(|_| key.first() == Some(&keys::TERMS))
     }
 }
 

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::sla::TeamTerms;
 use crate::domain::records::{
     CustomerEvent, Id, Interaction, QualityReview, Record, SurveyResponse,
 };
 use crate::domain::scorecard::Targets;
+use crate::domain::sla::TeamTerms;
 use crate::error::{Error, Result};
 
 use super::groups::recompute;

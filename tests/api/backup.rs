@@ -81,10 +81,11 @@ async fn observable_state(app: &mut TestApp) -> Vec<String> {
 }
 
 /// Every team's calendar as GetCalendar answers it.
-async fn calendars(app: &mut TestApp) -> String {
+/// Every team's calendar and SLA policy, as GetCalendar and GetSlaPolicy answer.
+async fn team_terms(app: &mut TestApp) -> String {
     let mut answers = Vec::new();
     for team in ["team-0", "team-1", "team-2"] {
-        let answer = app
+        let calendar = app
             .scorecards
             .get_calendar(pb::GetCalendarRequest {
                 team_id: team.into(),
@@ -92,7 +93,15 @@ async fn calendars(app: &mut TestApp) -> String {
             .await
             .map(|r| r.into_inner())
             .map_err(|status| (status.code(), status.message().to_owned()));
-        answers.push(format!("{team}: {answer:?}"));
+        let policy = app
+            .scorecards
+            .get_sla_policy(pb::GetSlaPolicyRequest {
+                team_id: team.into(),
+            })
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|status| (status.code(), status.message().to_owned()));
+        answers.push(format!("{team}: {calendar:?} {policy:?}"));
     }
     answers.join("\n")
 }
@@ -127,8 +136,40 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
             .await
             .expect("targets");
     }
-    // Team 0's calendar applies to all of history (a rebuild), team 1's is a
-    // version that takes effect tomorrow: both must come back as they were.
+    // Team 0's calendar and SLA policy apply to all of history (a rebuild),
+    // team 1's calendar and team 2's policy are versions that take effect
+    // tomorrow: all must come back as they were.
+    let policy = |clock: pb::SlaClock| pb::SlaPolicy {
+        targets: [pb::Priority::Low, pb::Priority::Normal, pb::Priority::High]
+            .into_iter()
+            .flat_map(|priority| {
+                [pb::SlaMetric::FirstResponse, pb::SlaMetric::Resolution].map(|metric| {
+                    pb::SlaTarget {
+                        priority: priority as i32,
+                        metric: metric as i32,
+                        within: Some(prost_types::Duration {
+                            seconds: 4 * 3600,
+                            nanos: 0,
+                        }),
+                        clock: clock as i32,
+                    }
+                })
+            })
+            .collect(),
+    };
+    for (team, clock) in [
+        ("team-0", pb::SlaClock::BusinessTime),
+        ("team-2", pb::SlaClock::CalendarTime),
+    ] {
+        source
+            .scorecards
+            .set_sla_policy(pb::SetSlaPolicyRequest {
+                team_id: team.into(),
+                policy: Some(policy(clock)),
+            })
+            .await
+            .expect("policy");
+    }
     for team in ["team-0", "team-1"] {
         source
             .scorecards
@@ -155,15 +196,19 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
         }
     }
     let mut before = observable_state(&mut source).await;
-    before.push(calendars(&mut source).await);
-    assert!(before
-        .iter()
-        .any(|line| line.contains("first_response_business_time: Some")));
+    before.push(team_terms(&mut source).await);
+    for shown in [
+        "first_response_business_time: Some",
+        "first_response_sla: Some",
+        "resolution_sla: Some",
+    ] {
+        assert!(before.iter().any(|line| line.contains(shown)), "{shown}");
+    }
     let lines = source.export_lines().await.expect("export");
     assert_eq!(
         lines.len(),
-        records.len() + 2 + 2,
-        "every record, both targets and both calendars"
+        records.len() + 2 + 3,
+        "every record, both targets, team 0's terms and the versions of teams 1 and 2"
     );
 
     // The offline tool writes the same backup from the stopped store.
@@ -185,12 +230,12 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
         .await
         .expect("import");
     assert_eq!(summary.created, records.len() as u64);
-    assert_eq!((summary.targets, summary.terms), (2, 2));
+    assert_eq!((summary.targets, summary.terms), (2, 3));
     assert!(summary.conflicts.is_empty());
 
     let mut restored = spawn_app_at(restored_dir.clone()).await;
     let mut after = observable_state(&mut restored).await;
-    after.push(calendars(&mut restored).await);
+    after.push(team_terms(&mut restored).await);
     assert_eq!(before.len(), after.len());
     for (before, after) in before.iter().zip(&after) {
         assert_eq!(before, after);

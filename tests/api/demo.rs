@@ -44,11 +44,15 @@ async fn demo_fills_a_consistent_store_with_recent_scorecards_and_targets() {
     let card = app.scorecard(team("billing"), week, None).await;
     let metrics = card.metrics.expect("metrics");
     assert!(metrics.tickets_created > 0);
-    assert!(metrics.csat.expect("csat").responses > 0);
+    assert!(metrics.csat.clone().expect("csat").responses > 0);
     assert!(card
         .targets
         .iter()
         .any(|t| t.metric == pb::Metric::CsatPercent as i32));
+    // Every demo team has an SLA policy: both outcomes show up.
+    let frt = metrics.first_response_sla.expect("FRT SLA");
+    assert!(frt.achieved > 0 && frt.breached > 0, "{frt:?}");
+    assert!(metrics.resolution_sla.expect("resolution SLA").achieved > 0);
     app.stop().await;
 }
 

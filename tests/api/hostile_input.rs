@@ -233,11 +233,49 @@ proptest! {
         if let Ok(request) = pb::SetTargetsRequest::decode(bytes.as_slice()) {
             let _ = parse_targets(&request);
         }
+        if let Ok(request) = pb::SetSlaPolicyRequest::decode(bytes.as_slice()) {
+            if let Some(policy) = &request.policy {
+                let _ = validate::Fields::new("").sla_policy("policy", policy);
+            }
+        }
         if let Ok(request) = pb::GetScorecardRequest::decode(bytes.as_slice()) {
             let mut fields = validate::Fields::new("");
             let _ = fields.selection("scope", request.scope.as_ref());
             let _ = fields.window("window", request.window.as_ref());
             let _ = fields.as_of("backlog_as_of", request.backlog_as_of.as_ref());
+        }
+    }
+
+    /// Hostile SLA targets: a policy is accepted whole or every violation names
+    /// a target's field.
+    #[test]
+    fn every_violation_of_a_hostile_sla_policy_names_its_target(
+        targets in prop::collection::vec(
+            (hostile_enum(), hostile_enum(), hostile_bound(), hostile_enum()),
+            0..10,
+        ),
+    ) {
+        let policy = pb::SlaPolicy {
+            targets: targets
+                .into_iter()
+                .map(|(priority, metric, within, clock)| pb::SlaTarget {
+                    priority,
+                    metric,
+                    within,
+                    clock,
+                })
+                .collect(),
+        };
+        let mut fields = validate::Fields::new("");
+        let parsed = fields.sla_policy("policy", &policy);
+        match fields.finish(parsed) {
+            Ok(parsed) => prop_assert_eq!(parsed.rules().len(), policy.targets.len()),
+            Err(violations) => {
+                prop_assert!(!violations.is_empty());
+                for violation in violations {
+                    prop_assert!(violation.field.starts_with("policy.targets["), "{:?}", violation);
+                }
+            }
         }
     }
 

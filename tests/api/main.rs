@@ -22,6 +22,7 @@ mod model;
 mod recovery;
 mod reflection_and_health;
 mod scorecard;
+mod sla;
 mod tls;
 mod unions;
 mod worked_example;
