@@ -254,12 +254,16 @@ fn demo_terms() -> TeamTerms {
     };
     TeamTerms {
         calendar: None,
-        sla: SlaPolicy::new(targets.into_iter().flat_map(|(priority, first, resolution)| {
-            [
-                rule(priority, SlaMetric::FirstResponse, first),
-                rule(priority, SlaMetric::Resolution, resolution),
-            ]
-        })),
+        sla: SlaPolicy::new(
+            targets
+                .into_iter()
+                .flat_map(|(priority, first, resolution)| {
+                    [
+                        rule(priority, SlaMetric::FirstResponse, first),
+                        rule(priority, SlaMetric::Resolution, resolution),
+                    ]
+                }),
+        ),
     }
 }
 

@@ -194,7 +194,7 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
         .scorecard(team("billing"), window(MARCH.0, MARCH.1), None)
         .await;
     let metrics = card.metrics.unwrap();
-    let frt = metrics.first_response_sla.clone().expect("FRT SLA");
+    let frt = metrics.first_response_sla.expect("FRT SLA");
     assert_eq!((frt.achieved, frt.breached), (2, 1));
     assert!((frt.achieved_percent - 200.0 / 3.0).abs() < 1e-9);
     // Wilson 95% intervals computed outside the service (Python).
@@ -202,7 +202,7 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
     assert_eq!(interval.sample_size, 3);
     assert!((interval.lower_percent - 20.765_960_080_204_77).abs() < 1e-9);
     assert!((interval.upper_percent - 93.850_805_527_960_38).abs() < 1e-9);
-    let resolution = metrics.resolution_sla.clone().expect("resolution SLA");
+    let resolution = metrics.resolution_sla.expect("resolution SLA");
     assert_eq!((resolution.achieved, resolution.breached), (1, 1));
     assert_eq!(resolution.achieved_percent, 50.0);
     let interval = resolution.achieved_confidence.expect("interval");
@@ -241,7 +241,7 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
         .await
         .expect("policy")
         .into_inner();
-    let in_order = vec![policy[2].clone(), policy[0].clone(), policy[1].clone()];
+    let in_order = vec![policy[2], policy[0], policy[1]];
     assert_eq!(read.policy, Some(pb::SlaPolicy { targets: in_order }));
     assert_eq!(read.effective_from, None);
     let calendar = app
