@@ -136,7 +136,7 @@ impl TeamTerms {
 
 /// Whether a target with this deadline was met by an event at `at`.
 pub fn met(deadline: Instant, at: Instant) -> bool {
-    at < deadline
+    at <= deadline
 }
 
 /// From when on a ticket is in breach of its SLA: it is at every moment after
