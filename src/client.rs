@@ -416,8 +416,9 @@ impl Client {
                 Ok(pb::ExportItem {
                     item: Some(pb::export_item::Item::Calendar(_)),
                 }) => summary.errors.push(format!(
-                    "line {number}: a calendar version is restored with the offline \
-                     `support-metrics import` (set a live calendar with SetCalendar)"
+                    "line {number}: a version of a team's calendar and SLA policy is restored \
+                     with the offline `support-metrics import` (set them on a live server \
+                     with SetCalendar and SetSlaPolicy)"
                 )),
                 Ok(pb::ExportItem { item: None }) => {
                     summary.errors.push(format!("line {number}: holds no item"))

@@ -8,10 +8,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::domain::aggregate::{Scope, ScopeKind, Selection};
+use crate::domain::calendar::Calendar;
 use crate::domain::drilldown::TicketFilter;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
-use crate::domain::sla::{SlaPolicy, TeamTerms};
+use crate::domain::sla::{self, SlaPolicy, TeamTerms};
 use crate::domain::time::{Granularity, Instant, MovingWindow, QUARTER_SECONDS};
 use crate::error::{Error, FieldViolation};
 use crate::live::{FeedKey, FeedState, LiveScorecards, Watch};
@@ -57,13 +58,13 @@ impl ScorecardApi {
         Ok(result?)
     }
 
-    /// A team's latest terms version (calendar and SLA policy) and when it
-    /// takes effect; `team_id` as the request gave it.
-    async fn latest_terms(&self, team_id: &str) -> Result<Option<(i64, TeamTerms)>, Status> {
+    /// Every version of a team's terms (calendar and SLA policy), oldest
+    /// first; `team_id` as the request gave it.
+    async fn terms_history(&self, team_id: &str) -> Result<Vec<(i64, TeamTerms)>, Status> {
         let mut fields = Fields::new("");
         let team = fields.id("team_id", team_id);
         let team = accept(fields, team)?;
-        self.read(move |store| groups::terms_version_at(store.kv(), &team, i64::MAX))
+        self.read(move |store| groups::terms_history(store.kv(), &team))
             .await
     }
 }
@@ -602,15 +603,15 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::GetCalendarRequest>,
     ) -> Result<Response<pb::GetCalendarResponse>, Status> {
         let raw = request.into_inner();
-        match self.latest_terms(&raw.team_id).await? {
-            Some((
-                effective_from,
-                TeamTerms {
-                    calendar: Some(calendar),
-                    ..
-                },
-            )) => Ok(Response::new(pb::GetCalendarResponse {
-                calendar: Some(convert::calendar(&calendar)),
+        let calendars: Vec<(i64, Option<Calendar>)> = self
+            .terms_history(&raw.team_id)
+            .await?
+            .into_iter()
+            .map(|(moment, terms)| (moment, terms.calendar))
+            .collect();
+        match sla::unchanged_since(&calendars) {
+            Some((effective_from, Some(calendar))) => Ok(Response::new(pb::GetCalendarResponse {
+                calendar: Some(convert::calendar(calendar)),
                 effective_from: since(effective_from),
             })),
             _ => Err(
@@ -644,10 +645,16 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::GetSlaPolicyRequest>,
     ) -> Result<Response<pb::GetSlaPolicyResponse>, Status> {
         let raw = request.into_inner();
-        match self.latest_terms(&raw.team_id).await? {
-            Some((effective_from, terms)) if !terms.sla.is_empty() => {
+        let policies: Vec<(i64, SlaPolicy)> = self
+            .terms_history(&raw.team_id)
+            .await?
+            .into_iter()
+            .map(|(moment, terms)| (moment, terms.sla))
+            .collect();
+        match sla::unchanged_since(&policies) {
+            Some((effective_from, policy)) if !policy.is_empty() => {
                 Ok(Response::new(pb::GetSlaPolicyResponse {
-                    policy: Some(convert::sla_policy(&terms.sla)),
+                    policy: Some(convert::sla_policy(policy)),
                     effective_from: since(effective_from),
                 }))
             }

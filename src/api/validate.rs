@@ -13,7 +13,9 @@ use crate::domain::records::{
     SocialFacts, SocialKind, SurveyKind, SurveyResponse, MAX_COMMENT_BYTES,
 };
 use crate::domain::scorecard::Metric;
-use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule, MAX_SLA_TARGET_NANOS};
+use crate::domain::sla::{
+    SlaClock, SlaMetric, SlaPolicy, SlaRule, MAX_SLA_TARGETS, MAX_SLA_TARGET_NANOS,
+};
 use crate::domain::time::{
     Instant, Window, EARLIEST_SECONDS, MAX_FUTURE_SECONDS, NANOS_PER_SECOND,
 };
@@ -460,6 +462,13 @@ impl Fields {
     /// An SLA policy: at most one target per (priority, metric), each within
     /// 0 to 365 days.
     pub fn sla_policy(&mut self, field: &str, raw: &pb::SlaPolicy) -> Option<SlaPolicy> {
+        if raw.targets.len() > MAX_SLA_TARGETS {
+            self.violation(
+                &format!("{field}.targets"),
+                format!("at most {MAX_SLA_TARGETS} targets: one per priority and metric"),
+            );
+            return None;
+        }
         let before = self.violations.len();
         let mut rules: Vec<SlaRule> = Vec::with_capacity(raw.targets.len());
         for (index, target) in raw.targets.iter().enumerate() {

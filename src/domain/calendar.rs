@@ -174,9 +174,25 @@ impl Calendar {
         }
         let mut remaining = working.max(0);
         let mut start = from.0;
+        // The working time of a regular week (no holiday, one UTC offset):
+        // any seven such days hold the weekly pattern exactly once, so a long
+        // target skips them without building their intervals.
+        let mut regular_week: Option<i64> = None;
         for _ in 0..HORIZON_WEEKS {
             let end = start.checked_add(WEEK_NANOS)?;
-            for (a, b) in self.working_intervals(Instant(start), Instant(end)) {
+            let regular = self.is_regular(Instant(start), Instant(end));
+            if let (true, Some(week)) = (regular, regular_week) {
+                if week <= remaining {
+                    remaining -= week;
+                    start = end;
+                    continue;
+                }
+            }
+            let intervals = self.working_intervals(Instant(start), Instant(end));
+            if regular {
+                regular_week = Some(intervals.iter().map(|(a, b)| b - a).sum());
+            }
+            for (a, b) in intervals {
                 if b - a > remaining {
                     return Some(Instant(a + remaining));
                 }
@@ -185,6 +201,19 @@ impl Calendar {
             start = end;
         }
         None
+    }
+
+    /// No holiday and no change of UTC offset near `[from, to)`.
+    fn is_regular(&self, from: Instant, to: Instant) -> bool {
+        let local_date = |instant: Instant| self.zone.timestamp_nanos(instant.0).date_naive();
+        let (first, last) = (
+            local_date(from) - Duration::days(1),
+            local_date(to) + Duration::days(1),
+        );
+        let (from_seconds, to_seconds) = (from.seconds(), to.seconds());
+        self.holidays.range(first..=last).next().is_none()
+            && self.offset_seconds(from_seconds - 2 * 86_400)
+                == self.offset_seconds(to_seconds + 2 * 86_400)
     }
 
     /// The working time in `[from, to)` as sorted, disjoint UTC intervals
@@ -583,6 +612,49 @@ mod tests {
                     prop_assert_eq!(probe <= deadline.0, worked(probe) <= target);
                 }
                 None => prop_assert!(week.iter().all(Vec::is_empty)),
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Targets of weeks to months of working time, which skip regular
+        /// weeks whole, across DST changes and holidays; or more than the
+        /// calendar gives in ten years.
+        #[test]
+        fn a_long_target_ends_where_the_quarter_walk_says(
+            week in prop::array::uniform7(prop::collection::vec(any_shift(), 0..3)),
+            zone in prop::sample::select(vec![
+                chrono_tz::UTC,
+                chrono_tz::America::New_York,
+                chrono_tz::Australia::Lord_Howe,
+            ]),
+            holidays in prop::collection::btree_set(0i64..400, 0..12),
+            from_offset in 0i64..20 * 86_400,
+            target_days in prop::sample::select(vec![7i64, 30, 90]),
+            probe_days in 0i64..1_200,
+            nanos in 0i64..1_000_000_000,
+        ) {
+            let base = 1_767_225_600; // 2026-01-01
+            let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
+            let holidays: BTreeSet<NaiveDate> = holidays
+                .into_iter()
+                .map(|d| first_day + Duration::days(d))
+                .collect();
+            let calendar = Calendar::new(zone, week.clone(), holidays).unwrap();
+            let from = (base + from_offset) * NANOS_PER_SECOND + nanos;
+            let target = target_days * 86_400 * NANOS_PER_SECOND;
+            let worked = |until: i64| by_quarters(&calendar, &week, from, until);
+            let probe = from + probe_days * 86_400 * NANOS_PER_SECOND;
+            match calendar.deadline(Instant(from), target) {
+                Some(deadline) => {
+                    prop_assert!(worked(deadline.0) <= target);
+                    prop_assert!(worked(deadline.0 + 1) > target);
+                    prop_assert_eq!(probe <= deadline.0, worked(probe) <= target);
+                }
+                // Never used up within the ten years searched.
+                None => prop_assert!(worked(probe) <= target),
             }
         }
     }

@@ -12,6 +12,10 @@ use super::time::{Instant, NANOS_PER_SECOND};
 
 /// The longest target a rule may set.
 pub const MAX_SLA_TARGET_NANOS: i64 = 365 * 86_400 * NANOS_PER_SECOND;
+/// At most one target per (priority, metric).
+pub const MAX_SLA_TARGETS: usize = 8;
+/// The deadline of a target that never runs out: always met, never breached.
+pub const NEVER: Instant = Instant(i64::MAX);
 
 /// What an SLA target is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -117,7 +121,7 @@ impl TeamTerms {
     /// The last moment a ticket of `priority` created at `created_at` meets
     /// its `metric` target (reaching it later misses the target); `None` when
     /// the policy sets no such target. A business-time target that the
-    /// calendar cannot use up within ten years never runs out (`Instant::MAX`).
+    /// calendar cannot use up within ten years never runs out ([`NEVER`]).
     pub fn deadline(
         &self,
         priority: Priority,
@@ -128,10 +132,25 @@ impl TeamTerms {
         Some(match (rule.clock, &self.calendar) {
             (SlaClock::Business, Some(calendar)) => calendar
                 .deadline(created_at, rule.within_nanos)
-                .unwrap_or(Instant(i64::MAX)),
+                .unwrap_or(NEVER),
             _ => Instant(created_at.0.saturating_add(rule.within_nanos)),
         })
     }
+}
+
+/// The latest of a series of versions (oldest first) and the moment from
+/// which it has held unchanged: the moment of the earliest version of the
+/// unbroken run of equal versions at the end. (A team's terms are versioned
+/// whole; its calendar, say, may be unchanged across several versions.)
+pub fn unchanged_since<T: PartialEq>(versions: &[(i64, T)]) -> Option<(i64, &T)> {
+    let (mut since, latest) = versions.last().map(|(moment, part)| (*moment, part))?;
+    for (moment, part) in versions.iter().rev().skip(1) {
+        if part != latest {
+            break;
+        }
+        since = *moment;
+    }
+    Some((since, latest))
 }
 
 /// Whether a target with this deadline was met by an event at `at`.
@@ -149,7 +168,7 @@ pub fn breached_after(
     resolved: bool,
 ) -> Option<Instant> {
     let missed = |(deadline, at): (Option<Instant>, Option<Instant>), still_waiting: bool| {
-        let deadline = deadline?;
+        let deadline = deadline.filter(|&deadline| deadline != NEVER)?;
         match at {
             Some(at) => (!met(deadline, at)).then_some(deadline),
             None => still_waiting.then_some(deadline),
@@ -217,6 +236,18 @@ mod tests {
     }
 
     #[test]
+    fn a_part_holds_since_the_first_of_its_trailing_equal_versions() {
+        assert_eq!(unchanged_since::<u8>(&[]), None);
+        let versions = [(i64::MIN, 'a'), (10, 'b'), (20, 'b'), (30, 'b')];
+        assert_eq!(unchanged_since(&versions), Some((10, &'b')));
+        assert_eq!(unchanged_since(&versions[..1]), Some((i64::MIN, &'a')));
+        assert_eq!(
+            unchanged_since(&[(i64::MIN, 'b'), (5, 'b')]),
+            Some((i64::MIN, &'b'))
+        );
+    }
+
+    #[test]
     fn a_ticket_breaches_from_its_earliest_missed_deadline() {
         let (d1, d2) = (Some(at(100)), Some(at(200)));
         // Answered on time, resolved late: in breach after the resolution deadline.
@@ -234,7 +265,12 @@ mod tests {
         assert_eq!(breached_after((d1, None), (d2, None), false), Some(at(100)));
         // Resolved without a first response: no longer waiting for one.
         assert_eq!(breached_after((d1, None), (d2, Some(at(200))), true), None);
-        // No policy: never.
+        // No policy, or a target that never runs out: never.
         assert_eq!(breached_after((None, None), (None, None), false), None);
+        assert_eq!(
+            breached_after((Some(NEVER), None), (None, None), false),
+            None
+        );
+        assert!(met(NEVER, at(4_000_000_000)));
     }
 }

@@ -78,21 +78,38 @@ pub fn terms_version_at<R: Reader + ?Sized>(
     team: &Id,
     seconds: i64,
 ) -> Result<Option<(i64, TeamTerms)>> {
+    stored_terms(reader, team)?
+        .into_iter()
+        .take_while(|(effective_from, ..)| *effective_from <= seconds)
+        .last()
+        .map(|(effective_from, key, value)| Ok((effective_from, decode_terms(&key, &value)?)))
+        .transpose()
+}
+
+/// Every version of a team's terms, oldest first, with the moment it takes effect.
+pub fn terms_history<R: Reader + ?Sized>(reader: &R, team: &Id) -> Result<Vec<(i64, TeamTerms)>> {
+    stored_terms(reader, team)?
+        .into_iter()
+        .map(|(effective_from, key, value)| Ok((effective_from, decode_terms(&key, &value)?)))
+        .collect()
+}
+
+/// A stored terms version: when it takes effect, its key and its value.
+type StoredTerms = (i64, Vec<u8>, Vec<u8>);
+
+/// A team's stored terms versions, oldest first.
+fn stored_terms<R: Reader + ?Sized>(reader: &R, team: &Id) -> Result<Vec<StoredTerms>> {
     let prefix = keys::terms_prefix(team);
-    let mut current = None;
-    for (key, value) in reader.scan_prefix(&prefix)? {
-        let effective_from = keys::time_from_bytes(&key[prefix.len()..]).ok_or_else(|| {
-            Error::DataLoss(format!("bad terms key {}", keys::describe_key(&key)))
-        })?;
-        if effective_from > seconds {
-            break;
-        }
-        current = Some((effective_from, key, value));
-    }
-    let Some((effective_from, key, value)) = current else {
-        return Ok(None);
-    };
-    Ok(Some((effective_from, decode_terms(&key, &value)?)))
+    reader
+        .scan_prefix(&prefix)?
+        .into_iter()
+        .map(|(key, value)| {
+            let effective_from = keys::time_from_bytes(&key[prefix.len()..]).ok_or_else(|| {
+                Error::DataLoss(format!("bad terms key {}", keys::describe_key(&key)))
+            })?;
+            Ok((effective_from, key, value))
+        })
+        .collect()
 }
 
 /// A stored version of a team's terms.

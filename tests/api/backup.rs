@@ -157,19 +157,16 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
             })
             .collect(),
     };
-    for (team, clock) in [
-        ("team-0", pb::SlaClock::BusinessTime),
-        ("team-2", pb::SlaClock::CalendarTime),
-    ] {
-        source
-            .scorecards
-            .set_sla_policy(pb::SetSlaPolicyRequest {
-                team_id: team.into(),
-                policy: Some(policy(clock)),
-            })
-            .await
-            .expect("policy");
-    }
+    let policy_client = source.scorecards.clone();
+    let set_policy = |team: &str, clock: pb::SlaClock| {
+        let mut scorecards = policy_client.clone();
+        let request = pb::SetSlaPolicyRequest {
+            team_id: team.into(),
+            policy: Some(policy(clock)),
+        };
+        async move { scorecards.set_sla_policy(request).await.expect("policy") }
+    };
+    set_policy("team-0", pb::SlaClock::BusinessTime).await;
     for team in ["team-0", "team-1"] {
         source
             .scorecards
@@ -188,6 +185,15 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
             .await
             .expect("calendar");
         if team == "team-0" {
+            // The new calendar kept the team's policy.
+            let policy = source
+                .scorecards
+                .get_sla_policy(pb::GetSlaPolicyRequest {
+                    team_id: team.into(),
+                })
+                .await
+                .expect("policy kept");
+            assert!(policy.into_inner().policy.is_some());
             source
                 .admin
                 .rebuild_aggregates(pb::RebuildAggregatesRequest {})
@@ -195,6 +201,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
                 .expect("rebuild");
         }
     }
+    set_policy("team-2", pb::SlaClock::CalendarTime).await;
     let mut before = observable_state(&mut source).await;
     before.push(team_terms(&mut source).await);
     for shown in [

@@ -264,6 +264,39 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
         .expect_err("no policy");
     assert_eq!(none.code(), tonic::Code::NotFound);
 
+    // A new calendar keeps the policy, and each reads back with the moment
+    // it has held since: the policy since always, the calendar from tomorrow.
+    let mut new_calendar = berlin_office_hours();
+    new_calendar.holidays.push("2026-12-24".into());
+    app.scorecards
+        .set_calendar(pb::SetCalendarRequest {
+            team_id: "billing".into(),
+            calendar: Some(new_calendar),
+        })
+        .await
+        .expect("calendar");
+    let read = app
+        .scorecards
+        .clone()
+        .get_sla_policy(pb::GetSlaPolicyRequest {
+            team_id: "billing".into(),
+        })
+        .await
+        .expect("policy kept")
+        .into_inner();
+    assert_eq!(read.effective_from, None);
+    assert_eq!(read.policy.map(|p| p.targets.len()), Some(3));
+    let calendar = app
+        .scorecards
+        .clone()
+        .get_calendar(pb::GetCalendarRequest {
+            team_id: "billing".into(),
+        })
+        .await
+        .expect("calendar")
+        .into_inner();
+    assert!(calendar.effective_from.is_some());
+
     // Removed (no targets) and the removal applied: no outcomes, and the
     // calendar is still there.
     set_policy(&app, "billing", vec![]).await.expect("removed");
@@ -438,6 +471,10 @@ async fn a_bad_policy_is_invalid_and_names_the_field() {
         (
             |t| t.push(target(High, FirstResponse, 60, BusinessTime)),
             &["policy.targets[1]"],
+        ),
+        (
+            |t| t.extend((0..8).map(|_| target(Low, Resolution, 60, BusinessTime))),
+            &["policy.targets"],
         ),
     ];
     for (edit, expected) in cases {
