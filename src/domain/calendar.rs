@@ -534,6 +534,16 @@ mod tests {
         total
     }
 
+    /// A calendar with holidays given as days after the date of `base`.
+    fn generated(zone: Tz, week: &[Vec<Shift>; 7], base: i64, holidays: BTreeSet<i64>) -> Calendar {
+        let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
+        let holidays = holidays
+            .into_iter()
+            .map(|d| first_day + Duration::days(d))
+            .collect();
+        Calendar::new(zone, week.clone(), holidays).unwrap()
+    }
+
     fn any_shift() -> impl Strategy<Value = Shift> {
         (0u16..96, 1u16..=96).prop_map(|(start, end)| Shift {
             start: start * STEP_MINUTES,
@@ -562,12 +572,7 @@ mod tests {
             length in 0i64..12 * 86_400,
             nanos in 0i64..1_000_000_000,
         ) {
-            let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
-            let holidays: BTreeSet<NaiveDate> = holidays
-                .into_iter()
-                .map(|d| first_day + Duration::days(d))
-                .collect();
-            let calendar = Calendar::new(zone, week.clone(), holidays).unwrap();
+            let calendar = generated(zone, &week, base, holidays);
             let from = (base + from_offset) * NANOS_PER_SECOND + nanos;
             let to = from + length * NANOS_PER_SECOND;
             prop_assert_eq!(
@@ -593,12 +598,7 @@ mod tests {
             probe_offset in 0i64..30 * 86_400,
             nanos in 0i64..1_000_000_000,
         ) {
-            let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
-            let holidays: BTreeSet<NaiveDate> = holidays
-                .into_iter()
-                .map(|d| first_day + Duration::days(d))
-                .collect();
-            let calendar = Calendar::new(zone, week.clone(), holidays).unwrap();
+            let calendar = generated(zone, &week, base, holidays);
             let from = (base + from_offset) * NANOS_PER_SECOND + nanos;
             let target = target_seconds * NANOS_PER_SECOND;
             let worked = |until: i64| by_quarters(&calendar, &week, from, until);
@@ -637,12 +637,7 @@ mod tests {
             nanos in 0i64..1_000_000_000,
         ) {
             let base = 1_767_225_600; // 2026-01-01
-            let first_day = DateTime::from_timestamp(base, 0).unwrap().date_naive();
-            let holidays: BTreeSet<NaiveDate> = holidays
-                .into_iter()
-                .map(|d| first_day + Duration::days(d))
-                .collect();
-            let calendar = Calendar::new(zone, week.clone(), holidays).unwrap();
+            let calendar = generated(zone, &week, base, holidays);
             let from = (base + from_offset) * NANOS_PER_SECOND + nanos;
             let target = target_days * 86_400 * NANOS_PER_SECOND;
             let worked = |until: i64| by_quarters(&calendar, &week, from, until);
