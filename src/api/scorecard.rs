@@ -8,7 +8,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::domain::aggregate::{Scope, ScopeKind, Selection};
-use crate::domain::calendar::Calendar;
 use crate::domain::drilldown::TicketFilter;
 use crate::domain::records::Id;
 use crate::domain::scorecard::{Metric, Targets};
@@ -58,14 +57,23 @@ impl ScorecardApi {
         Ok(result?)
     }
 
-    /// Every version of a team's terms (calendar and SLA policy), oldest
-    /// first; `team_id` as the request gave it.
-    async fn terms_history(&self, team_id: &str) -> Result<Vec<(i64, TeamTerms)>, Status> {
+    /// One part of a team's latest terms (its calendar or SLA policy) and
+    /// the moment from which that part has held; `team_id` as the request gave it.
+    async fn current_part<T: PartialEq + Clone>(
+        &self,
+        team_id: &str,
+        part: fn(TeamTerms) -> T,
+    ) -> Result<Option<(i64, T)>, Status> {
         let mut fields = Fields::new("");
         let team = fields.id("team_id", team_id);
         let team = accept(fields, team)?;
-        self.read(move |store| groups::terms_history(store.kv(), &team))
-            .await
+        let versions: Vec<(i64, T)> = self
+            .read(move |store| groups::terms_history(store.kv(), &team))
+            .await?
+            .into_iter()
+            .map(|(moment, terms)| (moment, part(terms)))
+            .collect();
+        Ok(sla::unchanged_since(&versions).map(|(moment, part)| (moment, part.clone())))
     }
 }
 
@@ -603,15 +611,12 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::GetCalendarRequest>,
     ) -> Result<Response<pb::GetCalendarResponse>, Status> {
         let raw = request.into_inner();
-        let calendars: Vec<(i64, Option<Calendar>)> = self
-            .terms_history(&raw.team_id)
+        match self
+            .current_part(&raw.team_id, |terms| terms.calendar)
             .await?
-            .into_iter()
-            .map(|(moment, terms)| (moment, terms.calendar))
-            .collect();
-        match sla::unchanged_since(&calendars) {
+        {
             Some((effective_from, Some(calendar))) => Ok(Response::new(pb::GetCalendarResponse {
-                calendar: Some(convert::calendar(calendar)),
+                calendar: Some(convert::calendar(&calendar)),
                 effective_from: since(effective_from),
             })),
             _ => Err(
@@ -645,16 +650,10 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::GetSlaPolicyRequest>,
     ) -> Result<Response<pb::GetSlaPolicyResponse>, Status> {
         let raw = request.into_inner();
-        let policies: Vec<(i64, SlaPolicy)> = self
-            .terms_history(&raw.team_id)
-            .await?
-            .into_iter()
-            .map(|(moment, terms)| (moment, terms.sla))
-            .collect();
-        match sla::unchanged_since(&policies) {
+        match self.current_part(&raw.team_id, |terms| terms.sla).await? {
             Some((effective_from, policy)) if !policy.is_empty() => {
                 Ok(Response::new(pb::GetSlaPolicyResponse {
-                    policy: Some(convert::sla_policy(policy)),
+                    policy: Some(convert::sla_policy(&policy)),
                     effective_from: since(effective_from),
                 }))
             }

@@ -66,14 +66,6 @@ async fn stats(app: &mut TestApp) -> pb::GetStatsResponse {
         .into_inner()
 }
 
-async fn rebuild(app: &mut TestApp) -> pb::RebuildAggregatesResponse {
-    app.admin
-        .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-        .await
-        .expect("rebuild")
-        .into_inner()
-}
-
 /// Every scorecard a reader could ask for about the records of `mixed_writes`.
 async fn snapshot(app: &mut TestApp) -> Vec<pb::Scorecard> {
     let week = window("2026-03-02T00:00:00Z", "2026-03-09T00:00:00Z");
@@ -248,7 +240,7 @@ async fn rebuild_recomputes_every_aggregate_and_leaves_scorecards_unchanged() {
     let mut app = spawn_app().await;
     mixed_writes(&mut app).await;
     let before = snapshot(&mut app).await;
-    let report = rebuild(&mut app).await;
+    let report = app.rebuild().await;
     assert!(report.groups_rebuilt > 0);
     assert!(report.keys_written > 0);
     assert_eq!(app.verify().await.mismatch_count, 0);
@@ -274,7 +266,7 @@ async fn verify_and_rebuild_on_an_empty_store_find_nothing_to_do() {
     let mut app = spawn_app().await;
     let report = app.verify().await;
     assert_eq!((report.mismatch_count, report.groups_checked), (0, 0));
-    let rebuilt = rebuild(&mut app).await;
+    let rebuilt = app.rebuild().await;
     assert_eq!(rebuilt.groups_rebuilt, 0);
     assert_eq!(app.verify().await.mismatch_count, 0);
 }

@@ -194,11 +194,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
                 .await
                 .expect("policy kept");
             assert!(policy.into_inner().policy.is_some());
-            source
-                .admin
-                .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-                .await
-                .expect("rebuild");
+            source.rebuild().await;
         }
     }
     set_policy("team-2", pb::SlaClock::CalendarTime).await;

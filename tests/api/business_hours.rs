@@ -93,10 +93,7 @@ async fn frt_and_resolution_time_are_reported_in_working_time_once_the_calendar_
     assert_eq!(metrics.first_response_business_time, None);
 
     // RebuildAggregates applies the current calendar to history.
-    app.admin
-        .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-        .await
-        .expect("rebuild");
+    app.rebuild().await;
     let card = app
         .scorecard(team("billing"), window(MARCH.0, MARCH.1), None)
         .await;
@@ -186,16 +183,7 @@ async fn an_overnight_shift_in_a_half_hour_zone_and_removing_a_calendar() {
                 .map(|d| d.mean_seconds / 3600.0),
         )
     };
-    let rebuild = |app: &TestApp| {
-        let mut admin = app.admin.clone();
-        async move {
-            admin
-                .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-                .await
-                .expect("rebuild");
-        }
-    };
-    rebuild(&app).await;
+    app.rebuild().await;
     let card = app
         .scorecard(team("night"), window(MARCH.0, MARCH.1), None)
         .await;
@@ -203,7 +191,7 @@ async fn an_overnight_shift_in_a_half_hour_zone_and_removing_a_calendar() {
 
     // Removed, and the removal applied to history: no business time.
     set_calendar(&app, "night", None).await.unwrap();
-    rebuild(&app).await;
+    app.rebuild().await;
     let card = app
         .scorecard(team("night"), window(MARCH.0, MARCH.1), None)
         .await;

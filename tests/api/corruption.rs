@@ -193,10 +193,7 @@ async fn damaged_aggregates_are_refused_and_a_rebuild_repairs_them() {
         .iter()
         .all(|m| m.description.starts_with("damaged")));
 
-    app.admin
-        .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-        .await
-        .expect("rebuild from intact raw records");
+    app.rebuild().await;
     assert_eq!(app.verify().await.mismatch_count, 0);
     assert_eq!(org_scorecard(&mut app).await.expect("repaired"), before);
 }

@@ -197,6 +197,14 @@ impl TestApp {
             .expect("verify")
             .into_inner()
     }
+
+    pub async fn rebuild(&mut self) -> pb::RebuildAggregatesResponse {
+        self.admin
+            .rebuild_aggregates(pb::RebuildAggregatesRequest {})
+            .await
+            .expect("rebuild")
+            .into_inner()
+    }
 }
 
 impl Drop for TestApp {

@@ -87,14 +87,6 @@ async fn set_policy(
         .map(|r| r.into_inner())
 }
 
-async fn rebuild(app: &TestApp) {
-    app.admin
-        .clone()
-        .rebuild_aggregates(pb::RebuildAggregatesRequest {})
-        .await
-        .expect("rebuild");
-}
-
 fn counts(stats: &Option<pb::SlaStats>) -> Option<(u64, u64)> {
     stats.as_ref().map(|s| (s.achieved, s.breached))
 }
@@ -172,7 +164,7 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
     assert_eq!(counts(&metrics.resolution_sla), None);
 
     // RebuildAggregates applies the current policy (and calendar) to history.
-    rebuild(&app).await;
+    app.rebuild().await;
     let targets = app
         .scorecards
         .set_targets(pb::SetTargetsRequest {
@@ -300,7 +292,7 @@ async fn achievement_is_counted_per_sla_metric_in_business_or_calendar_time_once
     // Removed (no targets) and the removal applied: no outcomes, and the
     // calendar is still there.
     set_policy(&app, "billing", vec![]).await.expect("removed");
-    rebuild(&app).await;
+    app.rebuild().await;
     let card = app
         .scorecard(team("billing"), window(MARCH.0, MARCH.1), None)
         .await;
@@ -324,7 +316,7 @@ async fn the_backlog_and_the_drill_down_show_who_is_breaching_now_and_within_the
     )
     .await
     .expect("policy");
-    rebuild(&app).await;
+    app.rebuild().await;
     let now = Utc::now();
     let ago = |minutes: i64| {
         let at = now - Duration::minutes(minutes);
