@@ -258,8 +258,11 @@ pub fn totals_prefix(kind: crate::domain::aggregate::ScopeKind) -> Vec<u8> {
     vec![AGGREGATE, level_byte(Level::Total), scope_kind_byte(kind)]
 }
 
+/// Every key of the open-ticket index starts with this.
+pub const OPEN_TICKETS: [u8; 2] = [DERIVED_INDEX, b'o'];
+
 pub fn open_ticket_prefix(scope: &Scope) -> Vec<u8> {
-    key(&[&[DERIVED_INDEX, b'o'], &scope_bytes(scope)])
+    key(&[&OPEN_TICKETS, &scope_bytes(scope)])
 }
 
 pub fn open_ticket(scope: &Scope, ticket: &Id) -> Vec<u8> {

@@ -16,6 +16,9 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// Called on each entry of a visit; an error ends the visit with it.
+pub type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'v;
+
 /// An ordered key-value store.
 pub trait KvStore: Send + Sync + 'static {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
@@ -25,6 +28,16 @@ pub trait KvStore: Send + Sync + 'static {
         &'a self,
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
+
+    /// Calls `visit` with each entry whose key starts with `prefix`, in key
+    /// order, without copying it where the store can avoid that.
+    fn visit_prefix(&self, prefix: &[u8], visit: &mut Visitor<'_>) -> Result<()> {
+        for entry in self.scan_prefix(prefix) {
+            let (key, value) = entry?;
+            visit(&key, &value)?;
+        }
+        Ok(())
+    }
 
     /// Entries with `start <= key < end`, in key order.
     fn range<'a>(

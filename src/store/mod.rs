@@ -8,6 +8,7 @@ pub mod groups;
 pub mod keys;
 pub mod kv;
 pub mod reads;
+pub mod resident;
 pub mod txn;
 pub mod verify;
 pub mod writes;
@@ -31,6 +32,7 @@ pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
 
 use deferred::DeferredKv;
+use resident::ResidentKv;
 use txn::{Reader, Txn};
 
 /// Writes waiting for the writer beyond this are refused with RESOURCE_EXHAUSTED.
@@ -149,12 +151,13 @@ impl Store {
 
     /// Starts the writer over any key-value store, with derived state written
     /// back at checkpoints (see [`deferred`]) and recovered first if the last
-    /// stop was unclean; snapshots spool in `spool_dir`.
+    /// stop was unclean, and the open-ticket index held in memory too (see
+    /// [`resident`]); snapshots spool in `spool_dir`.
     pub fn with_kv(kv: Arc<dyn KvStore>, spool_dir: PathBuf) -> Result<Store> {
         check_format(kv.as_ref())?;
         let kv = DeferredKv::new(kv);
         deferred::recover(&kv)?;
-        let kv: Arc<dyn KvStore> = Arc::new(kv);
+        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(kv), &keys::OPEN_TICKETS)?);
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_spool_dir = spool_dir.clone();

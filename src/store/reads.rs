@@ -61,14 +61,14 @@ pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Open tickets of a scope, from the open-ticket index.
+/// Open tickets of a scope, from the open-ticket index (held in memory).
 pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<OpenTicket>> {
-    KvStore::scan_prefix(kv, &keys::open_ticket_prefix(scope))
-        .map(|entry| {
-            let (key, value) = entry?;
-            decode_open_ticket(&key, &value)
-        })
-        .collect()
+    let mut open = Vec::new();
+    kv.visit_prefix(&keys::open_ticket_prefix(scope), &mut |key, value| {
+        open.push(decode_open_ticket(key, value)?);
+        Ok(())
+    })?;
+    Ok(open)
 }
 
 /// Where a drill-down page ends: the position of the last row examined.
