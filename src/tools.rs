@@ -18,7 +18,7 @@ use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
-use crate::store::{verify, Outcome, Store};
+use crate::store::{refresh_snapshot, verify, Outcome, Store};
 use crate::workload::{self, WorkloadConfig};
 
 /// Records per commit when importing.
@@ -181,7 +181,7 @@ pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<Imp
     }
     .await;
     // Whatever was recorded is made durable, even when a line stopped the import.
-    let flushed = close_durably(store).await;
+    let flushed = close_durably(config, store).await;
     result?;
     flushed?;
     Ok(summary)
@@ -197,11 +197,15 @@ async fn open_for_bulk_load(config: &Config) -> anyhow::Result<Store> {
         .with_context(|| format!("opening {}", config.data_dir.display()))
 }
 
-async fn close_durably(store: Store) -> anyhow::Result<()> {
+/// Flushes and closes the store, then opens and closes it once more so that
+/// sled's snapshot covers the load (see [`refresh_snapshot`]).
+async fn close_durably(config: &Config, store: Store) -> anyhow::Result<()> {
+    let options = config.sled_options(false);
     tokio::task::spawn_blocking(move || {
         let flushed = store.kv().flush();
         drop(store);
-        flushed
+        flushed?;
+        refresh_snapshot(&options)
     })
     .await??;
     Ok(())
@@ -304,7 +308,7 @@ pub async fn load(
         anyhow::Ok(())
     }
     .await;
-    let flushed = close_durably(store).await;
+    let flushed = close_durably(config, store).await;
     loaded?;
     flushed?;
     Ok(summary)

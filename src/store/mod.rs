@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 pub use backup::{BackupItem, Snapshot};
-pub use kv::{KvStore, SledOptions, SledStore};
+pub use kv::{refresh_snapshot, KvStore, SledOptions, SledStore};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
 
