@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::gate::GateLayer;
 use crate::limit::InFlightLimit;
 use crate::live::LiveScorecards;
-use crate::metrics;
+use crate::metrics::{self, StoreReading};
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
@@ -175,14 +175,14 @@ impl Application {
         let render = Arc::new(move || match scraped.upgrade() {
             Some(store) => {
                 let counters = reads::counters(store.kv()).unwrap_or_default();
-                let size = store.kv().size_on_disk().unwrap_or(0);
-                store.metrics().render(
-                    size,
-                    counters.pending_survey_responses,
-                    counters.pending_quality_reviews,
-                )
+                store.metrics().render(StoreReading {
+                    size_bytes: store.kv().size_on_disk().unwrap_or(0),
+                    keys_written: store.kv().keys_written(),
+                    pending_surveys: counters.pending_survey_responses,
+                    pending_reviews: counters.pending_quality_reviews,
+                })
             }
-            None => scrape_metrics.render(0, 0, 0),
+            None => scrape_metrics.render(StoreReading::default()),
         });
         let metrics_server = tokio::spawn(metrics::serve(self.metrics_listener, render));
         let live = Arc::new(LiveScorecards::new(&store));

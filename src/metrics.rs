@@ -10,8 +10,8 @@ use std::time::Instant;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use prometheus::{
-    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    exponential_buckets, Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter,
+    IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -38,6 +38,7 @@ pub struct Metrics {
     commit_group_records: Histogram,
     commit_seconds: Histogram,
     store_size_bytes: IntGauge,
+    store_keys_written: IntCounter,
     pending_records: IntGaugeVec,
     live_watchers: IntGauge,
     live_feeds: IntGauge,
@@ -96,6 +97,12 @@ impl Metrics {
         .expect("valid metric");
         let store_size_bytes =
             IntGauge::new("store_size_bytes", "Bytes the store occupies on disk").expect("valid");
+        let store_keys_written = IntCounter::new(
+            "store_keys_written_total",
+            "Keys written to the storage engine (puts and deletes): derived state counts \
+             once per checkpoint, however many writes changed it",
+        )
+        .expect("valid metric");
         let pending_records = IntGaugeVec::new(
             Opts::new(
                 "pending_records",
@@ -119,6 +126,7 @@ impl Metrics {
             Box::new(commit_group_records.clone()),
             Box::new(commit_seconds.clone()),
             Box::new(store_size_bytes.clone()),
+            Box::new(store_keys_written.clone()),
             Box::new(pending_records.clone()),
             Box::new(live_watchers.clone()),
             Box::new(live_feeds.clone()),
@@ -133,6 +141,7 @@ impl Metrics {
             commit_group_records,
             commit_seconds,
             store_size_bytes,
+            store_keys_written,
             pending_records,
             live_watchers,
             live_feeds,
@@ -160,15 +169,16 @@ impl Metrics {
         self.commit_seconds.observe(seconds);
     }
 
-    /// The exposition text, with the gauges set to the given current values.
-    pub fn render(
-        &self,
-        store_size_bytes: u64,
-        pending_surveys: i64,
-        pending_reviews: i64,
-    ) -> String {
+    /// The exposition text, with the store's series set to its current values.
+    pub fn render(&self, store: StoreReading) -> String {
         self.store_size_bytes
-            .set(i64::try_from(store_size_bytes).unwrap_or(i64::MAX));
+            .set(i64::try_from(store.size_bytes).unwrap_or(i64::MAX));
+        // The store keeps the running total; the counter catches up to it.
+        let counted = self.store_keys_written.get();
+        if store.keys_written > counted {
+            self.store_keys_written.inc_by(store.keys_written - counted);
+        }
+        let (pending_surveys, pending_reviews) = (store.pending_surveys, store.pending_reviews);
         self.pending_records
             .with_label_values(&["survey_response"])
             .set(pending_surveys);
@@ -181,6 +191,15 @@ impl Metrics {
         }
         String::from_utf8(text).unwrap_or_default()
     }
+}
+
+/// What a scrape reads from the store.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StoreReading {
+    pub size_bytes: u64,
+    pub keys_written: u64,
+    pub pending_surveys: i64,
+    pub pending_reviews: i64,
 }
 
 /// The service and method labels of a gRPC path.

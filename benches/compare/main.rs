@@ -14,6 +14,7 @@ mod load;
 mod postgres;
 mod service;
 mod sql;
+mod storage;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant as Clock};
@@ -127,8 +128,27 @@ impl Plan {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(storage::CHILD_FLAG) {
+        return storage::child(&argv[2..]);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(harness())
+}
+
+/// The ingest part's records: a workload of its own, so that every write is new.
+fn ingest_workload(seed: u64, total: usize) -> Vec<Record> {
+    let config = WorkloadConfig::new(seed, total, 30, Instant::from_seconds(END_SECONDS));
+    workload::generate(&config)
+        .into_iter()
+        .take(total)
+        .collect()
+}
+
+async fn harness() -> anyhow::Result<()> {
     let args = Args::parse();
     let plan = Plan::of(&args);
     std::fs::create_dir_all(&args.work_dir)?;
@@ -210,12 +230,7 @@ fn print_row(system: &str, concurrency: usize, m: &Measured) {
 /// classes, each on a fresh store, at each concurrency.
 async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<serde_json::Value> {
     let total: usize = plan.ingest.iter().sum();
-    // A workload of its own, so that every write is new.
-    let config = WorkloadConfig::new(args.seed + 1, total, 30, Instant::from_seconds(END_SECONDS));
-    let records: Vec<Record> = workload::generate(&config)
-        .into_iter()
-        .take(total)
-        .collect();
+    let records = ingest_workload(args.seed + 1, total);
     let slices: Vec<&[Record]> = {
         let mut start = 0;
         plan.ingest
@@ -238,6 +253,7 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
     let dir = fresh_dir(args, "echo")?;
     let server = Server::start(&dir, cpu, false).await?;
     for (level, &concurrency) in CONCURRENCY.iter().enumerate() {
+        let cpu_before = server.cpu_seconds()?;
         let client = AdminServiceClient::new(server.channel.clone());
         let payload = payload.clone();
         let measured = drive(
@@ -252,10 +268,14 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
         )
         .await?;
         print_row("echo (transport ceiling)", concurrency, &measured);
-        rows.push(json!({"system": "echo", "concurrency": concurrency, "result": measured}));
+        let cpu_us = (server.cpu_seconds()? - cpu_before) * 1e6 / measured.operations as f64;
+        rows.push(json!({"system": "echo", "concurrency": concurrency, "result": measured, "server_cpu_us_per_operation": cpu_us}));
     }
     server.stop().await?;
 
+    // Records per group commit the durable service formed at each concurrency:
+    // the storage ceiling below commits in groups of the same size.
+    let mut durable_groups = [1.0; 3];
     for relaxed in [false, true] {
         let dir = fresh_dir(args, "ingest")?;
         let server = Server::start(&dir, cpu, relaxed).await?;
@@ -265,6 +285,8 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
             "service (durable ack)"
         };
         for (level, &concurrency) in CONCURRENCY.iter().enumerate() {
+            let before = StoreLoad::read(&server).await?;
+            let cpu_before = server.cpu_seconds()?;
             let client = IngestServiceClient::new(server.channel.clone());
             let slice: std::sync::Arc<Vec<Record>> = std::sync::Arc::new(slices[level].to_vec());
             let measured = drive(
@@ -279,9 +301,53 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
             )
             .await?;
             print_row(name, concurrency, &measured);
-            rows.push(json!({"system": if relaxed {"service-relaxed"} else {"service"}, "concurrency": concurrency, "result": measured}));
+            let cpu_us = (server.cpu_seconds()? - cpu_before) * 1e6 / measured.operations as f64;
+            let load = StoreLoad::read(&server).await?.since(&before);
+            if !relaxed {
+                durable_groups[level] = load.records_per_commit();
+            }
+            rows.push(json!({
+                "system": if relaxed {"service-relaxed"} else {"service"},
+                "concurrency": concurrency,
+                "result": measured,
+                "records_per_commit": load.records_per_commit(),
+                "store_keys_per_record": load.keys_per_record(),
+                "server_cpu_us_per_operation": cpu_us,
+            }));
         }
         server.stop().await?;
+
+        if !relaxed {
+            let mut skip = 0;
+            for (level, &concurrency) in CONCURRENCY.iter().enumerate() {
+                let group = durable_groups[level].round().max(1.0) as usize;
+                let ceiling = storage::run(
+                    &storage::Job {
+                        dir: fresh_dir(args, "storage")?,
+                        seed: args.seed + 1,
+                        total,
+                        skip,
+                        count: plan.ingest[level],
+                        group,
+                        limit: plan.ingest_limit,
+                    },
+                    cpu,
+                )?;
+                skip += plan.ingest[level];
+                print_row(
+                    "sled alone: 1 key per record",
+                    concurrency,
+                    &ceiling.measured,
+                );
+                rows.push(json!({
+                    "system": "sled-one-key",
+                    "concurrency": concurrency,
+                    "records_per_commit": group,
+                    "result": ceiling.measured,
+                    "server_cpu_us_per_operation": ceiling.cpu_us_per_record,
+                }));
+            }
+        }
 
         let name = if relaxed {
             "postgres synchronous_commit=off"
@@ -319,16 +385,80 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
             .and_then(|r| r["result"]["per_second"].as_f64())
             .unwrap_or(f64::NAN)
     };
+    let field = |system: &str, concurrency: usize, name: &str| -> f64 {
+        rows.iter()
+            .find(|r| r["system"] == system && r["concurrency"] == concurrency)
+            .and_then(|r| r[name].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    let cpu = |system: &str| field(system, 64, "server_cpu_us_per_operation");
+    println!(
+        "server CPU per record at concurrency 64: echo {:.1} µs, sled alone {:.1} µs, service {:.1} µs \
+         ({:.1} keys written per record, {:.1} records per commit)",
+        cpu("echo"),
+        cpu("sled-one-key"),
+        cpu("service"),
+        field("service", 64, "store_keys_per_record"),
+        field("service", 64, "records_per_commit"),
+    );
+    // On one core the transport's CPU and the storage engine's add up: the
+    // most any durable RPC that stores each record under its key could do.
+    let one_core_bound = 1e6 / (cpu("echo") + cpu("sled-one-key"));
     println!("ratios at concurrency 64:");
     let ratios = json!({
+        "one_core_bound_over_echo": one_core_bound / rate("echo", 64),
         "durable_service_over_postgres": rate("service", 64) / rate("postgres", 64),
         "durable_service_over_echo": rate("service", 64) / rate("echo", 64),
+        "sled_one_key_over_echo": rate("sled-one-key", 64) / rate("echo", 64),
+        "sled_one_key_over_postgres": rate("sled-one-key", 64) / rate("postgres", 64),
         "relaxed_service_over_postgres_async": rate("service-relaxed", 64) / rate("postgres-async-commit", 64),
     });
     for (name, value) in ratios.as_object().into_iter().flatten() {
         println!("  {name:<40} {:.2}", value.as_f64().unwrap_or(f64::NAN));
     }
     Ok(json!({"runs": rows, "ratios": ratios}))
+}
+
+/// The service's write counters, from its metrics endpoint.
+#[derive(Debug, Clone, Copy)]
+struct StoreLoad {
+    records_committed: f64,
+    commits: f64,
+    keys_written: f64,
+}
+
+impl StoreLoad {
+    async fn read(server: &Server) -> anyhow::Result<StoreLoad> {
+        Ok(StoreLoad {
+            records_committed: server
+                .metric("support_metrics_commit_group_records_sum")
+                .await?,
+            commits: server
+                .metric("support_metrics_commit_group_records_count")
+                .await?,
+            keys_written: server
+                .metric("support_metrics_store_keys_written_total")
+                .await?,
+        })
+    }
+
+    fn since(&self, earlier: &StoreLoad) -> StoreLoad {
+        StoreLoad {
+            records_committed: self.records_committed - earlier.records_committed,
+            commits: self.commits - earlier.commits,
+            keys_written: self.keys_written - earlier.keys_written,
+        }
+    }
+
+    fn records_per_commit(&self) -> f64 {
+        self.records_committed / self.commits
+    }
+
+    /// Keys the storage engine wrote per record (derived state still waiting
+    /// for its checkpoint, at most about a second of writes, is not counted).
+    fn keys_per_record(&self) -> f64 {
+        self.keys_written / self.records_committed
+    }
 }
 
 fn window(days: i64) -> (Instant, Instant) {

@@ -21,6 +21,7 @@ use support_metrics::proto::v1::scorecard_service_client::ScorecardServiceClient
 pub struct Server {
     child: Child,
     pub channel: Channel,
+    metrics_port: u16,
     /// From spawn to the health service answering SERVING.
     pub startup: Duration,
 }
@@ -96,12 +97,41 @@ impl Server {
                     return Ok(Server {
                         child,
                         channel,
+                        metrics_port,
                         startup: began.elapsed(),
                     });
                 }
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// The sum of every series of the metrics endpoint named `name` (all
+    /// label sets), or of the one series `name` when it has no labels.
+    pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        let mut found = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let series_name = series.split('{').next().unwrap_or(series);
+            if series_name == name {
+                *found.get_or_insert(0.0) += value.parse::<f64>()?;
+            }
+        }
+        found.with_context(|| format!("no series {name} on the metrics endpoint"))
+    }
+
+    /// CPU time the server process has used so far, in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        crate::load::cpu_seconds(&self.child.id().to_string())
     }
 
     /// Resident and peak resident memory of the server process, in bytes.

@@ -258,6 +258,10 @@ impl KvStore for DeferredKv {
     fn size_on_disk(&self) -> Result<u64> {
         self.inner.size_on_disk()
     }
+
+    fn keys_written(&self) -> u64 {
+        self.inner.keys_written()
+    }
 }
 
 /// After a crash: recomputes the groups journaled since the last checkpoint

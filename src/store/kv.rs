@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -54,6 +55,11 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Bytes the store occupies on disk.
     fn size_on_disk(&self) -> Result<u64>;
+
+    /// Keys the storage engine has been given to write (puts and deletes)
+    /// since the store was opened: its write load, whatever the layers above
+    /// it defer or coalesce.
+    fn keys_written(&self) -> u64;
 }
 
 /// Settings of the sled store.
@@ -82,6 +88,7 @@ pub struct SledStore {
     durability: Mutex<Durability>,
     path: PathBuf,
     durable_acks: bool,
+    keys_written: AtomicU64,
 }
 
 /// What has to be synced after a flush.
@@ -129,6 +136,7 @@ impl SledStore {
             }),
             path: options.path.clone(),
             durable_acks: options.durable_acks,
+            keys_written: AtomicU64::new(0),
         })
     }
 }
@@ -209,6 +217,7 @@ impl KvStore for SledStore {
     }
 
     fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        let keys = changes.len() as u64;
         let mut batch = sled::Batch::default();
         for (key, value) in changes {
             match value {
@@ -217,6 +226,7 @@ impl KvStore for SledStore {
             }
         }
         self.db.apply_batch(batch)?;
+        self.keys_written.fetch_add(keys, Ordering::Relaxed);
         if self.durable_acks {
             self.make_durable()?;
         }
@@ -229,6 +239,10 @@ impl KvStore for SledStore {
 
     fn size_on_disk(&self) -> Result<u64> {
         Ok(directory_size(&self.path)?)
+    }
+
+    fn keys_written(&self) -> u64 {
+        self.keys_written.load(Ordering::Relaxed)
     }
 }
 

@@ -155,6 +155,10 @@ impl KvStore for ResidentKv {
     fn size_on_disk(&self) -> Result<u64> {
         self.inner.size_on_disk()
     }
+
+    fn keys_written(&self) -> u64 {
+        self.inner.keys_written()
+    }
 }
 
 #[cfg(test)]
@@ -219,6 +223,10 @@ mod tests {
         }
         fn size_on_disk(&self) -> Result<u64> {
             Ok(0)
+        }
+
+        fn keys_written(&self) -> u64 {
+            0
         }
     }
 

@@ -19,7 +19,21 @@ async fn a_scrape_shows_requests_records_commits_store_and_pending() {
     let surveys = count(|r| matches!(r, pb::record::Record::SurveyResponse(_)));
     let records = example.len() as f64;
     app.record_all(example.clone()).await;
+    let keys_written = |series: &std::collections::HashMap<String, f64>| {
+        value(series, "support_metrics_store_keys_written_total")
+    };
+    let after_first = keys_written(&scrape(&app).await);
+    // Each new record writes at least its own key, durably, at once.
+    assert!(
+        after_first >= records,
+        "{after_first} keys for {records} records"
+    );
     app.record_all(example).await; // every one a duplicate now
+    assert_eq!(
+        keys_written(&scrape(&app).await),
+        after_first,
+        "a batch of duplicates writes nothing"
+    );
     app.record_all(vec![record_from_json(
         r#"{"survey_response": {"response_id": "early", "revision": 1, "interaction_id": "not-yet", "kind": "CSAT", "score": 5, "submitted_at": "2026-03-02T10:00:00Z"}}"#,
     )])
