@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use http_body_util::Full;
@@ -42,6 +42,9 @@ pub struct Metrics {
     pending_records: IntGaugeVec,
     live_watchers: IntGauge,
     live_feeds: IntGauge,
+    /// One render at a time: a render reads and then advances counters that
+    /// catch up to the store's own totals.
+    rendering: Arc<Mutex<()>>,
 }
 
 impl Default for Metrics {
@@ -145,6 +148,7 @@ impl Metrics {
             pending_records,
             live_watchers,
             live_feeds,
+            rendering: Arc::new(Mutex::new(())),
         }
     }
 
@@ -171,6 +175,10 @@ impl Metrics {
 
     /// The exposition text, with the store's series set to its current values.
     pub fn render(&self, store: StoreReading) -> String {
+        let _rendering = self
+            .rendering
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.store_size_bytes
             .set(i64::try_from(store.size_bytes).unwrap_or(i64::MAX));
         // The store keeps the running total; the counter catches up to it.
@@ -178,13 +186,12 @@ impl Metrics {
         if store.keys_written > counted {
             self.store_keys_written.inc_by(store.keys_written - counted);
         }
-        let (pending_surveys, pending_reviews) = (store.pending_surveys, store.pending_reviews);
         self.pending_records
             .with_label_values(&["survey_response"])
-            .set(pending_surveys);
+            .set(store.pending_surveys);
         self.pending_records
             .with_label_values(&["quality_review"])
-            .set(pending_reviews);
+            .set(store.pending_reviews);
         let mut text = Vec::new();
         if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
             tracing::error!(%error, "encoding metrics");

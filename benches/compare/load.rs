@@ -79,22 +79,14 @@ where
     Ok(Measured::from_latencies(latencies, started.elapsed()))
 }
 
-/// CPU time (user + system) a process has used so far, in seconds, from
-/// `/proc/<pid>/stat` (clock ticks of 1/100 s).
-pub fn cpu_seconds(pid: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest)
-        .unwrap_or_default();
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 here.
-    let ticks = |i: usize| -> anyhow::Result<f64> {
-        Ok(fields
-            .get(i)
-            .ok_or_else(|| anyhow::anyhow!("short /proc/{pid}/stat"))?
-            .parse::<f64>()?)
+/// CPU time (user + system, all threads) a process has used so far, in
+/// seconds, to the nanosecond: `pid`'s, or this process's when `None`.
+pub fn cpu_seconds(pid: Option<u32>) -> anyhow::Result<f64> {
+    use nix::time::{clock_getcpuclockid, clock_gettime, ClockId};
+    let clock = match pid {
+        Some(pid) => clock_getcpuclockid(nix::unistd::Pid::from_raw(i32::try_from(pid)?))?,
+        None => ClockId::CLOCK_PROCESS_CPUTIME_ID,
     };
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
+    let time = clock_gettime(clock)?;
+    Ok(time.tv_sec() as f64 + time.tv_nsec() as f64 / 1e9)
 }

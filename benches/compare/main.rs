@@ -129,8 +129,11 @@ impl Plan {
 }
 
 fn main() -> anyhow::Result<()> {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.get(1).map(String::as_str) == Some(storage::CHILD_FLAG) {
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv
+        .get(1)
+        .is_some_and(|first| first == storage::CHILD_FLAG)
+    {
         return storage::child(&argv[2..]);
     }
     tokio::runtime::Builder::new_current_thread()
@@ -335,7 +338,7 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
                 )?;
                 skip += plan.ingest[level];
                 print_row(
-                    "sled alone: 1 key per record",
+                    "sled: 1 key/record, service's groups",
                     concurrency,
                     &ceiling.measured,
                 );
@@ -391,19 +394,19 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
             .and_then(|r| r[name].as_f64())
             .unwrap_or(f64::NAN)
     };
-    let cpu = |system: &str| field(system, 64, "server_cpu_us_per_operation");
+    let cpu_per_record = |system: &str| field(system, 64, "server_cpu_us_per_operation");
     println!(
         "server CPU per record at concurrency 64: echo {:.1} µs, sled alone {:.1} µs, service {:.1} µs \
          ({:.1} keys written per record, {:.1} records per commit)",
-        cpu("echo"),
-        cpu("sled-one-key"),
-        cpu("service"),
+        cpu_per_record("echo"),
+        cpu_per_record("sled-one-key"),
+        cpu_per_record("service"),
         field("service", 64, "store_keys_per_record"),
         field("service", 64, "records_per_commit"),
     );
     // On one core the transport's CPU and the storage engine's add up: the
     // most any durable RPC that stores each record under its key could do.
-    let one_core_bound = 1e6 / (cpu("echo") + cpu("sled-one-key"));
+    let one_core_bound = 1e6 / (cpu_per_record("echo") + cpu_per_record("sled-one-key"));
     println!("ratios at concurrency 64:");
     let ratios = json!({
         "one_core_bound_over_echo": one_core_bound / rate("echo", 64),
@@ -420,7 +423,7 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
 }
 
 /// The service's write counters, from its metrics endpoint.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 struct StoreLoad {
     records_committed: f64,
     commits: f64,

@@ -131,7 +131,8 @@ impl Server {
 
     /// CPU time the server process has used so far, in seconds.
     pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
-        crate::load::cpu_seconds(&self.child.id().to_string())
+        // Behind taskset the pid is the server's own (taskset execs it).
+        crate::load::cpu_seconds(Some(self.child.id()))
     }
 
     /// Resident and peak resident memory of the server process, in bytes.

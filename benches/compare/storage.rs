@@ -1,13 +1,15 @@
 //! The storage ceiling: sled alone, through the service's own `SledStore`
 //! (durable as the service uses it: flush and fdatasync per commit), storing
 //! each record once under its raw key and nothing else, in group commits of the
-//! size the service formed at the same concurrency. No store that indexes
-//! records by id on sled can write faster on this core; with the transport
-//! ceiling (Echo) it bounds what any durable ingest RPC could do here.
+//! size the service formed at the same concurrency, one commit in flight. It is
+//! the most a store keeping each record by id in sled does on this core in
+//! that shape; with the transport ceiling (Echo) its CPU per record bounds a
+//! durable ingest RPC here.
 //!
 //! It runs in a child process (this same binary, re-executed) so that it can be
 //! pinned to the server core like every other system.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -27,7 +29,7 @@ use crate::load::Measured;
 pub const CHILD_FLAG: &str = "--storage-ceiling-child";
 
 /// What the child is asked to write.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Job {
     pub dir: PathBuf,
     /// The workload seed, total and slice of records to write (the child
@@ -74,14 +76,18 @@ pub fn run(job: &Job, cpu: Option<usize>) -> anyhow::Result<Ceiling> {
 }
 
 /// The child's side: `args` after [`CHILD_FLAG`]. Prints its result as JSON.
-pub fn child(args: &[String]) -> anyhow::Result<()> {
+pub fn child(args: &[OsString]) -> anyhow::Result<()> {
     let [dir, numbers @ ..] = args else {
         bail!("usage: {CHILD_FLAG} DIR SEED TOTAL SKIP COUNT GROUP LIMIT_SECONDS");
     };
     let numbers = numbers
         .iter()
-        .map(|n| n.parse::<u64>())
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|n| {
+            n.to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+                .with_context(|| format!("not a number: {n:?}"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let [seed, total, skip, count, group, limit] = numbers[..] else {
         bail!("usage: {CHILD_FLAG} DIR SEED TOTAL SKIP COUNT GROUP LIMIT_SECONDS");
     };
@@ -90,14 +96,17 @@ pub fn child(args: &[String]) -> anyhow::Result<()> {
         .skip(skip as usize)
         .take(count as usize)
         .collect();
-    let cpu_before = crate::load::cpu_seconds("self")?;
+    let cpu_before = crate::load::cpu_seconds(None)?;
     let measured = write_all(
         Path::new(dir),
         &records,
         (group as usize).max(1),
         Duration::from_secs(limit),
     )?;
-    let cpu = crate::load::cpu_seconds("self")? - cpu_before;
+    let cpu = crate::load::cpu_seconds(None)? - cpu_before;
+    if measured.operations == 0 {
+        bail!("the storage ceiling wrote no record within its time limit");
+    }
     println!(
         "{}",
         serde_json::to_string(&Ceiling {
