@@ -13,17 +13,23 @@
 //! journaled groups from the raw records, exactly as the writer had, and
 //! checkpoints. Readers see the overlay merged over the store, so they never
 //! notice when a checkpoint happens.
+//!
+//! Aggregates wait in the overlay decoded: the writer, which adds to the same
+//! buckets over and over, neither decodes nor encodes them between
+//! checkpoints; a checkpoint encodes each once.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
+use super::codec::{decode, encode};
 use super::groups::recompute;
 use super::keys;
-use super::kv::{Change, Entry, KvStore};
+use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore};
 use super::txn::Txn;
 
 /// Checkpoint when the overlay holds this many keys...
@@ -45,7 +51,38 @@ fn journal_key(group_key: &[u8]) -> Vec<u8> {
     key
 }
 
-type Overlay = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+/// A change waiting for the checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Put(Vec<u8>),
+    Aggregate(Box<Aggregate>),
+    Delete,
+}
+
+impl Pending {
+    fn of_value(value: Option<Vec<u8>>) -> Pending {
+        value.map_or(Pending::Delete, Pending::Put)
+    }
+
+    fn of_aggregate(aggregate: Aggregate) -> Pending {
+        if aggregate.is_zero() {
+            Pending::Delete
+        } else {
+            Pending::Aggregate(Box::new(aggregate))
+        }
+    }
+
+    /// The value as stored: `None` for a delete.
+    fn stored(&self) -> Result<Option<Vec<u8>>> {
+        match self {
+            Pending::Put(bytes) => Ok(Some(bytes.clone())),
+            Pending::Aggregate(aggregate) => Ok(Some(encode(aggregate.as_ref())?)),
+            Pending::Delete => Ok(None),
+        }
+    }
+}
+
+type Overlay = BTreeMap<Vec<u8>, Pending>;
 
 /// A [`KvStore`] that defers derived keys to checkpoints.
 pub struct DeferredKv {
@@ -74,14 +111,14 @@ impl DeferredKv {
         }
     }
 
-    /// The overlay's entries from `start` while `within(key)` holds, copied.
+    /// The overlay's entries from `start` while `within(key)` holds, as stored.
     fn overlay_range(&self, start: &[u8], within: impl Fn(&[u8]) -> bool) -> Result<Vec<Change>> {
         let overlay = self.overlay.read().map_err(poisoned)?;
-        Ok(overlay
+        overlay
             .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
             .take_while(|(key, _)| within(key))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect())
+            .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
+            .collect()
     }
 
     fn merged<'a>(
@@ -109,8 +146,8 @@ impl DeferredKv {
             }
             overlay
                 .iter()
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect()
+                .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
+                .collect::<Result<_>>()?
         };
         for entry in self.inner.scan_prefix(&[keys::JOURNAL]) {
             batch.push((entry?.0, None));
@@ -180,11 +217,23 @@ impl Iterator for Merge<'_> {
 impl KvStore for DeferredKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if is_derived(key) {
-            if let Some(value) = self.overlay.read().map_err(poisoned)?.get(key) {
-                return Ok(value.clone());
+            if let Some(pending) = self.overlay.read().map_err(poisoned)?.get(key) {
+                return pending.stored();
             }
         }
         self.inner.get(key)
+    }
+
+    fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
+        if is_derived(key) {
+            match self.overlay.read().map_err(poisoned)?.get(key) {
+                Some(Pending::Aggregate(aggregate)) => return Ok(Some(aggregate.as_ref().clone())),
+                Some(Pending::Put(bytes)) => return decode(key, bytes).map(Some),
+                Some(Pending::Delete) => return Ok(None),
+                None => {}
+            }
+        }
+        self.inner.get_aggregate(key)
     }
 
     fn scan_prefix<'a>(
@@ -209,28 +258,48 @@ impl KvStore for DeferredKv {
         self.merged(self.inner.range(start, end), pending)
     }
 
-    /// Raw changes (and the journal) durably now; derived changes into the
-    /// overlay. A commit too large for the overlay (a rebuild) goes straight
-    /// through, after a checkpoint that keeps the order of changes.
     fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        self.commit_with_aggregates(changes, Vec::new())
+    }
+
+    /// Raw changes (and the journal) durably now; derived changes into the
+    /// overlay, aggregates as they are. A commit too large for the overlay (a
+    /// rebuild) goes straight through, after a checkpoint that keeps the order
+    /// of changes.
+    fn commit_with_aggregates(
+        &self,
+        mut changes: Vec<Change>,
+        aggregates: Vec<AggregateChange>,
+    ) -> Result<()> {
         let mut last = self.writing.lock().map_err(poisoned)?;
-        let derived_count = changes.iter().filter(|(key, _)| is_derived(key)).count();
+        let (aggregates, stray): (Vec<_>, Vec<_>) =
+            aggregates.into_iter().partition(|(key, _)| is_derived(key));
+        changes.extend(encode_aggregates(stray)?);
+        let derived_count =
+            changes.iter().filter(|(key, _)| is_derived(key)).count() + aggregates.len();
         if derived_count > MAX_OVERLAY_KEYS {
             self.checkpoint_locked(&mut last)?;
+            changes.extend(encode_aggregates(aggregates)?);
             return self.inner.commit(changes);
         }
-        let mut durable = Vec::with_capacity(changes.len() - derived_count);
+        let mut durable = Vec::with_capacity(changes.len() + aggregates.len() - derived_count);
         let mut derived = Vec::with_capacity(derived_count);
-        for change in changes {
-            if is_derived(&change.0) {
-                if change.0.first() == Some(&keys::GROUP) {
-                    durable.push((journal_key(&change.0), Some(Vec::new())));
+        for (key, value) in changes {
+            if is_derived(&key) {
+                if key.first() == Some(&keys::GROUP) {
+                    durable.push((journal_key(&key), Some(Vec::new())));
                 }
-                derived.push(change);
+                derived.push((key, Pending::of_value(value)));
             } else {
-                durable.push(change);
+                durable.push((key, value));
             }
         }
+        // After the other changes: an aggregate given both ways ends as given here.
+        derived.extend(
+            aggregates
+                .into_iter()
+                .map(|(key, aggregate)| (key, Pending::of_aggregate(aggregate))),
+        );
         if !durable.is_empty() {
             self.inner.commit(durable)?;
         }
@@ -307,7 +376,10 @@ mod tests {
 
     use super::*;
 
-    fn merge(stored: &BTreeMap<Vec<u8>, Vec<u8>>, pending: &Overlay) -> Vec<Entry> {
+    fn merge(
+        stored: &BTreeMap<Vec<u8>, Vec<u8>>,
+        pending: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    ) -> Vec<Entry> {
         let stored: Box<dyn Iterator<Item = Result<Entry>> + Send> = Box::new(
             stored
                 .clone()
@@ -341,6 +413,144 @@ mod tests {
             }
             let expected: Vec<Entry> = model.into_iter().collect();
             prop_assert_eq!(merge(&stored, &pending), expected);
+        }
+    }
+
+    /// One step of a writer: a commit of byte changes and decoded aggregates
+    /// (in the order given, aggregates last), or a checkpoint.
+    #[derive(Debug, Clone)]
+    enum Step {
+        Commit(Vec<Change>, Vec<AggregateChange>),
+        Checkpoint,
+    }
+
+    /// Keys over a small alphabet in an aggregate family (`A`), another
+    /// derived family (`X`) and a raw one (`R`), so that steps overwrite and
+    /// delete each other's keys.
+    fn step_key() -> impl Strategy<Value = Vec<u8>> {
+        (
+            prop::sample::select(vec![keys::AGGREGATE, keys::DERIVED_INDEX, keys::RAW]),
+            prop::collection::vec(prop::sample::select(b"ab".to_vec()), 1..3),
+        )
+            .prop_map(|(family, rest)| [vec![family], rest].concat())
+    }
+
+    /// An aggregate with a few fields set; all zero sometimes (a delete).
+    fn aggregate() -> impl Strategy<Value = Aggregate> {
+        (0i64..3, 0i64..2, prop::option::of(1i64..1_000_000)).prop_map(
+            |(interactions, reopened, handle)| {
+                let mut aggregate = Aggregate {
+                    interactions,
+                    reopened,
+                    ..Aggregate::default()
+                };
+                if let Some(nanos) = handle {
+                    aggregate.handle.record(nanos, 1);
+                }
+                aggregate
+            },
+        )
+    }
+
+    /// A byte change: aggregate keys get an encoded aggregate (as a rebuild or
+    /// a recovery commits them), other keys any bytes.
+    fn byte_change() -> impl Strategy<Value = Change> {
+        (
+            step_key(),
+            prop::option::of((aggregate(), prop::collection::vec(any::<u8>(), 0..3))),
+        )
+            .prop_map(|(key, value)| {
+                let value = value.map(|(aggregate, bytes)| {
+                    if key[0] == keys::AGGREGATE {
+                        encode(&aggregate).expect("encodes")
+                    } else {
+                        bytes
+                    }
+                });
+                (key, value)
+            })
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (
+                prop::collection::vec(byte_change(), 0..4),
+                prop::collection::vec((step_key(), aggregate()), 0..4),
+            )
+                .prop_map(|(changes, aggregates)| Step::Commit(changes, aggregates)),
+            1 => Just(Step::Checkpoint),
+        ]
+    }
+
+    fn apply(model: &mut BTreeMap<Vec<u8>, Vec<u8>>, changes: Vec<Change>) {
+        for (key, value) in changes {
+            match value {
+                Some(value) => model.insert(key, value),
+                None => model.remove(&key),
+            };
+        }
+    }
+
+    fn all(kv: &dyn KvStore) -> Vec<Entry> {
+        kv.scan_prefix(&[]).collect::<Result<_>>().expect("scan")
+    }
+
+    proptest! {
+        /// Whatever the writer commits, bytes or decoded aggregates, every read
+        /// of the deferred store equals the store the commits describe, before
+        /// and after checkpoints, and a checkpoint leaves exactly that in the
+        /// store underneath.
+        #[test]
+        fn reads_and_checkpoints_agree_with_the_commits(steps in prop::collection::vec(step(), 1..12)) {
+            let dir = tempfile::tempdir().unwrap();
+            let inner: Arc<dyn KvStore> = Arc::new(
+                crate::store::kv::SledStore::open(&crate::store::kv::SledOptions {
+                    path: dir.path().to_path_buf(),
+                    cache_capacity_bytes: 1 << 20,
+                    durable_acks: false,
+                })
+                .expect("open sled"),
+            );
+            let kv = DeferredKv::new(Arc::clone(&inner));
+            let mut model = BTreeMap::new();
+            for step in steps {
+                match step {
+                    Step::Commit(changes, aggregates) => {
+                        apply(&mut model, changes.clone());
+                        apply(&mut model, encode_aggregates(aggregates.clone()).unwrap());
+                        kv.commit_with_aggregates(changes, aggregates).unwrap();
+                    }
+                    Step::Checkpoint => {
+                        kv.checkpoint().unwrap();
+                        let expected: Vec<Entry> = model.clone().into_iter().collect();
+                        prop_assert_eq!(all(inner.as_ref()), expected);
+                    }
+                }
+                let expected: Vec<Entry> = model.clone().into_iter().collect();
+                prop_assert_eq!(all(&kv), expected);
+                for family in [keys::AGGREGATE, keys::DERIVED_INDEX, keys::RAW] {
+                    let expected: Vec<Entry> = model
+                        .iter()
+                        .filter(|(key, _)| key[0] == family)
+                        .map(|(key, value)| (key.clone(), value.clone()))
+                        .collect();
+                    let scanned: Vec<Entry> =
+                        kv.scan_prefix(&[family]).collect::<Result<_>>().unwrap();
+                    prop_assert_eq!(scanned, expected.clone());
+                    let ranged: Vec<Entry> =
+                        kv.range(&[family], &[family + 1]).collect::<Result<_>>().unwrap();
+                    prop_assert_eq!(ranged, expected);
+                }
+                for key in model.keys().chain([b"Aa".to_vec(), b"Ab".to_vec()].iter()) {
+                    prop_assert_eq!(kv.get(key).unwrap(), model.get(key).cloned());
+                    if key[0] == keys::AGGREGATE {
+                        let expected = model
+                            .get(key)
+                            .map(|bytes| decode::<Aggregate>(key, bytes).unwrap());
+                        prop_assert_eq!(kv.get_aggregate(key).unwrap(), expected);
+                    }
+                }
+            }
         }
     }
 }

@@ -9,13 +9,34 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
+
+use super::codec::{decode, encode};
 
 /// One change of a batch: a value to put, or `None` to delete the key.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
 
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// An aggregate to commit at a key, decoded; an all-zero aggregate deletes it.
+pub type AggregateChange = (Vec<u8>, Aggregate);
+
+/// Aggregate changes as stored bytes.
+pub fn encode_aggregates(aggregates: Vec<AggregateChange>) -> Result<Vec<Change>> {
+    aggregates
+        .into_iter()
+        .map(|(key, aggregate)| {
+            let value = if aggregate.is_zero() {
+                None
+            } else {
+                Some(encode(&aggregate)?)
+            };
+            Ok((key, value))
+        })
+        .collect()
+}
 
 /// Called on each entry of a visit; an error ends the visit with it.
 pub type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'v;
@@ -49,6 +70,24 @@ pub trait KvStore: Send + Sync + 'static {
 
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
+
+    /// The aggregate stored at `key`, decoded. A store that keeps recent
+    /// aggregates decoded in memory answers without decoding.
+    fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
+        self.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
+    }
+
+    /// [`KvStore::commit`] of `changes` and `aggregates` together. A store that
+    /// keeps recent aggregates decoded takes them as they are; by default they
+    /// are encoded.
+    fn commit_with_aggregates(
+        &self,
+        mut changes: Vec<Change>,
+        aggregates: Vec<AggregateChange>,
+    ) -> Result<()> {
+        changes.extend(encode_aggregates(aggregates)?);
+        self.commit(changes)
+    }
 
     /// Makes every commit so far durable (a no-op when commits already are).
     fn flush(&self) -> Result<()>;

@@ -15,9 +15,11 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::kv::{Change, Entry, KvStore, Visitor};
+use super::codec::decode;
+use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore, Visitor};
 
 type InMemory = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
@@ -127,15 +129,35 @@ impl KvStore for ResidentKv {
         self.inner.range(start, end)
     }
 
-    /// Commits to the store, then, only if that succeeded, to the copy.
     fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        self.commit_with_aggregates(changes, Vec::new())
+    }
+
+    fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
+        if self.is_resident(key) {
+            return self.get(key)?.map(|bytes| decode(key, &bytes)).transpose();
+        }
+        self.inner.get_aggregate(key)
+    }
+
+    /// Commits to the store, then, only if that succeeded, to the copy.
+    fn commit_with_aggregates(
+        &self,
+        mut changes: Vec<Change>,
+        aggregates: Vec<AggregateChange>,
+    ) -> Result<()> {
         let _writing = self.writing.lock().map_err(poisoned)?;
+        // The copy must see every change to its family, aggregate or not.
+        let (resident_aggregates, aggregates): (Vec<_>, Vec<_>) = aggregates
+            .into_iter()
+            .partition(|(key, _)| self.is_resident(key));
+        changes.extend(encode_aggregates(resident_aggregates)?);
         let resident: Vec<Change> = changes
             .iter()
             .filter(|(key, _)| self.is_resident(key))
             .cloned()
             .collect();
-        self.inner.commit(changes)?;
+        self.inner.commit_with_aggregates(changes, aggregates)?;
         if !resident.is_empty() {
             let mut copy = self.copy.write().map_err(poisoned)?;
             for (key, value) in resident {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::describe_key;
-use super::kv::{Change, Entry, KvStore};
+use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore};
 
 /// Reads of the store, either straight from it or through a transaction.
 pub trait Reader {
@@ -86,8 +86,15 @@ impl<'a> Txn<'a> {
     /// Adds `delta` times `sign` to the stored aggregate at `key`.
     pub fn add_to_aggregate(&mut self, key: Vec<u8>, delta: &Aggregate, sign: i64) -> Result<()> {
         if !self.aggregates.contains_key(&key) {
-            let stored = self.get_decoded::<Aggregate>(&key)?.unwrap_or_default();
-            self.aggregates.insert(key.clone(), stored);
+            let stored = match self.writes.get(&key) {
+                Some(written) => written
+                    .as_ref()
+                    .map(|bytes| decode(&key, bytes))
+                    .transpose()?,
+                None => self.kv.get_aggregate(&key)?,
+            };
+            self.aggregates
+                .insert(key.clone(), stored.unwrap_or_default());
         }
         if let Some(aggregate) = self.aggregates.get_mut(&key) {
             aggregate.merge(delta, sign);
@@ -95,24 +102,32 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
-    /// The changes to commit. Fails if an aggregate went negative: that would mean
-    /// a retraction of something never applied, a broken invariant.
-    pub fn into_changes(mut self) -> Result<Vec<Change>> {
-        for (key, aggregate) in std::mem::take(&mut self.aggregates) {
-            if !aggregate.is_non_negative() {
-                return Err(Error::Internal(format!(
-                    "aggregate {} would go negative",
-                    describe_key(&key)
-                )));
-            }
-            let value = if aggregate.is_zero() {
-                None
-            } else {
-                Some(encode(&aggregate)?)
-            };
-            self.writes.insert(key, value);
+    /// The changes to commit, with the aggregates left decoded (for
+    /// [`KvStore::commit_with_aggregates`]). Fails if an aggregate went
+    /// negative: that would mean a retraction of something never applied, a
+    /// broken invariant.
+    pub fn into_parts(self) -> Result<(Vec<Change>, Vec<AggregateChange>)> {
+        if let Some((key, _)) = self
+            .aggregates
+            .iter()
+            .find(|(_, aggregate)| !aggregate.is_non_negative())
+        {
+            return Err(Error::Internal(format!(
+                "aggregate {} would go negative",
+                describe_key(key)
+            )));
         }
-        Ok(self.writes.into_iter().collect())
+        Ok((
+            self.writes.into_iter().collect(),
+            self.aggregates.into_iter().collect(),
+        ))
+    }
+
+    /// The changes to commit, aggregates encoded; see [`Txn::into_parts`].
+    pub fn into_changes(self) -> Result<Vec<Change>> {
+        let (mut changes, aggregates) = self.into_parts()?;
+        changes.extend(encode_aggregates(aggregates)?);
+        Ok(changes)
     }
 
     pub fn is_empty(&self) -> bool {
