@@ -16,7 +16,10 @@
 //!
 //! Aggregates wait in the overlay decoded: the writer, which adds to the same
 //! buckets over and over, neither decodes nor encodes them between
-//! checkpoints; a checkpoint encodes each once.
+//! checkpoints; a checkpoint encodes each once. The price is memory: a decoded
+//! aggregate takes ~0.7 KB (plus its histograms' buckets) where its encoding
+//! takes a few hundred bytes at most, so a full overlay of aggregates holds
+//! ~35 MB.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
