@@ -3,9 +3,11 @@
 //! installs and starts PostgreSQL and DuckDB and pins the load generator to its
 //! own core; see docs/benchmarks.md.
 //!
-//! Measures: the transport ceiling (Echo), ingest (records/s, p50/p99) at
-//! concurrency 1, 16 and 64 with durable and with relaxed acknowledgement, team
-//! scorecard reads over 1, 30 and 365 days, and footprint. Checks that every
+//! Measures: the transport ceiling (Echo), the storage ceiling (sled alone,
+//! `storage.rs`), ingest (records/s, p50/p99, server CPU and sled keys per
+//! record) at concurrency 1, 16 and 64 with durable and with relaxed
+//! acknowledgement, team scorecard reads over 1, 30 and 365 days, and
+//! footprint. Checks that every
 //! system gives the same counts and that the service's percentiles are within
 //! 1% of the exact ones; exits 1 (after printing) if not.
 
