@@ -7,9 +7,9 @@
 //! `storage.rs`), ingest (records/s, p50/p99, server CPU and sled keys per
 //! record) at concurrency 1, 16 and 64 with durable and with relaxed
 //! acknowledgement, team scorecard reads over 1, 30 and 365 days, and
-//! footprint. Checks that every
-//! system gives the same counts and that the service's percentiles are within
-//! 1% of the exact ones; exits 1 (after printing) if not.
+//! footprint. Checks that every system gives the same counts and that the
+//! service's percentiles are within 1% of the exact ones; exits 1 (after
+//! printing) if not.
 
 mod duckdb;
 mod load;
