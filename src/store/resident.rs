@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::codec::decode;
 use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore, Visitor};
 
 type InMemory = BTreeMap<Box<[u8]>, Box<[u8]>>;
@@ -133,10 +132,8 @@ impl KvStore for ResidentKv {
         self.commit_with_aggregates(changes, Vec::new())
     }
 
+    /// From the store underneath, which the copy only mirrors.
     fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
-        if self.is_resident(key) {
-            return self.get(key)?.map(|bytes| decode(key, &bytes)).transpose();
-        }
         self.inner.get_aggregate(key)
     }
 
