@@ -19,7 +19,8 @@
 //! checkpoints; a checkpoint encodes each once. The price is memory: a decoded
 //! aggregate takes ~0.7 KB (plus its histograms' buckets) where its encoding
 //! takes a few hundred bytes at most, so a full overlay of aggregates holds
-//! ~35 MB.
+//! ~35 MB. A day's quarter and hour buckets ([`buckets`]) wait as one decoded
+//! value, changed in place, and count by the buckets they hold.
 
 use std::collections::BTreeMap;
 use std::iter::Peekable;
@@ -29,14 +30,16 @@ use std::time::{Duration, Instant};
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
+use super::buckets::{self, DayParts, Part, Placement};
 use super::codec::{decode, encode};
 use super::groups::recompute;
 use super::keys;
-use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore};
+use super::kv::{AggregateChange, Change, Entry, KvStore};
 use super::txn::Txn;
 
-/// Checkpoint when the overlay holds this many keys...
-const MAX_OVERLAY_KEYS: usize = 50_000;
+/// Checkpoint when the overlay holds this many entries, a decoded day's parts
+/// counting as the buckets it holds (~0.7 KB each decoded)...
+const MAX_OVERLAY_WEIGHT: usize = 50_000;
 /// ...or when the last checkpoint is this old (checked at each commit).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -59,6 +62,7 @@ fn journal_key(group_key: &[u8]) -> Vec<u8> {
 enum Pending {
     Put(Vec<u8>),
     Aggregate(Box<Aggregate>),
+    DayParts(Box<DayParts>),
     Delete,
 }
 
@@ -80,7 +84,46 @@ impl Pending {
         match self {
             Pending::Put(bytes) => Ok(Some(bytes.clone())),
             Pending::Aggregate(aggregate) => Ok(Some(encode(aggregate.as_ref())?)),
+            Pending::DayParts(parts) => Ok(Some(encode(parts.as_ref())?)),
             Pending::Delete => Ok(None),
+        }
+    }
+
+    /// Its share of the overlay's size.
+    fn weight(&self) -> usize {
+        match self {
+            Pending::DayParts(parts) => parts.len().max(1),
+            _ => 1,
+        }
+    }
+
+    /// The day parts a change to them starts from, unless they wait decoded.
+    fn day_parts_base(&self, key: &[u8]) -> Result<Option<DayParts>> {
+        match self {
+            Pending::DayParts(_) => Ok(None),
+            Pending::Delete => Ok(Some(DayParts::default())),
+            other => match other.stored()? {
+                Some(bytes) => decode(key, &bytes).map(Some),
+                None => Ok(Some(DayParts::default())),
+            },
+        }
+    }
+}
+
+/// The writer's side of the overlay, held while it commits or checkpoints.
+#[derive(Debug)]
+struct Writing {
+    last_checkpoint: Instant,
+    /// The overlay's total [`Pending::weight`].
+    weight: usize,
+}
+
+impl Writing {
+    /// Puts `pending` at `key`, keeping the weight.
+    fn insert(&mut self, overlay: &mut Overlay, key: Vec<u8>, pending: Pending) {
+        self.weight += pending.weight();
+        if let Some(old) = overlay.insert(key, pending) {
+            self.weight -= old.weight();
         }
     }
 }
@@ -92,7 +135,7 @@ pub struct DeferredKv {
     inner: Arc<dyn KvStore>,
     overlay: RwLock<Overlay>,
     /// Serialises commits and checkpoints.
-    writing: Mutex<Instant>,
+    writing: Mutex<Writing>,
 }
 
 impl std::fmt::Debug for DeferredKv {
@@ -110,7 +153,10 @@ impl DeferredKv {
         DeferredKv {
             inner,
             overlay: RwLock::new(BTreeMap::new()),
-            writing: Mutex::new(Instant::now()),
+            writing: Mutex::new(Writing {
+                last_checkpoint: Instant::now(),
+                weight: 0,
+            }),
         }
     }
 
@@ -140,8 +186,8 @@ impl DeferredKv {
     }
 
     /// Writes the overlay and deletes the journal, in one atomic commit.
-    fn checkpoint_locked(&self, last: &mut Instant) -> Result<()> {
-        *last = Instant::now();
+    fn checkpoint_locked(&self, writing: &mut Writing) -> Result<()> {
+        writing.last_checkpoint = Instant::now();
         let mut batch: Vec<Change> = {
             let overlay = self.overlay.read().map_err(poisoned)?;
             if overlay.is_empty() {
@@ -159,14 +205,15 @@ impl DeferredKv {
         self.inner.commit(batch)?;
         // Only the writer changes the overlay, and it is held off by `writing`.
         self.overlay.write().map_err(poisoned)?.clear();
+        writing.weight = 0;
         tracing::trace!(keys, "checkpoint");
         Ok(())
     }
 
     /// Writes every deferred change now.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut last = self.writing.lock().map_err(poisoned)?;
-        self.checkpoint_locked(&mut last)
+        let mut writing = self.writing.lock().map_err(poisoned)?;
+        self.checkpoint_locked(&mut writing)
     }
 }
 
@@ -229,11 +276,27 @@ impl KvStore for DeferredKv {
 
     fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
         if is_derived(key) {
-            match self.overlay.read().map_err(poisoned)?.get(key) {
-                Some(Pending::Aggregate(aggregate)) => return Ok(Some(aggregate.as_ref().clone())),
-                Some(Pending::Put(bytes)) => return decode(key, bytes).map(Some),
-                Some(Pending::Delete) => return Ok(None),
-                None => {}
+            let overlay = self.overlay.read().map_err(poisoned)?;
+            match buckets::placement(key) {
+                Placement::Own => match overlay.get(key) {
+                    Some(Pending::Aggregate(aggregate)) => {
+                        return Ok(Some(aggregate.as_ref().clone()))
+                    }
+                    Some(other) => {
+                        return other.stored()?.map(|bytes| decode(key, &bytes)).transpose()
+                    }
+                    None => {}
+                },
+                Placement::InDay { key, part } => match overlay.get(&key) {
+                    Some(Pending::DayParts(parts)) => return Ok(parts.get(part).cloned()),
+                    Some(other) => {
+                        return match other.stored()? {
+                            Some(bytes) => buckets::stored_part(&key, &bytes, part),
+                            None => Ok(None),
+                        }
+                    }
+                    None => {}
+                },
             }
         }
         self.inner.get_aggregate(key)
@@ -274,15 +337,18 @@ impl KvStore for DeferredKv {
         mut changes: Vec<Change>,
         aggregates: Vec<AggregateChange>,
     ) -> Result<()> {
-        let mut last = self.writing.lock().map_err(poisoned)?;
+        let mut writing = self.writing.lock().map_err(poisoned)?;
         let (aggregates, stray): (Vec<_>, Vec<_>) =
             aggregates.into_iter().partition(|(key, _)| is_derived(key));
-        changes.extend(encode_aggregates(stray)?);
+        let stray = buckets::aggregate_changes(&changes, stray, |key| self.inner.get(key))?;
+        changes.extend(stray);
         let derived_count =
             changes.iter().filter(|(key, _)| is_derived(key)).count() + aggregates.len();
-        if derived_count > MAX_OVERLAY_KEYS {
-            self.checkpoint_locked(&mut last)?;
-            changes.extend(encode_aggregates(aggregates)?);
+        if derived_count > MAX_OVERLAY_WEIGHT {
+            self.checkpoint_locked(&mut writing)?;
+            let stored =
+                buckets::aggregate_changes(&changes, aggregates, |key| self.inner.get(key))?;
+            changes.extend(stored);
             return self.inner.commit(changes);
         }
         let mut durable = Vec::with_capacity(changes.len() + aggregates.len() - derived_count);
@@ -298,24 +364,71 @@ impl KvStore for DeferredKv {
             }
         }
         // After the other changes: an aggregate given both ways ends as given here.
-        derived.extend(
-            aggregates
-                .into_iter()
-                .map(|(key, aggregate)| (key, Pending::of_aggregate(aggregate))),
-        );
+        let mut days: BTreeMap<Vec<u8>, Vec<(Part, Aggregate)>> = BTreeMap::new();
+        for (key, aggregate) in aggregates {
+            match buckets::placement(&key) {
+                Placement::Own => derived.push((key, Pending::of_aggregate(aggregate))),
+                Placement::InDay { key, part } => {
+                    days.entry(key).or_default().push((part, aggregate));
+                }
+            }
+        }
+        // What each changed day starts from, unless it waits decoded (then it
+        // changes in place): decoded before anything is committed, so that a
+        // value that does not decode fails the commit.
+        let mut bases: BTreeMap<Vec<u8>, DayParts> = BTreeMap::new();
+        {
+            let overlay = self.overlay.read().map_err(poisoned)?;
+            for key in days.keys() {
+                let earlier = derived.iter().rev().find(|(k, _)| k == key);
+                let base = match earlier.map(|(_, pending)| pending).or(overlay.get(key)) {
+                    Some(pending) => pending.day_parts_base(key)?,
+                    None => Some(
+                        self.inner
+                            .get(key)?
+                            .map(|bytes| decode(key, &bytes))
+                            .transpose()?
+                            .unwrap_or_default(),
+                    ),
+                };
+                if let Some(base) = base {
+                    bases.insert(key.clone(), base);
+                }
+            }
+        }
         if !durable.is_empty() {
             self.inner.commit(durable)?;
         }
-        let size = {
+        let weight = {
             let mut overlay = self.overlay.write().map_err(poisoned)?;
-            overlay.extend(derived);
-            overlay.len()
+            for (key, pending) in derived {
+                writing.insert(&mut overlay, key, pending);
+            }
+            for (key, parts) in days {
+                if let Some(base) = bases.remove(&key) {
+                    writing.insert(&mut overlay, key.clone(), Pending::DayParts(Box::new(base)));
+                }
+                let Some(pending) = overlay.get_mut(&key) else {
+                    continue;
+                };
+                let before = pending.weight();
+                if let Pending::DayParts(day) = pending {
+                    for (part, aggregate) in parts {
+                        day.set(part, aggregate);
+                    }
+                    if day.is_empty() {
+                        *pending = Pending::Delete;
+                    }
+                }
+                writing.weight = writing.weight + pending.weight() - before;
+            }
+            writing.weight
         };
-        if size > MAX_OVERLAY_KEYS || last.elapsed() > CHECKPOINT_INTERVAL {
+        if weight > MAX_OVERLAY_WEIGHT || writing.last_checkpoint.elapsed() > CHECKPOINT_INTERVAL {
             // The write itself is durable (and journaled) by now: a failed
             // checkpoint must not be reported as a failed write. It is retried
             // at a later commit; until then the overlay serves the reads.
-            if let Err(error) = self.checkpoint_locked(&mut last) {
+            if let Err(error) = self.checkpoint_locked(&mut writing) {
                 tracing::error!(%error, "checkpoint failed; retried after the next commits");
             }
         }
@@ -358,7 +471,9 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
     for group in &groups {
         recompute(&mut txn, group)?;
     }
-    let mut changes = txn.into_changes()?;
+    let (mut changes, aggregates) = txn.into_parts()?;
+    let stored = buckets::aggregate_changes(&changes, aggregates, |key| kv.inner.get(key))?;
+    changes.extend(stored);
     for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
         changes.push((entry?.0, None));
     }
@@ -373,11 +488,14 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::aggregate::Scope;
+    use crate::domain::records::Channel;
+    use crate::domain::time::Level;
 
     fn merge(
         stored: &BTreeMap<Vec<u8>, Vec<u8>>,
@@ -429,13 +547,23 @@ mod tests {
 
     /// Keys over a small alphabet in an aggregate family (`A`), another
     /// derived family (`X`) and a raw one (`R`), so that steps overwrite and
-    /// delete each other's keys.
+    /// delete each other's keys; and quarter and hour bucket keys of two
+    /// scopes over two days, so that they share and empty each other's day parts.
     fn step_key() -> impl Strategy<Value = Vec<u8>> {
-        (
+        let small = (
             prop::sample::select(vec![keys::AGGREGATE, keys::DERIVED_INDEX, keys::RAW]),
             prop::collection::vec(prop::sample::select(b"ab".to_vec()), 1..3),
         )
-            .prop_map(|(family, rest)| [vec![family], rest].concat())
+            .prop_map(|(family, rest)| [vec![family], rest].concat());
+        let in_day = (
+            prop::sample::select(vec![Level::Quarter, Level::Hour]),
+            prop::sample::select(vec![Scope::Organization, Scope::Channel(Channel::Email)]),
+            prop::sample::select(vec![0, 900, 3600, 86_400 + 900]),
+        )
+            .prop_map(|(level, scope, offset)| {
+                keys::aggregate(level, &scope, 20_000 * 86_400 + offset)
+            });
+        prop_oneof![small, in_day]
     }
 
     /// An aggregate with a few fields set; all zero sometimes (a delete).
@@ -455,22 +583,33 @@ mod tests {
         )
     }
 
-    /// A byte change: aggregate keys get an encoded aggregate (as a rebuild or
-    /// a recovery commits them), other keys any bytes.
+    /// A byte change: aggregate keys get an encoded aggregate, quarter and
+    /// hour keys their day's parts holding one (as a rebuild or a recovery
+    /// commits them), other keys any bytes.
     fn byte_change() -> impl Strategy<Value = Change> {
         (
             step_key(),
             prop::option::of((aggregate(), prop::collection::vec(any::<u8>(), 0..3))),
         )
-            .prop_map(|(key, value)| {
-                let value = value.map(|(aggregate, bytes)| {
-                    if key[0] == keys::AGGREGATE {
-                        encode(&aggregate).expect("encodes")
-                    } else {
-                        bytes
-                    }
-                });
-                (key, value)
+            .prop_map(|(key, value)| match buckets::placement(&key) {
+                Placement::InDay { key, part } => {
+                    let value = value.map(|(aggregate, _)| {
+                        let mut parts = DayParts::default();
+                        parts.set(part, aggregate);
+                        encode(&parts).expect("encodes")
+                    });
+                    (key, value)
+                }
+                Placement::Own => {
+                    let value = value.map(|(aggregate, bytes)| {
+                        if key[0] == keys::AGGREGATE {
+                            encode(&aggregate).expect("encodes")
+                        } else {
+                            bytes
+                        }
+                    });
+                    (key, value)
+                }
             })
     }
 
@@ -516,11 +655,17 @@ mod tests {
             );
             let kv = DeferredKv::new(Arc::clone(&inner));
             let mut model = BTreeMap::new();
+            let mut bucket_keys = BTreeSet::from([b"Aa".to_vec(), b"Ab".to_vec()]);
             for step in steps {
                 match step {
                     Step::Commit(changes, aggregates) => {
+                        bucket_keys.extend(aggregates.iter().map(|(key, _)| key.clone()));
+                        let stored = buckets::aggregate_changes(&changes, aggregates.clone(), |key| {
+                            Ok(model.get(key).cloned())
+                        })
+                        .unwrap();
                         apply(&mut model, changes.clone());
-                        apply(&mut model, encode_aggregates(aggregates.clone()).unwrap());
+                        apply(&mut model, stored);
                         kv.commit_with_aggregates(changes, aggregates).unwrap();
                     }
                     Step::Checkpoint => {
@@ -544,14 +689,20 @@ mod tests {
                         kv.range(&[family], &[family + 1]).collect::<Result<_>>().unwrap();
                     prop_assert_eq!(ranged, expected);
                 }
-                for key in model.keys().chain([b"Aa".to_vec(), b"Ab".to_vec()].iter()) {
+                for key in model.keys().chain(&bucket_keys) {
                     prop_assert_eq!(kv.get(key).unwrap(), model.get(key).cloned());
-                    if key[0] == keys::AGGREGATE {
-                        let expected = model
+                }
+                // Keys of other families may hold any bytes, not aggregates.
+                for key in bucket_keys.iter().filter(|key| key[0] == keys::AGGREGATE) {
+                    let expected = match buckets::placement(key) {
+                        Placement::Own => model
                             .get(key)
-                            .map(|bytes| decode::<Aggregate>(key, bytes).unwrap());
-                        prop_assert_eq!(kv.get_aggregate(key).unwrap(), expected);
-                    }
+                            .map(|bytes| decode::<Aggregate>(key, bytes).unwrap()),
+                        Placement::InDay { key, part } => model
+                            .get(&key)
+                            .and_then(|bytes| decode::<DayParts>(&key, bytes).unwrap().get(part).cloned()),
+                    };
+                    prop_assert_eq!(kv.get_aggregate(key).unwrap(), expected);
                 }
             }
         }

@@ -12,7 +12,8 @@ use std::time::Duration;
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::codec::{decode, encode};
+use super::buckets::{self, Placement};
+use super::codec::decode;
 
 /// One change of a batch: a value to put, or `None` to delete the key.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
@@ -20,23 +21,12 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
-/// An aggregate to commit at a key, decoded; an all-zero aggregate deletes it.
+/// A bucket's aggregate to commit, by the bucket's key ([`keys::aggregate`]),
+/// decoded; an all-zero aggregate removes the bucket. Where it is stored is
+/// [`buckets::placement`]'s business.
+///
+/// [`keys::aggregate`]: super::keys::aggregate
 pub type AggregateChange = (Vec<u8>, Aggregate);
-
-/// Aggregate changes as stored bytes.
-pub fn encode_aggregates(aggregates: Vec<AggregateChange>) -> Result<Vec<Change>> {
-    aggregates
-        .into_iter()
-        .map(|(key, aggregate)| {
-            let value = if aggregate.is_zero() {
-                None
-            } else {
-                Some(encode(&aggregate)?)
-            };
-            Ok((key, value))
-        })
-        .collect()
-}
 
 /// Called on each entry of a visit; an error ends the visit with it.
 pub type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'v;
@@ -71,21 +61,31 @@ pub trait KvStore: Send + Sync + 'static {
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
 
-    /// The aggregate stored at `key`, decoded. A store that keeps recent
-    /// aggregates decoded in memory answers without decoding.
+    /// The aggregate of the bucket with this key ([`keys::aggregate`]),
+    /// decoded, wherever [`buckets::placement`] stores it. A store that keeps
+    /// recent aggregates decoded in memory answers without decoding.
+    ///
+    /// [`keys::aggregate`]: super::keys::aggregate
     fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
-        self.get(key)?.map(|bytes| decode(key, &bytes)).transpose()
+        match buckets::placement(key) {
+            Placement::Own => self.get(key)?.map(|bytes| decode(key, &bytes)).transpose(),
+            Placement::InDay { key, part } => match self.get(&key)? {
+                Some(bytes) => buckets::stored_part(&key, &bytes, part),
+                None => Ok(None),
+            },
+        }
     }
 
-    /// [`KvStore::commit`] of `changes` and `aggregates` together. A store that
-    /// keeps recent aggregates decoded takes them as they are; by default they
-    /// are encoded.
+    /// [`KvStore::commit`] of `changes` and then `aggregates`, together. A
+    /// store that keeps recent aggregates decoded takes them as they are; by
+    /// default they are stored as [`buckets::aggregate_changes`] says.
     fn commit_with_aggregates(
         &self,
         mut changes: Vec<Change>,
         aggregates: Vec<AggregateChange>,
     ) -> Result<()> {
-        changes.extend(encode_aggregates(aggregates)?);
+        let stored = buckets::aggregate_changes(&changes, aggregates, |key| self.get(key))?;
+        changes.extend(stored);
         self.commit(changes)
     }
 

@@ -2,6 +2,7 @@
 //! thread with group commit, and the reads scorecards are served from.
 
 pub mod backup;
+pub mod buckets;
 pub mod codec;
 pub mod deferred;
 pub mod groups;
@@ -316,7 +317,8 @@ impl Store {
 /// tag scopes and business-time histograms (a version 2 store lacks them).
 /// 4: SLA counts in aggregates, SLA moments in the open-ticket index and ticket
 /// rows, team terms (calendar and SLA policy) in place of bare calendars.
-const FORMAT_VERSION: u32 = 4;
+/// 5: a scope's quarter and hour aggregates of a day in one value (`buckets`).
+const FORMAT_VERSION: u32 = 5;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore, Visitor};
+use super::buckets;
+use super::kv::{AggregateChange, Change, Entry, KvStore, Visitor};
 
 type InMemory = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
@@ -148,7 +149,9 @@ impl KvStore for ResidentKv {
         let (resident_aggregates, aggregates): (Vec<_>, Vec<_>) = aggregates
             .into_iter()
             .partition(|(key, _)| self.is_resident(key));
-        changes.extend(encode_aggregates(resident_aggregates)?);
+        let stored =
+            buckets::aggregate_changes(&changes, resident_aggregates, |key| self.inner.get(key))?;
+        changes.extend(stored);
         let resident: Vec<Change> = changes
             .iter()
             .filter(|(key, _)| self.is_resident(key))

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::describe_key;
-use super::kv::{encode_aggregates, AggregateChange, Change, Entry, KvStore};
+use super::kv::{AggregateChange, Change, Entry, KvStore};
 
 /// Reads of the store, either straight from it or through a transaction.
 pub trait Reader {
@@ -121,13 +121,6 @@ impl<'a> Txn<'a> {
             self.writes.into_iter().collect(),
             self.aggregates.into_iter().collect(),
         ))
-    }
-
-    /// The changes to commit, aggregates encoded; see [`Txn::into_parts`].
-    pub fn into_changes(self) -> Result<Vec<Change>> {
-        let (mut changes, aggregates) = self.into_parts()?;
-        changes.extend(encode_aggregates(aggregates)?);
-        Ok(changes)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -47,7 +47,7 @@ use support_metrics::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule};
 use support_metrics::domain::time::{Instant, Level, Window};
 use support_metrics::error::Error;
 use support_metrics::queries;
-use support_metrics::store::{codec, keys, Outcome, SledOptions, Store};
+use support_metrics::store::{buckets, codec, keys, Outcome, SledOptions, Store};
 
 const NANOS: i64 = 1_000_000_000;
 const QUARTER: i64 = 900;
@@ -2553,12 +2553,17 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
         .collect::<Result<_, _>>()
         .map_err(|e| format!("scan: {e}"))?;
     let pick = |which: &usize| aggregates.get(which % aggregates.len().max(1)).cloned();
+    // Buckets under their own key (days, months, totals), not a day's parts.
+    let own: Vec<&(Vec<u8>, Vec<u8>)> = aggregates
+        .iter()
+        .filter(|(key, _)| key.get(1) != Some(&keys::DAY_PARTS))
+        .collect();
     let change = match corruption {
-        Corruption::Recount(which) => pick(which).map(|(key, value)| {
+        Corruption::Recount(which) => own.get(which % own.len().max(1)).map(|(key, value)| {
             let mut aggregate: Aggregate =
-                codec::decode(&key, &value).expect("stored aggregates decode");
+                codec::decode(key, value).expect("stored aggregates decode");
             aggregate.interactions += 1;
-            (key, Some(codec::encode(&aggregate).expect("encodes")))
+            (key.clone(), Some(codec::encode(&aggregate).expect("encodes")))
         }),
         Corruption::FlipByte(which) => pick(which).map(|(key, mut value)| {
             let last = value.len() - 1;
@@ -2571,11 +2576,14 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
                 tickets_created: 1,
                 ..Aggregate::default()
             };
-            let scope = Scope::Team(team_id(TEAMS));
-            Some((
-                keys::aggregate(Level::Quarter, &scope, HOT_QUARTER),
-                Some(codec::encode(&aggregate).expect("encodes")),
-            ))
+            // Into the day's parts, as the writer stores a quarter.
+            let key = keys::aggregate(Level::Quarter, &Scope::Team(team_id(TEAMS)), HOT_QUARTER);
+            kv.commit_with_aggregates(Vec::new(), vec![(key.clone(), aggregate)])
+                .map_err(|e| format!("planting: {e}"))?;
+            return Ok(Some(match buckets::placement(&key) {
+                buckets::Placement::InDay { key, .. } => key,
+                buckets::Placement::Own => key,
+            }));
         }
     };
     let Some((key, value)) = change else {
