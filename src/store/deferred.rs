@@ -19,7 +19,7 @@
 //! checkpoints; a checkpoint encodes each once. The price is memory: a decoded
 //! aggregate takes ~0.7 KB (plus its histograms' buckets) where its encoding
 //! takes a few hundred bytes at most, so a full overlay of aggregates holds
-//! ~35 MB. A day's quarter and hour buckets ([`buckets`]) wait as one decoded
+//! ~35 MB. An hour's bucket and its quarters' ([`buckets`]) wait as one decoded
 //! value, changed in place, and count by the buckets they hold.
 
 use std::collections::BTreeMap;
@@ -30,14 +30,14 @@ use std::time::{Duration, Instant};
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::buckets::{self, DayParts, Part, Placement};
+use super::buckets::{self, HourParts, Part, Placement};
 use super::codec::{decode, encode};
 use super::groups::recompute;
 use super::keys;
 use super::kv::{AggregateChange, Change, Entry, KvStore};
 use super::txn::Txn;
 
-/// Checkpoint when the overlay holds this many entries, a decoded day's parts
+/// Checkpoint when the overlay holds this many entries, a decoded hour's parts
 /// counting as the buckets it holds (~0.7 KB each decoded)...
 const MAX_OVERLAY_WEIGHT: usize = 50_000;
 /// ...or when the last checkpoint is this old (checked at each commit).
@@ -62,7 +62,7 @@ fn journal_key(group_key: &[u8]) -> Vec<u8> {
 enum Pending {
     Put(Vec<u8>),
     Aggregate(Box<Aggregate>),
-    DayParts(Box<DayParts>),
+    HourParts(Box<HourParts>),
     Delete,
 }
 
@@ -84,7 +84,7 @@ impl Pending {
         match self {
             Pending::Put(bytes) => Ok(Some(bytes.clone())),
             Pending::Aggregate(aggregate) => Ok(Some(encode(aggregate.as_ref())?)),
-            Pending::DayParts(parts) => Ok(Some(encode(parts.as_ref())?)),
+            Pending::HourParts(parts) => Ok(Some(encode(parts.as_ref())?)),
             Pending::Delete => Ok(None),
         }
     }
@@ -92,19 +92,19 @@ impl Pending {
     /// Its share of the overlay's size.
     fn weight(&self) -> usize {
         match self {
-            Pending::DayParts(parts) => parts.len().max(1),
+            Pending::HourParts(parts) => parts.len().max(1),
             _ => 1,
         }
     }
 
-    /// The day parts a change to them starts from, unless they wait decoded.
-    fn day_parts_base(&self, key: &[u8]) -> Result<Option<DayParts>> {
+    /// The hour parts a change to them starts from, unless they wait decoded.
+    fn hour_parts_base(&self, key: &[u8]) -> Result<Option<HourParts>> {
         match self {
-            Pending::DayParts(_) => Ok(None),
-            Pending::Delete => Ok(Some(DayParts::default())),
+            Pending::HourParts(_) => Ok(None),
+            Pending::Delete => Ok(Some(HourParts::default())),
             other => match other.stored()? {
                 Some(bytes) => decode(key, &bytes).map(Some),
-                None => Ok(Some(DayParts::default())),
+                None => Ok(Some(HourParts::default())),
             },
         }
     }
@@ -287,8 +287,8 @@ impl KvStore for DeferredKv {
                     }
                     None => {}
                 },
-                Placement::InDay { key, part } => match overlay.get(&key) {
-                    Some(Pending::DayParts(parts)) => return Ok(parts.get(part).cloned()),
+                Placement::InHour { key, part } => match overlay.get(&key) {
+                    Some(Pending::HourParts(parts)) => return Ok(parts.get(part).cloned()),
                     Some(other) => {
                         return match other.stored()? {
                             Some(bytes) => buckets::stored_part(&key, &bytes, part),
@@ -364,25 +364,31 @@ impl KvStore for DeferredKv {
             }
         }
         // After the other changes: an aggregate given both ways ends as given here.
-        let mut days: BTreeMap<Vec<u8>, Vec<(Part, Aggregate)>> = BTreeMap::new();
+        let mut hours: BTreeMap<Vec<u8>, Vec<(Part, Aggregate)>> = BTreeMap::new();
         for (key, aggregate) in aggregates {
             match buckets::placement(&key) {
                 Placement::Own => derived.push((key, Pending::of_aggregate(aggregate))),
-                Placement::InDay { key, part } => {
-                    days.entry(key).or_default().push((part, aggregate));
+                Placement::InHour { key, part } => {
+                    hours.entry(key).or_default().push((part, aggregate));
                 }
             }
         }
-        // What each changed day starts from, unless it waits decoded (then it
+        // What each changed hour starts from, unless it waits decoded (then it
         // changes in place): decoded before anything is committed, so that a
         // value that does not decode fails the commit.
-        let mut bases: BTreeMap<Vec<u8>, DayParts> = BTreeMap::new();
-        {
+        let mut bases: BTreeMap<Vec<u8>, HourParts> = BTreeMap::new();
+        if !hours.is_empty() {
+            // Hour parts this commit also writes as bytes (a recovery's, a rebuild's).
+            let written: BTreeMap<&[u8], &Pending> = derived
+                .iter()
+                .filter(|(key, _)| key.starts_with(&[keys::AGGREGATE, keys::HOUR_PARTS]))
+                .map(|(key, pending)| (key.as_slice(), pending))
+                .collect();
             let overlay = self.overlay.read().map_err(poisoned)?;
-            for key in days.keys() {
-                let earlier = derived.iter().rev().find(|(k, _)| k == key);
-                let base = match earlier.map(|(_, pending)| pending).or(overlay.get(key)) {
-                    Some(pending) => pending.day_parts_base(key)?,
+            for key in hours.keys() {
+                let earlier = written.get(key.as_slice()).copied();
+                let base = match earlier.or(overlay.get(key)) {
+                    Some(pending) => pending.hour_parts_base(key)?,
                     None => Some(
                         self.inner
                             .get(key)?
@@ -404,19 +410,23 @@ impl KvStore for DeferredKv {
             for (key, pending) in derived {
                 writing.insert(&mut overlay, key, pending);
             }
-            for (key, parts) in days {
+            for (key, parts) in hours {
                 if let Some(base) = bases.remove(&key) {
-                    writing.insert(&mut overlay, key.clone(), Pending::DayParts(Box::new(base)));
+                    writing.insert(
+                        &mut overlay,
+                        key.clone(),
+                        Pending::HourParts(Box::new(base)),
+                    );
                 }
                 let Some(pending) = overlay.get_mut(&key) else {
                     continue;
                 };
                 let before = pending.weight();
-                if let Pending::DayParts(day) = pending {
+                if let Pending::HourParts(hour) = pending {
                     for (part, aggregate) in parts {
-                        day.set(part, aggregate);
+                        hour.set(part, aggregate);
                     }
-                    if day.is_empty() {
+                    if hour.is_empty() {
                         *pending = Pending::Delete;
                     }
                 }
@@ -548,22 +558,22 @@ mod tests {
     /// Keys over a small alphabet in an aggregate family (`A`), another
     /// derived family (`X`) and a raw one (`R`), so that steps overwrite and
     /// delete each other's keys; and quarter and hour bucket keys of two
-    /// scopes over two days, so that they share and empty each other's day parts.
+    /// scopes over a few hours, so that they share and empty each other's hour parts.
     fn step_key() -> impl Strategy<Value = Vec<u8>> {
         let small = (
             prop::sample::select(vec![keys::AGGREGATE, keys::DERIVED_INDEX, keys::RAW]),
             prop::collection::vec(prop::sample::select(b"ab".to_vec()), 1..3),
         )
             .prop_map(|(family, rest)| [vec![family], rest].concat());
-        let in_day = (
+        let in_hour = (
             prop::sample::select(vec![Level::Quarter, Level::Hour]),
             prop::sample::select(vec![Scope::Organization, Scope::Channel(Channel::Email)]),
-            prop::sample::select(vec![0, 900, 3600, 86_400 + 900]),
+            prop::sample::select(vec![0, 900, 2700, 3600, 86_400 + 900]),
         )
             .prop_map(|(level, scope, offset)| {
                 keys::aggregate(level, &scope, 20_000 * 86_400 + offset)
             });
-        prop_oneof![small, in_day]
+        prop_oneof![small, in_hour]
     }
 
     /// An aggregate with a few fields set; all zero sometimes (a delete).
@@ -584,7 +594,7 @@ mod tests {
     }
 
     /// A byte change: aggregate keys get an encoded aggregate, quarter and
-    /// hour keys their day's parts holding one (as a rebuild or a recovery
+    /// hour keys their hour's parts holding one (as a rebuild or a recovery
     /// commits them), other keys any bytes.
     fn byte_change() -> impl Strategy<Value = Change> {
         (
@@ -592,9 +602,9 @@ mod tests {
             prop::option::of((aggregate(), prop::collection::vec(any::<u8>(), 0..3))),
         )
             .prop_map(|(key, value)| match buckets::placement(&key) {
-                Placement::InDay { key, part } => {
+                Placement::InHour { key, part } => {
                     let value = value.map(|(aggregate, _)| {
-                        let mut parts = DayParts::default();
+                        let mut parts = HourParts::default();
                         parts.set(part, aggregate);
                         encode(&parts).expect("encodes")
                     });
@@ -698,9 +708,9 @@ mod tests {
                         Placement::Own => model
                             .get(key)
                             .map(|bytes| decode::<Aggregate>(key, bytes).unwrap()),
-                        Placement::InDay { key, part } => model
+                        Placement::InHour { key, part } => model
                             .get(&key)
-                            .and_then(|bytes| decode::<DayParts>(&key, bytes).unwrap().get(part).cloned()),
+                            .and_then(|bytes| decode::<HourParts>(&key, bytes).unwrap().get(part).cloned()),
                     };
                     prop_assert_eq!(kv.get_aggregate(key).unwrap(), expected);
                 }

@@ -9,7 +9,7 @@
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
 //! | `A` aggregate | `A level scope start` (day `d`, month `m`, total `t`) | the aggregate |
-//! | | `A p scope day` | the scope's quarter and hour aggregates of that UTC day (see `buckets`) |
+//! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
 //! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` (empty), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
@@ -32,8 +32,8 @@ pub const TERMS: u8 = b'C';
 pub const META: u8 = b'M';
 pub const VERSION: u8 = b'V';
 pub const JOURNAL: u8 = b'J';
-/// The level byte of day parts: `A p scope day` (see `buckets`).
-pub const DAY_PARTS: u8 = b'p';
+/// The level byte of hour parts: `A p scope hour` (see `buckets`).
+pub const HOUR_PARTS: u8 = b'p';
 
 /// Record kinds, as they appear in keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -69,7 +69,7 @@ pub trait KvStore: Send + Sync + 'static {
     fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
         match buckets::placement(key) {
             Placement::Own => self.get(key)?.map(|bytes| decode(key, &bytes)).transpose(),
-            Placement::InDay { key, part } => match self.get(&key)? {
+            Placement::InHour { key, part } => match self.get(&key)? {
                 Some(bytes) => buckets::stored_part(&key, &bytes, part),
                 None => Ok(None),
             },

@@ -317,7 +317,7 @@ impl Store {
 /// tag scopes and business-time histograms (a version 2 store lacks them).
 /// 4: SLA counts in aggregates, SLA moments in the open-ticket index and ticket
 /// rows, team terms (calendar and SLA policy) in place of bare calendars.
-/// 5: a scope's quarter and hour aggregates of a day in one value (`buckets`).
+/// 5: a scope's hour aggregate and its quarters' in one value (`buckets`).
 const FORMAT_VERSION: u32 = 5;
 
 /// Marks a new store with the format version, and refuses a store of another.

@@ -8,7 +8,7 @@ use crate::domain::ticket::TicketRow;
 use crate::domain::time::{decompose, Level, Window, NANOS_PER_SECOND};
 use crate::error::{Error, Result};
 
-use super::buckets::{self, DayParts};
+use super::buckets::{self, HourParts};
 use super::codec::decode;
 use super::groups::decode_open_ticket;
 use super::keys;
@@ -18,21 +18,21 @@ use super::writes::Counters;
 
 /// The sum of a scope's buckets over a window: the window is cut into the coarsest
 /// aligned buckets and each run of equal buckets is one range read (of the
-/// days' parts, for quarters and hours).
+/// hours' parts, for quarters and hours).
 pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Aggregate> {
     let mut total = Aggregate::default();
     for run in decompose(window) {
         if matches!(run.level, Level::Quarter | Level::Hour) {
             let scope_bytes = keys::scope_bytes(scope);
-            let start = buckets::day_parts_from(&scope_bytes, run.start);
-            let end = buckets::day_parts_from(&scope_bytes, run.end + 86_399);
+            let start = buckets::hour_parts_from(&scope_bytes, run.start);
+            let end = buckets::hour_parts_from(&scope_bytes, run.end + 3599);
             for entry in kv.range(&start, &end) {
                 let (key, value) = entry?;
-                let day = buckets::day_of(&key).ok_or_else(|| {
-                    Error::DataLoss(format!("bad day parts key {}", keys::describe_key(&key)))
+                let hour = buckets::hour_of(&key).ok_or_else(|| {
+                    Error::DataLoss(format!("bad hour parts key {}", keys::describe_key(&key)))
                 })?;
-                let parts: DayParts = decode(&key, &value)?;
-                for aggregate in parts.within(run.level, day, run.start, run.end) {
+                let parts: HourParts = decode(&key, &value)?;
+                for aggregate in parts.within(run.level, hour, run.start, run.end) {
                     total.merge(aggregate, 1);
                 }
             }

@@ -10,7 +10,7 @@ use crate::domain::scorecard::Targets;
 use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
-use super::buckets::{self, DayParts};
+use super::buckets::{self, HourParts};
 use super::codec::{decode, encode};
 use super::groups::{compute, decode_terms, fact_deltas, index_entries};
 use super::keys::{self, Group, RecordKind};
@@ -356,8 +356,8 @@ pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
             ),
             Some(want) if want != value => {
                 let description = if key.first() == Some(&keys::AGGREGATE) {
-                    let decodes = if key.get(1) == Some(&keys::DAY_PARTS) {
-                        decode::<DayParts>(&key, &value).is_ok()
+                    let decodes = if key.get(1) == Some(&keys::HOUR_PARTS) {
+                        decode::<HourParts>(&key, &value).is_ok()
                     } else {
                         decode::<Aggregate>(&key, &value).is_ok()
                     };

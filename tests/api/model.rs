@@ -2556,14 +2556,17 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
     // Buckets under their own key (days, months, totals), not a day's parts.
     let own: Vec<&(Vec<u8>, Vec<u8>)> = aggregates
         .iter()
-        .filter(|(key, _)| key.get(1) != Some(&keys::DAY_PARTS))
+        .filter(|(key, _)| key.get(1) != Some(&keys::HOUR_PARTS))
         .collect();
     let change = match corruption {
         Corruption::Recount(which) => own.get(which % own.len().max(1)).map(|(key, value)| {
             let mut aggregate: Aggregate =
                 codec::decode(key, value).expect("stored aggregates decode");
             aggregate.interactions += 1;
-            (key.clone(), Some(codec::encode(&aggregate).expect("encodes")))
+            (
+                key.clone(),
+                Some(codec::encode(&aggregate).expect("encodes")),
+            )
         }),
         Corruption::FlipByte(which) => pick(which).map(|(key, mut value)| {
             let last = value.len() - 1;
@@ -2576,12 +2579,12 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
                 tickets_created: 1,
                 ..Aggregate::default()
             };
-            // Into the day's parts, as the writer stores a quarter.
+            // Into the hour's parts, as the writer stores a quarter.
             let key = keys::aggregate(Level::Quarter, &Scope::Team(team_id(TEAMS)), HOT_QUARTER);
             kv.commit_with_aggregates(Vec::new(), vec![(key.clone(), aggregate)])
                 .map_err(|e| format!("planting: {e}"))?;
             return Ok(Some(match buckets::placement(&key) {
-                buckets::Placement::InDay { key, .. } => key,
+                buckets::Placement::InHour { key, .. } => key,
                 buckets::Placement::Own => key,
             }));
         }
