@@ -4,14 +4,14 @@
 //! bucket and the four quarter buckets in it share one stored value, its *hour
 //! parts* (`A p scope hour`). A write adds to a quarter, an hour, a day, a
 //! month and the total of every scope it counts in; with the quarters inside
-//! their hour, that is one key fewer per scope, and the store holds ~40% fewer
-//! keys (docs/benchmarks.md).
+//! their hour, that is one key fewer per scope: a third fewer keys written per
+//! record, and ~40% fewer keys in a `demo` store (docs/benchmarks.md).
 //!
-//! Why an hour and not a whole day: sled copies a leaf node (up to 16 values)
-//! on every insert into it, so its cost grows with the values' size. Packing a
-//! day's 96 quarters and 24 hours into one value (~10 KB for a busy scope)
-//! halved ingest throughput although it wrote a third fewer keys; an hour's
-//! parts stay a few hundred bytes.
+//! Why an hour and not a whole day: packing a day's 96 quarters and 24 hours
+//! into one value (~10 KB for a busy scope) halved ingest throughput although
+//! it wrote a third fewer keys, most likely because sled's cost per insert
+//! grows with the size of the leaf it changes (leaves split at 16 entries,
+//! whatever their size). An hour's parts stay a few hundred bytes.
 //!
 //! The rest of the store speaks of buckets by their own keys: [`placement`]
 //! says where one is stored, [`aggregate_changes`] turns bucket changes into
