@@ -418,6 +418,8 @@ impl KvStore for DeferredKv {
                         Pending::HourParts(Box::new(base)),
                     );
                 }
+                // Always there: inserted just above, or found decoded under the
+                // read lock (only this writer, holding `writing`, changes it).
                 let Some(pending) = overlay.get_mut(&key) else {
                     continue;
                 };

@@ -2553,7 +2553,7 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
         .collect::<Result<_, _>>()
         .map_err(|e| format!("scan: {e}"))?;
     let pick = |which: &usize| aggregates.get(which % aggregates.len().max(1)).cloned();
-    // Buckets under their own key (days, months, totals), not a day's parts.
+    // Buckets under their own key (days, months, totals), not an hour's parts.
     let own: Vec<&(Vec<u8>, Vec<u8>)> = aggregates
         .iter()
         .filter(|(key, _)| key.get(1) != Some(&keys::HOUR_PARTS))
