@@ -362,39 +362,78 @@ impl Aggregate {
 
     /// Adds `other` times `sign` into this aggregate.
     pub fn merge(&mut self, other: &Aggregate, sign: i64) {
-        for (mine, theirs) in self.counters_mut().into_iter().zip(other.counters()) {
+        for (mine, theirs) in self.scalars_mut().into_iter().zip(other.scalars()) {
             *mine += theirs * sign;
         }
-        self.first_response.merge(&other.first_response, sign);
-        self.resolution.merge(&other.resolution, sign);
-        self.handle.merge(&other.handle, sign);
-        self.first_response_business
-            .merge(&other.first_response_business, sign);
-        self.resolution_business
-            .merge(&other.resolution_business, sign);
+        for (mine, theirs) in self.scores_mut().zip(other.scores()) {
+            *mine += theirs * sign;
+        }
+        for (mine, theirs) in self.histograms_mut().into_iter().zip(other.histograms()) {
+            mine.merge(theirs, sign);
+        }
     }
 
     pub fn is_zero(&self) -> bool {
-        self.counters().iter().all(|&c| c == 0)
-            && self.first_response.is_zero()
-            && self.resolution.is_zero()
-            && self.handle.is_zero()
-            && self.first_response_business.is_zero()
-            && self.resolution_business.is_zero()
+        self.scalars().iter().chain(self.scores()).all(|&c| c == 0)
+            && self.histograms().iter().all(|h| h.is_zero())
     }
 
     /// True when no count is negative: a stored aggregate must never be.
     pub fn is_non_negative(&self) -> bool {
-        self.counters().iter().all(|&c| c >= 0)
-            && self.first_response.is_non_negative()
-            && self.resolution.is_non_negative()
-            && self.handle.is_non_negative()
-            && self.first_response_business.is_non_negative()
-            && self.resolution_business.is_non_negative()
+        self.scalars().iter().chain(self.scores()).all(|&c| c >= 0)
+            && self.histograms().iter().all(|h| h.is_non_negative())
     }
 
-    fn counters(&self) -> Vec<i64> {
-        let mut counters = vec![
+    /// Whether adding `delta` leaves no count negative, given that none is
+    /// now; looks only at what `delta` changes.
+    pub fn stays_non_negative_with(&self, delta: &Aggregate) -> bool {
+        let scalars = self.scalars().into_iter().zip(delta.scalars());
+        let scores = self.scores().zip(delta.scores());
+        scalars
+            .chain(scores.map(|(mine, theirs)| (*mine, *theirs)))
+            .all(|(mine, theirs)| mine + theirs >= 0)
+            && self
+                .histograms()
+                .into_iter()
+                .zip(delta.histograms())
+                .all(|(mine, theirs)| mine.stays_non_negative_with(theirs))
+    }
+
+    fn histograms(&self) -> [&DurationHistogram; 5] {
+        [
+            &self.first_response,
+            &self.resolution,
+            &self.handle,
+            &self.first_response_business,
+            &self.resolution_business,
+        ]
+    }
+
+    fn histograms_mut(&mut self) -> [&mut DurationHistogram; 5] {
+        [
+            &mut self.first_response,
+            &mut self.resolution,
+            &mut self.handle,
+            &mut self.first_response_business,
+            &mut self.resolution_business,
+        ]
+    }
+
+    /// The survey score counts, CSAT, CES then NPS.
+    fn scores(&self) -> impl Iterator<Item = &i64> {
+        self.csat.iter().chain(&self.ces).chain(&self.nps)
+    }
+
+    fn scores_mut(&mut self) -> impl Iterator<Item = &mut i64> {
+        self.csat
+            .iter_mut()
+            .chain(&mut self.ces)
+            .chain(&mut self.nps)
+    }
+
+    /// Every other count, in the order of [`Aggregate::scalars_mut`].
+    fn scalars(&self) -> [i64; 24] {
+        [
             self.tickets_created,
             self.tickets_created_resolved_now,
             self.interactions,
@@ -419,15 +458,11 @@ impl Aggregate {
             self.first_response_sla.breached,
             self.resolution_sla.met,
             self.resolution_sla.breached,
-        ];
-        counters.extend_from_slice(&self.csat);
-        counters.extend_from_slice(&self.ces);
-        counters.extend_from_slice(&self.nps);
-        counters
+        ]
     }
 
-    fn counters_mut(&mut self) -> Vec<&mut i64> {
-        let mut counters = vec![
+    fn scalars_mut(&mut self) -> [&mut i64; 24] {
+        [
             &mut self.tickets_created,
             &mut self.tickets_created_resolved_now,
             &mut self.interactions,
@@ -452,11 +487,7 @@ impl Aggregate {
             &mut self.first_response_sla.breached,
             &mut self.resolution_sla.met,
             &mut self.resolution_sla.breached,
-        ];
-        counters.extend(self.csat.iter_mut());
-        counters.extend(self.ces.iter_mut());
-        counters.extend(self.nps.iter_mut());
-        counters
+        ]
     }
 }
 
@@ -495,6 +526,53 @@ mod tests {
             aggregate.add_fact(fact, -1);
         }
         assert!(aggregate.is_zero());
+    }
+
+    /// An aggregate from a few facts, each added or retracted.
+    fn from_facts(facts: &[(u8, i64, bool)]) -> Aggregate {
+        let mut aggregate = Aggregate::default();
+        for &(kind, nanos, retract) in facts {
+            let fact = match kind % 4 {
+                0 => Fact::Review { score: 70 },
+                1 => Fact::SurveyAnswer {
+                    kind: SurveyKind::Csat,
+                    score: 1 + (nanos % 5) as u8,
+                },
+                2 => Fact::InteractionOpened {
+                    handle_nanos: Some(nanos),
+                    on_social_channel: false,
+                    social: None,
+                },
+                _ => Fact::FirstResponse {
+                    nanos,
+                    business_nanos: None,
+                    sla_met: Some(nanos % 2 == 0),
+                },
+            };
+            aggregate.add_fact(&fact, if retract { -1 } else { 1 });
+        }
+        aggregate
+    }
+
+    /// Few distinct durations, so that retractions meet what is there.
+    fn nanos() -> impl proptest::strategy::Strategy<Value = i64> {
+        proptest::sample::select(vec![0, 1_000, 7_000_000, 2_000_000_000, 2_100_000_000])
+    }
+
+    proptest::proptest! {
+        /// The check that looks only at what a change touches says what adding
+        /// it and checking every count would.
+        #[test]
+        fn the_quick_check_agrees_with_adding_and_checking_everything(
+            base in proptest::collection::vec((0u8..4, nanos(), proptest::strategy::Just(false)), 0..12),
+            delta in proptest::collection::vec((0u8..4, nanos(), proptest::bool::ANY), 0..6),
+        ) {
+            let base = from_facts(&base);
+            let delta = from_facts(&delta);
+            let mut sum = base.clone();
+            sum.merge(&delta, 1);
+            proptest::prop_assert_eq!(base.stays_non_negative_with(&delta), sum.is_non_negative());
+        }
     }
 
     #[test]

@@ -112,6 +112,26 @@ impl DurationHistogram {
         self.count >= 0 && self.zero_count >= 0 && self.buckets.iter().all(|&c| c >= 0)
     }
 
+    /// Whether adding `delta` leaves no count negative, given that none is
+    /// now: only the counts `delta` changes are looked at, so a large
+    /// histogram is checked in the time of a small delta.
+    pub fn stays_non_negative_with(&self, delta: &DurationHistogram) -> bool {
+        self.count + delta.count >= 0
+            && self.zero_count + delta.zero_count >= 0
+            && delta.buckets.iter().enumerate().all(|(slot, &change)| {
+                change >= 0 || self.count_at(i64::from(delta.offset) + slot as i64) + change >= 0
+            })
+    }
+
+    /// The count of bucket `index` (zero outside the stored range).
+    fn count_at(&self, index: i64) -> i64 {
+        usize::try_from(index - i64::from(self.offset))
+            .ok()
+            .and_then(|slot| self.buckets.get(slot))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// Exact mean in seconds, absent when empty.
     pub fn mean_seconds(&self) -> Option<f64> {
         (self.count > 0)

@@ -1,6 +1,6 @@
-//! Where aggregate buckets are stored. Each bucket has a key of its own in the
-//! store's interface (`A level scope start`, see [`keys::aggregate`]); day,
-//! month and all-time buckets are also stored under it, but a scope's hour
+//! Where aggregate buckets are stored. Each bucket has a key of its own
+//! (`A level scope start`, see [`keys::aggregate`]); day, month and all-time
+//! buckets are also stored under it, but a scope's hour
 //! bucket and the four quarter buckets in it share one stored value, its *hour
 //! parts* (`A p scope hour`). A write adds to a quarter, an hour, a day, a
 //! month and the total of every scope it counts in; with the quarters inside
@@ -13,9 +13,12 @@
 //! grows with the size of the leaf it changes (leaves split at 16 entries,
 //! whatever their size). An hour's parts stay a few hundred bytes.
 //!
-//! The rest of the store speaks of buckets by their own keys: [`placement`]
-//! says where one is stored, [`aggregate_changes`] turns bucket changes into
-//! stored changes and [`stored_part`] reads one back.
+//! Changes to aggregates name buckets by their own keys
+//! ([`KvStore::commit_with_aggregates`](super::kv::KvStore::commit_with_aggregates)):
+//! [`placement`] says where one is stored, [`aggregate_changes`] turns bucket
+//! changes into stored changes. Plain reads (`get`, `scan_prefix`, `range`)
+//! see the stored keys; reads of quarters and hours go through the hour parts
+//! (`reads.rs`, [`HourParts::within`]).
 
 use std::collections::BTreeMap;
 
@@ -23,11 +26,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::time::{Level, QUARTER_SECONDS};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::{self, time_bytes, time_from_bytes};
-use super::kv::Change;
+use super::kv::{AggregateDelta, Change};
 
 const HOUR_SECONDS: i64 = 3600;
 
@@ -65,6 +68,31 @@ impl HourParts {
             (Part::Quarter(index), None) => {
                 self.quarters.remove(&index);
             }
+        }
+    }
+
+    /// Adds `delta` to a part; a part that adds up to zero is removed.
+    pub fn add(&mut self, part: Part, delta: &Aggregate) {
+        let aggregate = match part {
+            Part::Hour => self.hour.get_or_insert_with(Aggregate::default),
+            Part::Quarter(index) => self.quarters.entry(index).or_default(),
+        };
+        aggregate.merge(delta, 1);
+        if aggregate.is_zero() {
+            self.set(part, Aggregate::default());
+        }
+    }
+
+    /// [`ensure_stays_non_negative`] for a part, the bucket at `bucket`.
+    pub fn ensure_stays_non_negative(
+        &self,
+        part: Part,
+        delta: &Aggregate,
+        bucket: &[u8],
+    ) -> Result<()> {
+        match self.get(part) {
+            Some(aggregate) => ensure_stays_non_negative(aggregate, delta, bucket),
+            None => ensure_stays_non_negative(&Aggregate::default(), delta, bucket),
         }
     }
 
@@ -160,47 +188,71 @@ pub fn hour_of(key: &[u8]) -> Option<i64> {
     time_from_bytes(key.get(key.len().checked_sub(8)?..)?)
 }
 
-/// A bucket of stored hour parts (decoded from `bytes`, the value at `key`).
-pub fn stored_part(key: &[u8], bytes: &[u8], part: Part) -> Result<Option<Aggregate>> {
-    Ok(decode::<HourParts>(key, bytes)?.get(part).cloned())
+/// Fails if adding `delta` to `base`, the aggregate of the bucket at `key`,
+/// would leave a count negative: a retraction of something never added.
+pub fn ensure_stays_non_negative(base: &Aggregate, delta: &Aggregate, key: &[u8]) -> Result<()> {
+    if base.stays_non_negative_with(delta) {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!(
+            "aggregate {} would go negative",
+            keys::describe_key(key)
+        )))
+    }
 }
 
-/// The stored changes that set each bucket key in `aggregates` to its
-/// aggregate (zero: none), applied after `earlier` (changes of the same
-/// commit) over what `stored` reads. Hour parts are read, changed and written
-/// whole.
+/// The stored changes that add each delta in `deltas` to the bucket at its
+/// key, applied after `earlier` (changes of the same commit) over what
+/// `stored` reads: every changed value is read, changed and written whole, an
+/// hour's parts together; a bucket that adds up to zero is removed. Fails if
+/// a bucket would go negative.
 pub fn aggregate_changes(
     earlier: &[Change],
-    aggregates: Vec<(Vec<u8>, Aggregate)>,
+    deltas: Vec<AggregateDelta>,
     stored: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
 ) -> Result<Vec<Change>> {
-    let mut changes = Vec::with_capacity(aggregates.len());
+    let base = |key: &[u8]| match earlier.iter().rev().find(|(k, _)| k == key) {
+        Some((_, value)) => Ok(value.clone()),
+        None => stored(key),
+    };
+    let mut own: BTreeMap<Vec<u8>, Aggregate> = BTreeMap::new();
     let mut hours: BTreeMap<Vec<u8>, HourParts> = BTreeMap::new();
-    for (key, aggregate) in aggregates {
-        match placement(&key) {
+    for (bucket, delta) in deltas {
+        match placement(&bucket) {
             Placement::Own => {
-                let value = (!aggregate.is_zero())
-                    .then(|| encode(&aggregate))
-                    .transpose()?;
-                changes.push((key, value));
+                if !own.contains_key(&bucket) {
+                    let aggregate = base(&bucket)?
+                        .map(|bytes| decode(&bucket, &bytes))
+                        .transpose()?
+                        .unwrap_or_default();
+                    own.insert(bucket.clone(), aggregate);
+                }
+                if let Some(aggregate) = own.get_mut(&bucket) {
+                    ensure_stays_non_negative(aggregate, &delta, &bucket)?;
+                    aggregate.merge(&delta, 1);
+                }
             }
             Placement::InHour { key, part } => {
                 if !hours.contains_key(&key) {
-                    let base = match earlier.iter().rev().find(|(k, _)| *k == key) {
-                        Some((_, value)) => value.clone(),
-                        None => stored(&key)?,
-                    };
-                    let parts = base
+                    let parts = base(&key)?
                         .map(|bytes| decode(&key, &bytes))
                         .transpose()?
                         .unwrap_or_default();
                     hours.insert(key.clone(), parts);
                 }
                 if let Some(parts) = hours.get_mut(&key) {
-                    parts.set(part, aggregate);
+                    parts.ensure_stays_non_negative(part, &delta, &bucket)?;
+                    parts.add(part, &delta);
                 }
             }
         }
+    }
+    let mut changes = Vec::with_capacity(own.len() + hours.len());
+    for (key, aggregate) in own {
+        let value = (!aggregate.is_zero())
+            .then(|| encode(&aggregate))
+            .transpose()?;
+        changes.push((key, value));
     }
     for (key, parts) in hours {
         let value = (!parts.is_empty()).then(|| encode(&parts)).transpose()?;
@@ -316,19 +368,35 @@ mod tests {
         assert_eq!(
             changes,
             vec![
-                (month, Some(encode(&with_interactions(9)).unwrap())),
+                (month.clone(), Some(encode(&with_interactions(9)).unwrap())),
                 (key.clone(), Some(encode(&expected).unwrap())),
             ]
         );
-        // Zeroing the last part deletes the value; a change earlier in the
+        // Retracting the last part deletes the value; a change earlier in the
         // commit is the base, not the store.
         let three = keys::aggregate(Level::Quarter, &scope, hour + 3 * 900);
         let changes = aggregate_changes(
             &[(key.clone(), Some(encode(&before).unwrap()))],
-            vec![(three, Aggregate::default())],
+            vec![(three.clone(), with_interactions(-3))],
             |_| panic!("the earlier change is the base"),
         )
         .unwrap();
-        assert_eq!(changes, vec![(key, None)]);
+        assert_eq!(changes, vec![(key.clone(), None)]);
+        // Retracting more than is there fails, for a part as for a bucket of
+        // its own, and names the bucket.
+        let error = aggregate_changes(&[], vec![(three, with_interactions(-4))], |_| {
+            Ok(Some(stored_bytes.clone()))
+        })
+        .unwrap_err();
+        assert!(error.to_string().contains("would go negative"), "{error}");
+        let stored_month = encode(&with_interactions(9)).unwrap();
+        let month_base = |_: &[u8]| Ok(Some(stored_month.clone()));
+        let added = aggregate_changes(
+            &[],
+            vec![(month.clone(), with_interactions(-9))],
+            month_base,
+        );
+        assert_eq!(added.unwrap(), vec![(month.clone(), None)]);
+        assert!(aggregate_changes(&[], vec![(month, with_interactions(-10))], month_base).is_err());
     }
 }

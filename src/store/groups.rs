@@ -289,8 +289,7 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
             txn.add_to_aggregate(
                 keys::aggregate(level, &scope, level.bucket_start(quarter)),
                 &delta,
-                1,
-            )?;
+            );
         }
     }
     let old_entries = index_entries(&old)?;

@@ -12,8 +12,7 @@ use std::time::Duration;
 use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::buckets::{self, Placement};
-use super::codec::decode;
+use super::buckets;
 
 /// One change of a batch: a value to put, or `None` to delete the key.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
@@ -21,12 +20,12 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 /// A key and its value.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
-/// A bucket's aggregate to commit, by the bucket's key ([`keys::aggregate`]),
-/// decoded; an all-zero aggregate removes the bucket. Where it is stored is
-/// [`buckets::placement`]'s business.
+/// A change to add to a bucket's aggregate, by the bucket's key
+/// ([`keys::aggregate`]); a bucket whose aggregate adds up to zero is removed.
+/// Where it is stored is [`buckets::placement`]'s business.
 ///
 /// [`keys::aggregate`]: super::keys::aggregate
-pub type AggregateChange = (Vec<u8>, Aggregate);
+pub type AggregateDelta = (Vec<u8>, Aggregate);
 
 /// Called on each entry of a visit; an error ends the visit with it.
 pub type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'v;
@@ -61,30 +60,17 @@ pub trait KvStore: Send + Sync + 'static {
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
 
-    /// The aggregate of the bucket with this key ([`keys::aggregate`]),
-    /// decoded, wherever [`buckets::placement`] stores it. A store that keeps
-    /// recent aggregates decoded in memory answers without decoding.
-    ///
-    /// [`keys::aggregate`]: super::keys::aggregate
-    fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
-        match buckets::placement(key) {
-            Placement::Own => self.get(key)?.map(|bytes| decode(key, &bytes)).transpose(),
-            Placement::InHour { key, part } => match self.get(&key)? {
-                Some(bytes) => buckets::stored_part(&key, &bytes, part),
-                None => Ok(None),
-            },
-        }
-    }
-
-    /// [`KvStore::commit`] of `changes` and then `aggregates`, together. A
-    /// store that keeps recent aggregates decoded takes them as they are; by
-    /// default they are stored as [`buckets::aggregate_changes`] says.
+    /// [`KvStore::commit`] of `changes` and then of `deltas` added to their
+    /// buckets, together. Fails, committing nothing, if a bucket would go
+    /// negative: a retraction of something never added, a broken invariant.
+    /// A store that keeps recent aggregates decoded adds to them in place; by
+    /// default they are read and stored as [`buckets::aggregate_changes`] says.
     fn commit_with_aggregates(
         &self,
         mut changes: Vec<Change>,
-        aggregates: Vec<AggregateChange>,
+        deltas: Vec<AggregateDelta>,
     ) -> Result<()> {
-        let stored = buckets::aggregate_changes(&changes, aggregates, |key| self.get(key))?;
+        let stored = buckets::aggregate_changes(&changes, deltas, |key| self.get(key))?;
         changes.extend(stored);
         self.commit(changes)
     }

@@ -408,9 +408,9 @@ fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) -> bool {
             txn.put(keys::stats(), &counters)?;
         }
         if !txn.is_empty() {
-            let (changes, aggregates) = txn.into_parts()?;
+            let (changes, deltas) = txn.into_parts();
             let committing = std::time::Instant::now();
-            kv.commit_with_aggregates(changes, aggregates)?;
+            kv.commit_with_aggregates(changes, deltas)?;
             committed.set(true);
             let records = jobs.iter().map(|job| job.command.record_count()).sum();
             metrics.commit(records, committing.elapsed().as_secs_f64());

@@ -15,11 +15,10 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
-use super::buckets;
-use super::kv::{AggregateChange, Change, Entry, KvStore, Visitor};
+use super::keys;
+use super::kv::{AggregateDelta, Change, Entry, KvStore, Visitor};
 
 type InMemory = BTreeMap<Box<[u8]>, Box<[u8]>>;
 
@@ -133,31 +132,26 @@ impl KvStore for ResidentKv {
         self.commit_with_aggregates(changes, Vec::new())
     }
 
-    /// From the store underneath, which the copy only mirrors.
-    fn get_aggregate(&self, key: &[u8]) -> Result<Option<Aggregate>> {
-        self.inner.get_aggregate(key)
-    }
-
     /// Commits to the store, then, only if that succeeded, to the copy.
     fn commit_with_aggregates(
         &self,
-        mut changes: Vec<Change>,
-        aggregates: Vec<AggregateChange>,
+        changes: Vec<Change>,
+        deltas: Vec<AggregateDelta>,
     ) -> Result<()> {
         let _writing = self.writing.lock().map_err(poisoned)?;
-        // The copy must see every change to its family, aggregate or not.
-        let (resident_aggregates, aggregates): (Vec<_>, Vec<_>) = aggregates
-            .into_iter()
-            .partition(|(key, _)| self.is_resident(key));
-        let stored =
-            buckets::aggregate_changes(&changes, resident_aggregates, |key| self.inner.get(key))?;
-        changes.extend(stored);
+        // The copy must see every change to its family; aggregates are not in it.
+        if let Some((key, _)) = deltas.iter().find(|(key, _)| self.is_resident(key)) {
+            return Err(Error::Internal(format!(
+                "an aggregate change to {}, in the resident family",
+                keys::describe_key(key)
+            )));
+        }
         let resident: Vec<Change> = changes
             .iter()
             .filter(|(key, _)| self.is_resident(key))
             .cloned()
             .collect();
-        self.inner.commit_with_aggregates(changes, aggregates)?;
+        self.inner.commit_with_aggregates(changes, deltas)?;
         if !resident.is_empty() {
             let mut copy = self.copy.write().map_err(poisoned)?;
             for (key, value) in resident {

@@ -1,7 +1,7 @@
 //! A write transaction of the writer thread: changes are buffered in memory (read
 //! back by later reads of the same transaction) and committed as one atomic,
-//! durable batch. Aggregates are kept decoded until the commit, so a group of
-//! writes touching the same bucket decodes and encodes it once.
+//! durable batch. Aggregates are changed, not read: the transaction sums each
+//! bucket's changes, and the commit adds the sum to the stored bucket.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,11 +9,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::aggregate::Aggregate;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 use super::codec::{decode, encode};
-use super::keys::describe_key;
-use super::kv::{AggregateChange, Change, Entry, KvStore};
+use super::kv::{AggregateDelta, Change, Entry, KvStore};
 
 /// Reads of the store, either straight from it or through a transaction.
 pub trait Reader {
@@ -83,44 +82,24 @@ impl<'a> Txn<'a> {
         self.writes.insert(key, None);
     }
 
-    /// Adds `delta` times `sign` to the stored aggregate at `key`.
-    pub fn add_to_aggregate(&mut self, key: Vec<u8>, delta: &Aggregate, sign: i64) -> Result<()> {
-        if !self.aggregates.contains_key(&key) {
-            let stored = match self.writes.get(&key) {
-                Some(written) => written
-                    .as_ref()
-                    .map(|bytes| decode(&key, bytes))
-                    .transpose()?,
-                None => self.kv.get_aggregate(&key)?,
-            };
-            self.aggregates
-                .insert(key.clone(), stored.unwrap_or_default());
-        }
-        if let Some(aggregate) = self.aggregates.get_mut(&key) {
-            aggregate.merge(delta, sign);
-        }
-        Ok(())
+    /// Adds `delta` to the aggregate of the bucket at `key`: to
+    /// this transaction's change to it, which the commit adds to the stored
+    /// aggregate. Nothing is read here: a bucket is read only where the commit
+    /// needs it, and not at all where the store holds it decoded.
+    pub fn add_to_aggregate(&mut self, key: Vec<u8>, delta: &Aggregate) {
+        self.aggregates.entry(key).or_default().merge(delta, 1);
     }
 
-    /// The changes to commit, with the aggregates left decoded (for
-    /// [`KvStore::commit_with_aggregates`]). Fails if an aggregate went
-    /// negative: that would mean a retraction of something never applied, a
-    /// broken invariant.
-    pub fn into_parts(self) -> Result<(Vec<Change>, Vec<AggregateChange>)> {
-        if let Some((key, _)) = self
+    /// The changes to commit, and the changes to aggregates, for
+    /// [`KvStore::commit_with_aggregates`] (which refuses a change that would
+    /// make an aggregate negative).
+    pub fn into_parts(self) -> (Vec<Change>, Vec<AggregateDelta>) {
+        let deltas = self
             .aggregates
-            .iter()
-            .find(|(_, aggregate)| !aggregate.is_non_negative())
-        {
-            return Err(Error::Internal(format!(
-                "aggregate {} would go negative",
-                describe_key(key)
-            )));
-        }
-        Ok((
-            self.writes.into_iter().collect(),
-            self.aggregates.into_iter().collect(),
-        ))
+            .into_iter()
+            .filter(|(_, delta)| !delta.is_zero())
+            .collect();
+        (self.writes.into_iter().collect(), deltas)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -129,10 +108,8 @@ impl<'a> Txn<'a> {
 }
 
 impl Reader for Txn<'_> {
+    /// Aggregates are not read through a transaction: it holds only their changes.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(aggregate) = self.aggregates.get(key) {
-            return Ok(Some(encode(aggregate)?));
-        }
         match self.writes.get(key) {
             Some(value) => Ok(value.clone()),
             None => KvStore::get(self.kv, key),

@@ -2579,7 +2579,8 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
                 tickets_created: 1,
                 ..Aggregate::default()
             };
-            // Into the hour's parts, as the writer stores a quarter.
+            // A ticket no record made, added to a quarter (in its hour's
+            // parts) the way the writer adds to one.
             let key = keys::aggregate(Level::Quarter, &Scope::Team(team_id(TEAMS)), HOT_QUARTER);
             kv.commit_with_aggregates(Vec::new(), vec![(key.clone(), aggregate)])
                 .map_err(|e| format!("planting: {e}"))?;
