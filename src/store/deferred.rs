@@ -138,6 +138,8 @@ enum InPlace {
 }
 
 /// How a commit changes an aggregate's key in the overlay.
+// The large variant is the common one: boxing it would allocate per change.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Addition {
     /// Adds to what waits decoded there.
