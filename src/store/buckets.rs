@@ -20,8 +20,9 @@
 //! see the stored keys; reads of quarters and hours go through the hour parts
 //! (`reads.rs`, [`HourParts::within`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::aggregate::Aggregate;
@@ -201,9 +202,53 @@ pub fn ensure_stays_non_negative(base: &Aggregate, delta: &Aggregate, key: &[u8]
     }
 }
 
+/// The value at `key` in `decoded`, decoded from `stored()` (nothing: the
+/// default) the first time it is asked for.
+pub fn decoded_once<'a, T: DeserializeOwned + Default>(
+    decoded: &'a mut BTreeMap<Vec<u8>, T>,
+    key: &[u8],
+    stored: impl FnOnce() -> Result<Option<Vec<u8>>>,
+) -> Result<&'a mut T> {
+    if !decoded.contains_key(key) {
+        let value = stored()?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()?
+            .unwrap_or_default();
+        decoded.insert(key.to_vec(), value);
+    }
+    decoded
+        .get_mut(key)
+        .ok_or_else(|| Error::Internal("a value just decoded went missing".into()))
+}
+
+/// The changes with each bucket's summed into one (the commit of a
+/// transaction names each bucket once already).
+pub fn summed_by_bucket(deltas: Vec<AggregateDelta>) -> Vec<AggregateDelta> {
+    let distinct = deltas
+        .iter()
+        .map(|(key, _)| key.as_slice())
+        .collect::<HashSet<_>>()
+        .len();
+    if distinct == deltas.len() {
+        return deltas;
+    }
+    let mut summed: Vec<AggregateDelta> = Vec::with_capacity(distinct);
+    let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(distinct);
+    for (key, delta) in deltas {
+        match index.get(&key) {
+            Some(&at) => summed[at].1.merge(&delta, 1),
+            None => {
+                index.insert(key.clone(), summed.len());
+                summed.push((key, delta));
+            }
+        }
+    }
+    summed
+}
+
 /// The stored changes that add each delta in `deltas` to the bucket at its
-/// key, applied after `earlier` (changes of the same commit) over what
-/// `stored` reads: every changed value is read, changed and written whole, an
+/// key (a bucket's changes summed first), applied after `earlier` (changes
+/// of the same commit) over what `stored` reads: every changed value is read, changed and written whole, an
 /// hour's parts together; a bucket that adds up to zero is removed. Fails if
 /// a bucket would go negative.
 pub fn aggregate_changes(
@@ -217,33 +262,17 @@ pub fn aggregate_changes(
     };
     let mut own: BTreeMap<Vec<u8>, Aggregate> = BTreeMap::new();
     let mut hours: BTreeMap<Vec<u8>, HourParts> = BTreeMap::new();
-    for (bucket, delta) in deltas {
+    for (bucket, delta) in summed_by_bucket(deltas) {
         match placement(&bucket) {
             Placement::Own => {
-                if !own.contains_key(&bucket) {
-                    let aggregate = base(&bucket)?
-                        .map(|bytes| decode(&bucket, &bytes))
-                        .transpose()?
-                        .unwrap_or_default();
-                    own.insert(bucket.clone(), aggregate);
-                }
-                if let Some(aggregate) = own.get_mut(&bucket) {
-                    ensure_stays_non_negative(aggregate, &delta, &bucket)?;
-                    aggregate.merge(&delta, 1);
-                }
+                let aggregate = decoded_once(&mut own, &bucket, || base(&bucket))?;
+                ensure_stays_non_negative(aggregate, &delta, &bucket)?;
+                aggregate.merge(&delta, 1);
             }
             Placement::InHour { key, part } => {
-                if !hours.contains_key(&key) {
-                    let parts = base(&key)?
-                        .map(|bytes| decode(&key, &bytes))
-                        .transpose()?
-                        .unwrap_or_default();
-                    hours.insert(key.clone(), parts);
-                }
-                if let Some(parts) = hours.get_mut(&key) {
-                    parts.ensure_stays_non_negative(part, &delta, &bucket)?;
-                    parts.add(part, &delta);
-                }
+                let parts = decoded_once(&mut hours, &key, || base(&key))?;
+                parts.ensure_stays_non_negative(part, &delta, &bucket)?;
+                parts.add(part, &delta);
             }
         }
     }

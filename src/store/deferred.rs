@@ -26,7 +26,7 @@
 //! ~35 MB. An hour's bucket and its quarters' ([`buckets`]) wait as one decoded
 //! value, changed in place, and count by the buckets they hold.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::iter::Peekable;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -149,31 +149,6 @@ enum Addition {
     Replace(Pending),
 }
 
-/// The changes with each bucket's summed into one (the commit of a
-/// transaction names each bucket once already).
-fn summed_by_bucket(deltas: Vec<AggregateDelta>) -> Vec<AggregateDelta> {
-    let distinct = deltas
-        .iter()
-        .map(|(key, _)| key.as_slice())
-        .collect::<HashSet<_>>()
-        .len();
-    if distinct == deltas.len() {
-        return deltas;
-    }
-    let mut summed: Vec<AggregateDelta> = Vec::with_capacity(distinct);
-    let mut index: HashMap<Vec<u8>, usize> = HashMap::with_capacity(distinct);
-    for (key, delta) in deltas {
-        match index.get(&key) {
-            Some(&at) => summed[at].1.merge(&delta, 1),
-            None => {
-                index.insert(key.clone(), summed.len());
-                summed.push((key, delta));
-            }
-        }
-    }
-    summed
-}
-
 /// The writer's side of the overlay, held while it commits or checkpoints.
 #[derive(Debug)]
 struct Writing {
@@ -285,10 +260,9 @@ impl DeferredKv {
         if deltas.is_empty() {
             return Ok(Vec::new());
         }
-        // A rebuild's or a recovery's bytes for aggregate keys.
+        // The commit's own bytes for the same keys (a rebuild's, a recovery's).
         let written: HashMap<&[u8], &Pending> = derived
             .iter()
-            .filter(|(key, _)| key.first() == Some(&keys::AGGREGATE))
             .map(|(key, pending)| (key.as_slice(), pending))
             .collect();
         let overlay = self.overlay.read().map_err(poisoned)?;
@@ -326,17 +300,9 @@ impl DeferredKv {
                         additions.push((key, Addition::InPlace(InPlace::Part(part, delta))));
                         continue;
                     }
-                    if !hours.contains_key(&key) {
-                        let parts = stored(&key, earlier)?
-                            .map(|bytes| decode(&key, &bytes))
-                            .transpose()?
-                            .unwrap_or_default();
-                        hours.insert(key.clone(), parts);
-                    }
-                    if let Some(parts) = hours.get_mut(&key) {
-                        parts.ensure_stays_non_negative(part, &delta, &bucket)?;
-                        parts.add(part, &delta);
-                    }
+                    let parts = buckets::decoded_once(&mut hours, &key, || stored(&key, earlier))?;
+                    parts.ensure_stays_non_negative(part, &delta, &bucket)?;
+                    parts.add(part, &delta);
                 }
             }
         }
@@ -454,7 +420,7 @@ impl KvStore for DeferredKv {
         deltas: Vec<AggregateDelta>,
     ) -> Result<()> {
         let mut writing = self.writing.lock().map_err(poisoned)?;
-        let (deltas, stray): (Vec<_>, Vec<_>) = summed_by_bucket(deltas)
+        let (deltas, stray): (Vec<_>, Vec<_>) = buckets::summed_by_bucket(deltas)
             .into_iter()
             .partition(|(key, _)| is_derived(key));
         // Keys of other families are never in the overlay.
@@ -730,18 +696,23 @@ mod tests {
         }
     }
 
-    /// The model's stored bytes after adding `deltas` to their buckets one by
-    /// one, reading and writing each bucket whole where [`buckets::placement`]
-    /// says it is stored; `None` if a bucket does not decode or would go
-    /// negative (the commit must then fail and change nothing).
+    /// The model's stored bytes after adding `deltas` to their buckets (a
+    /// bucket's changes summed first), reading and writing each bucket whole
+    /// where [`buckets::placement`] says it is stored; `None` if a bucket does
+    /// not decode or would go negative (the commit must then fail and change
+    /// nothing).
     fn added(
         model: &BTreeMap<Vec<u8>, Vec<u8>>,
         deltas: &[AggregateDelta],
     ) -> Option<BTreeMap<Vec<u8>, Vec<u8>>> {
-        let mut model = model.clone();
+        let mut summed: BTreeMap<&[u8], Aggregate> = BTreeMap::new();
         for (bucket, delta) in deltas {
+            summed.entry(bucket.as_slice()).or_default().merge(delta, 1);
+        }
+        let mut model = model.clone();
+        for (bucket, delta) in summed {
             let (key, part) = match buckets::placement(bucket) {
-                Placement::Own => (bucket.clone(), None),
+                Placement::Own => (bucket.to_vec(), None),
                 Placement::InHour { key, part } => (key, Some(part)),
             };
             let mut parts: HourParts = match (model.get(&key), part) {
@@ -753,7 +724,7 @@ mod tests {
                 (Some(bytes), None) => decode(&key, bytes).ok()?,
                 (None, None) => Aggregate::default(),
             };
-            aggregate.merge(delta, 1);
+            aggregate.merge(&delta, 1);
             if !aggregate.is_non_negative() {
                 return None;
             }
