@@ -202,6 +202,17 @@ pub fn ensure_stays_non_negative(base: &Aggregate, delta: &Aggregate, key: &[u8]
     }
 }
 
+/// The value stored at `key` (`bytes`), decoded; the default when there is none.
+pub fn decoded_or_default<T: DeserializeOwned + Default>(
+    key: &[u8],
+    bytes: Option<Vec<u8>>,
+) -> Result<T> {
+    Ok(bytes
+        .map(|bytes| decode(key, &bytes))
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// The value at `key` in `decoded`, decoded from `stored()` (nothing: the
 /// default) the first time it is asked for.
 pub fn decoded_once<'a, T: DeserializeOwned + Default>(
@@ -210,10 +221,7 @@ pub fn decoded_once<'a, T: DeserializeOwned + Default>(
     stored: impl FnOnce() -> Result<Option<Vec<u8>>>,
 ) -> Result<&'a mut T> {
     if !decoded.contains_key(key) {
-        let value = stored()?
-            .map(|bytes| decode(key, &bytes))
-            .transpose()?
-            .unwrap_or_default();
+        let value = decoded_or_default(key, stored()?)?;
         decoded.insert(key.to_vec(), value);
     }
     decoded
@@ -248,9 +256,9 @@ pub fn summed_by_bucket(deltas: Vec<AggregateDelta>) -> Vec<AggregateDelta> {
 
 /// The stored changes that add each delta in `deltas` to the bucket at its
 /// key (a bucket's changes summed first), applied after `earlier` (changes
-/// of the same commit) over what `stored` reads: every changed value is read, changed and written whole, an
-/// hour's parts together; a bucket that adds up to zero is removed. Fails if
-/// a bucket would go negative.
+/// of the same commit) over what `stored` reads: every changed value is
+/// read, changed and written whole, an hour's parts together; a bucket that
+/// adds up to zero is removed. Fails if a bucket would go negative.
 pub fn aggregate_changes(
     earlier: &[Change],
     deltas: Vec<AggregateDelta>,

@@ -35,7 +35,7 @@ use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts, Part, Placement};
-use super::codec::{decode, encode};
+use super::codec::encode;
 use super::groups::recompute;
 use super::keys;
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
@@ -285,10 +285,8 @@ impl DeferredKv {
                         additions.push((bucket, Addition::InPlace(InPlace::Own(delta))));
                         continue;
                     }
-                    let mut aggregate: Aggregate = stored(&bucket, earlier)?
-                        .map(|bytes| decode(&bucket, &bytes))
-                        .transpose()?
-                        .unwrap_or_default();
+                    let mut aggregate: Aggregate =
+                        buckets::decoded_or_default(&bucket, stored(&bucket, earlier)?)?;
                     buckets::ensure_stays_non_negative(&aggregate, &delta, &bucket)?;
                     aggregate.merge(&delta, 1);
                     additions.push((bucket, Addition::Replace(Pending::of_aggregate(aggregate))));
@@ -549,6 +547,7 @@ mod tests {
     use crate::domain::aggregate::Scope;
     use crate::domain::records::Channel;
     use crate::domain::time::Level;
+    use crate::store::codec::decode;
 
     fn merge(
         stored: &BTreeMap<Vec<u8>, Vec<u8>>,

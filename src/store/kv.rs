@@ -61,8 +61,9 @@ pub trait KvStore: Send + Sync + 'static {
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
 
     /// [`KvStore::commit`] of `changes` and then of `deltas` added to their
-    /// buckets (a bucket's changes summed first), together. Fails, committing nothing, if a bucket would go
-    /// negative: a retraction of something never added, a broken invariant.
+    /// buckets (a bucket's changes summed first), together. Fails, committing
+    /// nothing, if a bucket would go negative: a retraction of something never
+    /// added, a broken invariant.
     /// A store that keeps recent aggregates decoded adds to them in place; by
     /// default they are read and stored as [`buckets::aggregate_changes`] says.
     fn commit_with_aggregates(
