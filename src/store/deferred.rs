@@ -30,8 +30,9 @@
 //! readers: they equal the store) until the next checkpoint: a busy bucket,
 //! changed again in the next interval, is then taken back into the overlay
 //! instead of read from the store and decoded again; one the interval did not
-//! change is dropped at the next checkpoint. This at most doubles the memory
-//! above.
+//! change is dropped by the next checkpoint that writes anything. This at
+//! most doubles the memory above. A commit too large for the overlay, and a
+//! recovery, write the store directly and drop them all.
 
 use std::collections::{BTreeMap, HashMap};
 use std::iter::Peekable;
@@ -140,7 +141,8 @@ impl Pending {
     }
 }
 
-/// A change to an aggregate that waits decoded in the overlay.
+/// A change to an aggregate that waits decoded in the overlay, or among what
+/// the last checkpoint wrote.
 #[derive(Debug)]
 enum InPlace {
     /// To a bucket under its own key.
@@ -154,7 +156,8 @@ enum InPlace {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Addition {
-    /// Adds to what waits decoded there.
+    /// Adds to what waits decoded there (taken back into the overlay from
+    /// what the last checkpoint wrote if it is not in the overlay).
     InPlace(InPlace),
     /// Puts the sum, decoded from the store, the overlay's bytes or the
     /// commit's own.
@@ -168,14 +171,16 @@ struct Writing {
     /// The overlay's total [`Pending::weight`].
     weight: usize,
     /// The aggregates and hour parts the last checkpoint wrote, still decoded
-    /// and equal to what the store holds; the overlay takes back those the
-    /// writer changes again.
+    /// and equal to what the store holds; never a key the overlay holds (the
+    /// overlay takes back those the writer changes again).
     checkpointed: HashMap<Vec<u8>, Pending>,
 }
 
 impl Writing {
-    /// Puts `pending` at `key`, keeping the weight.
+    /// Puts `pending` at `key`, keeping the weight; what the last
+    /// checkpoint kept there is now stale.
     fn insert(&mut self, overlay: &mut Overlay, key: Vec<u8>, pending: Pending) {
+        self.checkpointed.remove(&key);
         self.weight += pending.weight();
         if let Some(old) = overlay.insert(key, pending) {
             self.weight -= old.weight();
@@ -443,7 +448,8 @@ impl KvStore for DeferredKv {
 
     /// Raw changes (and the journal) durably now; derived changes into the
     /// overlay, aggregate changes added to the overlay's decoded aggregates
-    /// in place (or to the stored ones, decoded into the overlay). Every
+    /// in place (or to those the last checkpoint kept decoded, or to the
+    /// stored ones decoded, each taken into the overlay). Every
     /// addition is checked before anything is committed, so a change that would
     /// make a bucket negative fails the commit whole. A commit too large for
     /// the overlay (a rebuild) goes straight through, after a checkpoint that
@@ -503,8 +509,8 @@ impl KvStore for DeferredKv {
                         // takes back; only this writer, holding `writing`,
                         // changes either.
                         if !overlay.contains_key(&key) {
-                            if let Some(pending) = writing.checkpointed.remove(&key) {
-                                writing.insert(&mut overlay, key.clone(), pending);
+                            if let Some((kept, pending)) = writing.checkpointed.remove_entry(&key) {
+                                writing.insert(&mut overlay, kept, pending);
                             }
                         }
                         let Some(pending) = overlay.get_mut(&key) else {
@@ -575,6 +581,8 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
         changes.push((entry?.0, None));
     }
     kv.inner.commit(changes)?;
+    // Straight into the store, as a commit too large for the overlay.
+    kv.writing.lock().map_err(poisoned)?.checkpointed.clear();
     kv.inner.flush()?;
     tracing::warn!(
         groups = groups.len(),
@@ -855,6 +863,85 @@ mod tests {
         kv.commit_with_aggregates(Vec::new(), vec![(bucket.clone(), interactions(1))])
             .unwrap();
         assert_eq!(interactions_at(&kv, &bucket), 6);
+    }
+
+    /// A store that counts the reads of single keys it serves.
+    struct CountingGets {
+        inner: Arc<dyn KvStore>,
+        gets: std::sync::atomic::AtomicUsize,
+    }
+
+    impl CountingGets {
+        fn gets(&self) -> usize {
+            self.gets.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    impl KvStore for CountingGets {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.get(key)
+        }
+
+        fn scan_prefix<'a>(
+            &'a self,
+            prefix: &[u8],
+        ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+            self.inner.scan_prefix(prefix)
+        }
+
+        fn range<'a>(
+            &'a self,
+            start: &[u8],
+            end: &[u8],
+        ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+            self.inner.range(start, end)
+        }
+
+        fn commit(&self, changes: Vec<Change>) -> Result<()> {
+            self.inner.commit(changes)
+        }
+
+        fn flush(&self) -> Result<()> {
+            self.inner.flush()
+        }
+
+        fn size_on_disk(&self) -> Result<u64> {
+            self.inner.size_on_disk()
+        }
+
+        fn keys_written(&self) -> u64 {
+            self.inner.keys_written()
+        }
+    }
+
+    /// A bucket changed in the interval after a checkpoint is added to where
+    /// that checkpoint left it decoded, without reading the store; one left
+    /// unchanged for a whole interval is read from the store again.
+    #[test]
+    fn a_busy_bucket_is_not_read_again_after_a_checkpoint() {
+        let (_dir, sled) = temporary_sled();
+        let counting = Arc::new(CountingGets {
+            inner: sled,
+            gets: Default::default(),
+        });
+        let kv = DeferredKv::new(Arc::clone(&counting) as Arc<dyn KvStore>);
+        let (busy, idle) = (b"Aa".to_vec(), b"Ab".to_vec());
+        let add = |bucket: &[u8]| {
+            kv.commit_with_aggregates(Vec::new(), vec![(bucket.to_vec(), interactions(1))])
+                .unwrap()
+        };
+        add(&busy);
+        add(&idle);
+        kv.checkpoint().unwrap();
+        let before = counting.gets();
+        add(&busy);
+        assert_eq!(counting.gets(), before, "the busy bucket was read again");
+        kv.checkpoint().unwrap();
+        add(&idle);
+        assert_eq!(counting.gets(), before + 1, "the idle bucket was kept");
+        assert_eq!(interactions_at(&kv, &busy), 2);
+        assert_eq!(interactions_at(&kv, &idle), 2);
     }
 
     fn all(kv: &dyn KvStore) -> Vec<Entry> {
