@@ -1,6 +1,7 @@
 //! support-metrics: records customer-support interactions and serves per-team
 //! quality scorecards from precomputed aggregates.
 
+pub mod allocator;
 pub mod api;
 pub mod app;
 pub mod auth;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use support_metrics::allocator;
 use support_metrics::api::convert;
 use support_metrics::app::Application;
 use support_metrics::config::{Cli, Command};
@@ -17,30 +18,8 @@ use support_metrics::tools;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc's option `purge_delay` (`mi_option_purge_delay` in mimalloc.h;
-/// libmimalloc-sys names no constant for it).
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// How long memory stays free before mimalloc gives it back to the kernel.
-/// Its default, 1 s, is the writer's checkpoint interval: pages freed by one
-/// second's work were given back and faulted in again, zeroed, by the next.
-/// A `demo` load of 10,000 interactions took 100,000–260,000 page faults;
-/// with 10 s, ~1,000, and 10–20% less CPU (docs/benchmarks.md). 10 s keeps
-/// memory across checkpoints and still gives back what a burst leaves behind.
-const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
-
-/// Sets [`PURGE_DELAY_MS`] unless the environment (`MIMALLOC_PURGE_DELAY`)
-/// set the option. Call it before any other thread starts.
-#[allow(unsafe_code)]
-fn keep_freed_memory_longer() {
-    // SAFETY: writes one value (a `long`) of mimalloc's option table, which
-    // mimalloc reads when it next considers purging; in `main` no other
-    // thread runs yet.
-    unsafe { libmimalloc_sys::mi_option_set_default(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-}
-
 fn main() -> anyhow::Result<ExitCode> {
-    keep_freed_memory_longer();
+    allocator::keep_freed_memory_longer();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
@@ -146,30 +125,5 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The option index is mimalloc's purge delay: it holds that option's
-    /// documented default (1,000 ms) until it is set, then the new value.
-    #[test]
-    #[allow(unsafe_code)]
-    fn the_purge_delay_is_set_where_mimalloc_reads_it() {
-        let from_environment = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"]
-            .iter()
-            .any(|name| std::env::var_os(name).is_some());
-        if from_environment {
-            return;
-        }
-        // SAFETY: reads one value of mimalloc's option table.
-        let get = || unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
-        assert_eq!(get(), 1_000);
-        // Other test threads may allocate meanwhile: they read the option
-        // before or after this write of one `long`, either value valid.
-        keep_freed_memory_longer();
-        assert_eq!(get(), PURGE_DELAY_MS);
     }
 }

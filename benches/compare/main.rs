@@ -40,7 +40,7 @@ use load::{drive, percentile, Measured};
 use service::Server;
 
 /// The bench loads the service's store in process (`tools::load`); with the
-/// allocator the server binary uses.
+/// allocator the server binary uses, set up the same way (`main`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -131,6 +131,7 @@ impl Plan {
 }
 
 fn main() -> anyhow::Result<()> {
+    support_metrics::allocator::keep_freed_memory_longer();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv
         .get(1)
