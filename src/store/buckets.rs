@@ -203,7 +203,7 @@ pub fn ensure_stays_non_negative(base: &Aggregate, delta: &Aggregate, key: &[u8]
 }
 
 /// The value stored at `key` (`bytes`), decoded; the default when there is none.
-pub fn decoded_or_default<T: DeserializeOwned + Default>(
+fn decoded_or_default<T: DeserializeOwned + Default>(
     key: &[u8],
     bytes: Option<Vec<u8>>,
 ) -> Result<T> {
@@ -215,7 +215,7 @@ pub fn decoded_or_default<T: DeserializeOwned + Default>(
 
 /// The value at `key` in `decoded`, decoded from `stored()` (nothing: the
 /// default) the first time it is asked for.
-pub fn decoded_once<'a, T: DeserializeOwned + Default>(
+fn decoded_once<'a, T: DeserializeOwned + Default>(
     decoded: &'a mut BTreeMap<Vec<u8>, T>,
     key: &[u8],
     stored: impl FnOnce() -> Result<Option<Vec<u8>>>,
@@ -254,6 +254,40 @@ pub fn summed_by_bucket(deltas: Vec<AggregateDelta>) -> Vec<AggregateDelta> {
     summed
 }
 
+/// Buckets after a commit's changes, decoded: those stored under their own
+/// key, and hours' parts.
+#[derive(Debug, Default)]
+pub struct Added {
+    pub own: BTreeMap<Vec<u8>, Aggregate>,
+    pub hours: BTreeMap<Vec<u8>, HourParts>,
+}
+
+/// Each delta in `deltas` (one per bucket) added to its bucket as `base`
+/// reads the stored value, each value read and decoded once, an hour's parts
+/// together; a bucket that adds up to zero is emptied. Fails if a bucket
+/// would go negative.
+pub fn added(
+    deltas: Vec<AggregateDelta>,
+    base: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
+) -> Result<Added> {
+    let mut added = Added::default();
+    for (bucket, delta) in deltas {
+        match placement(&bucket) {
+            Placement::Own => {
+                let aggregate = decoded_once(&mut added.own, &bucket, || base(&bucket))?;
+                ensure_stays_non_negative(aggregate, &delta, &bucket)?;
+                aggregate.merge(&delta, 1);
+            }
+            Placement::InHour { key, part } => {
+                let parts = decoded_once(&mut added.hours, &key, || base(&key))?;
+                parts.ensure_stays_non_negative(part, &delta, &bucket)?;
+                parts.add(part, &delta);
+            }
+        }
+    }
+    Ok(added)
+}
+
 /// The stored changes that add each delta in `deltas` to the bucket at its
 /// key (a bucket's changes summed first), applied after `earlier` (changes
 /// of the same commit) over what `stored` reads: every changed value is
@@ -268,22 +302,7 @@ pub fn aggregate_changes(
         Some((_, value)) => Ok(value.clone()),
         None => stored(key),
     };
-    let mut own: BTreeMap<Vec<u8>, Aggregate> = BTreeMap::new();
-    let mut hours: BTreeMap<Vec<u8>, HourParts> = BTreeMap::new();
-    for (bucket, delta) in summed_by_bucket(deltas) {
-        match placement(&bucket) {
-            Placement::Own => {
-                let aggregate = decoded_once(&mut own, &bucket, || base(&bucket))?;
-                ensure_stays_non_negative(aggregate, &delta, &bucket)?;
-                aggregate.merge(&delta, 1);
-            }
-            Placement::InHour { key, part } => {
-                let parts = decoded_once(&mut hours, &key, || base(&key))?;
-                parts.ensure_stays_non_negative(part, &delta, &bucket)?;
-                parts.add(part, &delta);
-            }
-        }
-    }
+    let Added { own, hours } = added(summed_by_bucket(deltas), base)?;
     let mut changes = Vec::with_capacity(own.len() + hours.len());
     for (key, aggregate) in own {
         let value = (!aggregate.is_zero())

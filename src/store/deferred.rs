@@ -315,37 +315,32 @@ impl DeferredKv {
             }
         };
         let mut additions = Vec::with_capacity(deltas.len());
-        // Hour parts that do not wait decoded, decoded for this commit.
-        let mut hours: BTreeMap<Vec<u8>, HourParts> = BTreeMap::new();
+        // Buckets that do not wait decoded, decoded for this commit.
+        let mut not_decoded = Vec::new();
         for (bucket, delta) in deltas {
             match buckets::placement(&bucket) {
                 Placement::Own => {
-                    let earlier = earlier(&bucket);
-                    if let Some(Pending::Aggregate(aggregate)) = earlier {
+                    if let Some(Pending::Aggregate(aggregate)) = earlier(&bucket) {
                         buckets::ensure_stays_non_negative(aggregate, &delta, &bucket)?;
                         additions.push((bucket, Addition::InPlace(InPlace::Own(delta))));
                         continue;
                     }
-                    let mut aggregate: Aggregate =
-                        buckets::decoded_or_default(&bucket, stored(&bucket, earlier)?)?;
-                    buckets::ensure_stays_non_negative(&aggregate, &delta, &bucket)?;
-                    aggregate.merge(&delta, 1);
-                    additions.push((bucket, Addition::Replace(Pending::of_aggregate(aggregate))));
                 }
                 Placement::InHour { key, part } => {
-                    let earlier = earlier(&key);
-                    if let Some(Pending::HourParts(parts)) = earlier {
+                    if let Some(Pending::HourParts(parts)) = earlier(&key) {
                         parts.ensure_stays_non_negative(part, &delta, &bucket)?;
                         additions.push((key, Addition::InPlace(InPlace::Part(part, delta))));
                         continue;
                     }
-                    let parts = buckets::decoded_once(&mut hours, &key, || stored(&key, earlier))?;
-                    parts.ensure_stays_non_negative(part, &delta, &bucket)?;
-                    parts.add(part, &delta);
                 }
             }
+            not_decoded.push((bucket, delta));
         }
-        for (key, parts) in hours {
+        let added = buckets::added(not_decoded, |key| stored(key, earlier(key)))?;
+        for (key, aggregate) in added.own {
+            additions.push((key, Addition::Replace(Pending::of_aggregate(aggregate))));
+        }
+        for (key, parts) in added.hours {
             let pending = if parts.is_empty() {
                 Pending::Delete
             } else {
