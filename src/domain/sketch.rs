@@ -27,6 +27,7 @@ pub struct DurationHistogram {
     pub sum_nanos: i128,
     zero_count: i64,
     offset: i32,
+    #[serde(with = "zero_runs")]
     buckets: Vec<i64>,
 }
 
@@ -172,6 +173,93 @@ fn bucket_value_nanos(index: i32) -> f64 {
     2.0 * gamma.powi(index) / (gamma + 1.0)
 }
 
+/// The stored form of a histogram's buckets: each count that is not zero as
+/// it is, and each run of zeros as a 0 followed by the run's length. A day's
+/// response times spread over a few hundred buckets, most of them empty.
+mod zero_runs {
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserializer, Serializer};
+
+    /// More buckets than any duration in nanoseconds needs (an i64 of
+    /// nanoseconds is below bucket 2,300), so that a damaged length cannot
+    /// make decoding allocate without bound.
+    pub const MAX_BUCKETS: usize = 4096;
+
+    /// The runs of `buckets`: `(count, 1)` for a count that is not zero,
+    /// `(0, length)` for a run of zeros.
+    fn runs(buckets: &[i64]) -> impl Iterator<Item = (i64, usize)> + '_ {
+        let mut rest = buckets;
+        std::iter::from_fn(move || {
+            let (&first, _) = rest.split_first()?;
+            let length = if first == 0 {
+                rest.iter().take_while(|&&count| count == 0).count()
+            } else {
+                1
+            };
+            rest = &rest[length..];
+            Some((first, length))
+        })
+    }
+
+    pub fn serialize<S: Serializer>(buckets: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
+        let elements = runs(buckets)
+            .map(|(count, _)| if count == 0 { 2 } else { 1 })
+            .sum();
+        let mut seq = serializer.serialize_seq(Some(elements))?;
+        for (count, length) in runs(buckets) {
+            seq.serialize_element(&count)?;
+            if count == 0 {
+                seq.serialize_element(&(length as i64))?;
+            }
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+        deserializer.deserialize_seq(ZeroRuns)
+    }
+
+    struct ZeroRuns;
+
+    impl<'de> Visitor<'de> for ZeroRuns {
+        type Value = Vec<i64>;
+
+        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+            formatter.write_str("bucket counts, each run of zeros as 0 and its length")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<i64>, A::Error> {
+            let mut buckets = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BUCKETS));
+            while let Some(count) = seq.next_element::<i64>()? {
+                let length = if count == 0 {
+                    let length: i64 = seq
+                        .next_element()?
+                        .ok_or_else(|| de::Error::custom("a run of zeros lacks its length"))?;
+                    usize::try_from(length)
+                        .ok()
+                        .filter(|&length| length > 0)
+                        .ok_or_else(|| {
+                            de::Error::custom(format!("a run of {length} zeros is not a run"))
+                        })?
+                } else {
+                    1
+                };
+                if buckets.len() + length > MAX_BUCKETS {
+                    return Err(de::Error::custom(format!(
+                        "more than {MAX_BUCKETS} buckets"
+                    )));
+                }
+                buckets.resize(buckets.len() + length, count);
+            }
+            if buckets.first() == Some(&0) || buckets.last() == Some(&0) {
+                return Err(de::Error::custom("the buckets begin or end with a zero"));
+            }
+            Ok(buckets)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -200,6 +288,50 @@ mod tests {
         assert!((histogram.quantile_seconds(0.9).unwrap() - 10.0).abs() <= 0.1);
     }
 
+    fn stored(histogram: &DurationHistogram) -> Vec<u8> {
+        postcard::to_stdvec(histogram).unwrap()
+    }
+
+    #[test]
+    fn buckets_store_runs_of_zeros_as_their_length() {
+        let mut histogram = DurationHistogram::default();
+        histogram.record(60 * NANOS_PER_SECOND, 1);
+        histogram.record(3 * 86_400 * NANOS_PER_SECOND, 1);
+        // Two counts over 400 buckets apart (a factor of 4,320 at 2% a bucket).
+        assert!(histogram.buckets.len() > 400);
+        let bytes = stored(&histogram);
+        assert!(bytes.len() < 30, "{} bytes", bytes.len());
+        assert_eq!(
+            postcard::from_bytes::<DurationHistogram>(&bytes).unwrap(),
+            histogram
+        );
+    }
+
+    #[test]
+    fn damaged_runs_do_not_read() {
+        // count, sum, zero count, offset, then the runs.
+        let head = (1u8, 1u8, 0u8, 2u8);
+        let runs = |elements: &[i64]| {
+            let mut bytes = postcard::to_stdvec(&head).unwrap();
+            bytes.extend(postcard::to_stdvec(&elements.to_vec()).unwrap());
+            bytes
+        };
+        assert!(postcard::from_bytes::<DurationHistogram>(&runs(&[1])).is_ok());
+        for damaged in [
+            vec![1, 0, 0, 1],     // a run of no zeros
+            vec![1, 0, -2, 1],    // a run of a negative length
+            vec![1, 0],           // a run without its length
+            vec![1, 0, 5_000, 1], // more buckets than any duration needs
+            vec![0, 2, 1],        // begins with zeros
+            vec![1, 0, 2],        // ends with zeros
+        ] {
+            assert!(
+                postcard::from_bytes::<DurationHistogram>(&runs(&damaged)).is_err(),
+                "{damaged:?} read"
+            );
+        }
+    }
+
     proptest! {
         #[test]
         fn percentiles_are_within_one_percent_of_nearest_rank(
@@ -215,6 +347,21 @@ mod tests {
             prop_assert!((approx - exact).abs() <= exact * 0.01, "approx {approx} exact {exact}");
             let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
             prop_assert_eq!(histogram.sum_nanos, sum);
+        }
+
+        #[test]
+        fn a_histogram_reads_back_as_it_was_stored(
+            durations in prop::collection::vec(
+                (prop::sample::select(vec![0i64, 1, 999, 60_000_000_000, 1 << 50, i64::MAX]), prop::bool::ANY),
+                0..30,
+            ),
+        ) {
+            let mut histogram = DurationHistogram::default();
+            for (nanos, remove) in durations {
+                histogram.record(nanos, if remove { -1 } else { 1 });
+            }
+            let read: DurationHistogram = postcard::from_bytes(&stored(&histogram)).unwrap();
+            prop_assert_eq!(read, histogram);
         }
 
         #[test]
