@@ -589,31 +589,26 @@ impl<'de> Visitor<'de> for StoredAggregate {
         if let Some(remaining) = seq.size_hint().filter(|&remaining| remaining != fields) {
             return Err(de::Error::invalid_length(1 + remaining, &self));
         }
-        let mut scalars = [0i64; SCALARS];
-        let mut histograms: [DurationHistogram; HISTOGRAMS] = Default::default();
-        let mut scores = [0i64; SCORES];
-        for (read, bit) in (0..STORED_FIELDS)
-            .filter(|bit| mask & 1 << bit != 0)
-            .enumerate()
-        {
+        let present = std::iter::successors(Some(mask), |rest| Some(rest & (rest - 1)))
+            .take_while(|&rest| rest != 0)
+            .map(|rest| rest.trailing_zeros() as usize);
+        let mut aggregate = Aggregate::default();
+        for (read, bit) in present.enumerate() {
             let missing = || de::Error::invalid_length(1 + read, &StoredAggregate);
             match stored_slot(bit) {
-                Slot::Scalar(index) => scalars[index] = seq.next_element()?.ok_or_else(missing)?,
-                Slot::Histogram(index) => {
-                    histograms[index] = seq.next_element()?.ok_or_else(missing)?;
+                Slot::Scalar(index) => {
+                    *aggregate.scalars_mut()[index] = seq.next_element()?.ok_or_else(missing)?;
                 }
-                Slot::Score(index) => scores[index] = seq.next_element()?.ok_or_else(missing)?,
+                Slot::Histogram(index) => {
+                    *aggregate.histograms_mut()[index] = seq.next_element()?.ok_or_else(missing)?;
+                }
+                Slot::Score(index) => {
+                    let count = seq.next_element()?.ok_or_else(missing)?;
+                    if let Some(slot) = aggregate.scores_mut().nth(index) {
+                        *slot = count;
+                    }
+                }
             }
-        }
-        let mut aggregate = Aggregate::default();
-        for (slot, count) in aggregate.scalars_mut().into_iter().zip(scalars) {
-            *slot = count;
-        }
-        for (slot, histogram) in aggregate.histograms_mut().into_iter().zip(histograms) {
-            *slot = histogram;
-        }
-        for (slot, count) in aggregate.scores_mut().zip(scores) {
-            *slot = count;
         }
         Ok(aggregate)
     }

@@ -230,27 +230,29 @@ mod zero_runs {
         }
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<i64>, A::Error> {
+            let too_many = || de::Error::custom(format!("more than {MAX_BUCKETS} buckets"));
             let mut buckets = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BUCKETS));
             while let Some(count) = seq.next_element::<i64>()? {
-                let length = if count == 0 {
-                    let length: i64 = seq
-                        .next_element()?
-                        .ok_or_else(|| de::Error::custom("a run of zeros lacks its length"))?;
-                    usize::try_from(length)
-                        .ok()
-                        .filter(|&length| length > 0)
-                        .ok_or_else(|| {
-                            de::Error::custom(format!("a run of {length} zeros is not a run"))
-                        })?
-                } else {
-                    1
-                };
-                if buckets.len() + length > MAX_BUCKETS {
-                    return Err(de::Error::custom(format!(
-                        "more than {MAX_BUCKETS} buckets"
-                    )));
+                if count != 0 {
+                    if buckets.len() == MAX_BUCKETS {
+                        return Err(too_many());
+                    }
+                    buckets.push(count);
+                    continue;
                 }
-                buckets.resize(buckets.len() + length, count);
+                let length: i64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::custom("a run of zeros lacks its length"))?;
+                let length = usize::try_from(length)
+                    .ok()
+                    .filter(|&length| length > 0)
+                    .ok_or_else(|| {
+                        de::Error::custom(format!("a run of {length} zeros is not a run"))
+                    })?;
+                if length > MAX_BUCKETS - buckets.len() {
+                    return Err(too_many());
+                }
+                buckets.extend(std::iter::repeat_n(0, length));
             }
             if buckets.first() == Some(&0) || buckets.last() == Some(&0) {
                 return Err(de::Error::custom("the buckets begin or end with a zero"));
