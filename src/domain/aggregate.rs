@@ -530,8 +530,8 @@ fn stored_slot(bit: usize) -> Slot {
 impl Serialize for Aggregate {
     /// A mask with a bit for every field that is not zero (in the order of
     /// [`stored_slot`]), then those fields alone. Most buckets hold one or two
-    /// kinds of fact: an aggregate of one interaction takes a dozen bytes
-    /// instead of the 72 its zeros take when every field is written.
+    /// kinds of fact: an aggregate of one interaction takes under 20 bytes
+    /// instead of the 72 its zeros alone take when every field is written.
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let scalars = self.scalars();
         let histograms = self.histograms();

@@ -318,7 +318,8 @@ impl Store {
 /// 4: SLA counts in aggregates, SLA moments in the open-ticket index and ticket
 /// rows, team terms (calendar and SLA policy) in place of bare calendars.
 /// 5: a scope's hour aggregate and its quarters' in one value (`buckets`).
-/// 6: aggregates stored as a presence mask and their fields that are not zero.
+/// 6: aggregates stored as a presence mask and their fields that are not zero,
+/// histogram buckets with each run of zeros as its length.
 const FORMAT_VERSION: u32 = 6;
 
 /// Marks a new store with the format version, and refuses a store of another.
