@@ -589,12 +589,14 @@ impl<'de> Visitor<'de> for StoredAggregate {
         if let Some(remaining) = seq.size_hint().filter(|&remaining| remaining != fields) {
             return Err(de::Error::invalid_length(1 + remaining, &self));
         }
-        let present = std::iter::successors(Some(mask), |rest| Some(rest & (rest - 1)))
-            .take_while(|&rest| rest != 0)
-            .map(|rest| rest.trailing_zeros() as usize);
         let mut aggregate = Aggregate::default();
-        for (read, bit) in present.enumerate() {
-            let missing = || de::Error::invalid_length(1 + read, &StoredAggregate);
+        // The mask's set bits, lowest first; `read` counts the elements read.
+        let mut rest = mask;
+        let mut read = 1;
+        while rest != 0 {
+            let bit = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
+            let missing = || de::Error::invalid_length(read, &StoredAggregate);
             match stored_slot(bit) {
                 Slot::Scalar(index) => {
                     *aggregate.scalars_mut()[index] = seq.next_element()?.ok_or_else(missing)?;
@@ -609,6 +611,7 @@ impl<'de> Visitor<'de> for StoredAggregate {
                     }
                 }
             }
+            read += 1;
         }
         Ok(aggregate)
     }
