@@ -51,11 +51,15 @@ pub fn metrics(kv: &dyn KvStore, selection: &Selection, window: Window) -> Resul
 
 /// The open tickets of a selection's members, summarised at `as_of`.
 pub fn backlog(kv: &dyn KvStore, selection: &Selection, as_of: Instant) -> Result<BacklogSummary> {
-    let mut open = Vec::new();
-    for scope in &selection.members() {
-        open.extend(reads::open_tickets(kv, scope)?);
-    }
-    Ok(BacklogSummary::summarize(as_of, open))
+    let lists = selection
+        .members()
+        .iter()
+        .map(|scope| reads::open_tickets(kv, scope))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(BacklogSummary::summarize(
+        as_of,
+        lists.iter().flat_map(|open| open.iter().copied()),
+    ))
 }
 
 pub fn scorecard(kv: &dyn KvStore, query: &ScorecardQuery) -> Result<Scorecard> {

@@ -6,13 +6,16 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::domain::aggregate::Aggregate;
+use crate::domain::aggregate::{Aggregate, Scope};
+use crate::domain::scorecard::OpenTicket;
 use crate::error::{Error, Result};
 
 use super::buckets;
+use super::groups::decode_open_ticket;
+use super::keys;
 
 /// One change of a batch: a value to put, or `None` to delete the key.
 pub type Change = (Vec<u8>, Option<Vec<u8>>);
@@ -48,6 +51,20 @@ pub trait KvStore: Send + Sync + 'static {
             visit(&key, &value)?;
         }
         Ok(())
+    }
+
+    /// The open tickets a scope's part of the open-ticket index lists, decoded,
+    /// in key order. A store that holds the index in memory keeps each scope's
+    /// list decoded until a commit changes it (see [`ResidentKv`]).
+    ///
+    /// [`ResidentKv`]: super::resident::ResidentKv
+    fn open_tickets(&self, scope: &Scope) -> Result<Arc<[OpenTicket]>> {
+        let mut open = Vec::new();
+        self.visit_prefix(&keys::open_ticket_prefix(scope), &mut |key, value| {
+            open.push(decode_open_ticket(key, value)?);
+            Ok(())
+        })?;
+        Ok(open.into())
     }
 
     /// Entries with `start <= key < end`, in key order.

@@ -1,6 +1,8 @@
 //! Reads that serve scorecards: windows merged from precomputed buckets, scope
 //! listings, the open-ticket index, targets and counters. None scans raw records.
 
+use std::sync::Arc;
+
 use crate::domain::aggregate::{Aggregate, Scope, ScopeKind};
 use crate::domain::records::Id;
 use crate::domain::scorecard::{OpenTicket, Targets};
@@ -10,7 +12,6 @@ use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts};
 use super::codec::decode;
-use super::groups::decode_open_ticket;
 use super::keys;
 use super::kv::KvStore;
 use super::txn::Reader;
@@ -79,14 +80,10 @@ pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Open tickets of a scope, from the open-ticket index (held in memory).
-pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Vec<OpenTicket>> {
-    let mut open = Vec::new();
-    kv.visit_prefix(&keys::open_ticket_prefix(scope), &mut |key, value| {
-        open.push(decode_open_ticket(key, value)?);
-        Ok(())
-    })?;
-    Ok(open)
+/// Open tickets of a scope, from the open-ticket index (held in memory, and
+/// kept decoded between the commits that change it).
+pub fn open_tickets(kv: &dyn KvStore, scope: &Scope) -> Result<Arc<[OpenTicket]>> {
+    kv.open_tickets(scope)
 }
 
 /// Where a drill-down page ends: the position of the last row examined.
