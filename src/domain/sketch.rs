@@ -173,12 +173,15 @@ fn bucket_value_nanos(index: i32) -> f64 {
     2.0 * gamma.powi(index) / (gamma + 1.0)
 }
 
-/// The stored form of a histogram's buckets: each count that is not zero as
+/// The stored form of a histogram's buckets: one byte string of zigzag
+/// varints (postcard's encoding of an `i64`), each count that is not zero as
 /// it is, and each run of zeros as a 0 followed by the run's length. A day's
 /// response times spread over a few hundred buckets, most of them empty.
+/// Being one byte string, it is decoded by one loop over the bytes rather
+/// than by a serde call per count (store format 7; format 6 stored the same
+/// numbers as a sequence, which decoded at half the speed).
 mod zero_runs {
-    use serde::de::{self, SeqAccess, Visitor};
-    use serde::ser::SerializeSeq;
+    use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
 
     /// More buckets than any duration in nanoseconds needs (an i64 of
@@ -202,22 +205,47 @@ mod zero_runs {
         })
     }
 
-    pub fn serialize<S: Serializer>(buckets: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
-        let elements = runs(buckets)
-            .map(|(count, _)| if count == 0 { 2 } else { 1 })
-            .sum();
-        let mut seq = serializer.serialize_seq(Some(elements))?;
-        for (count, length) in runs(buckets) {
-            seq.serialize_element(&count)?;
-            if count == 0 {
-                seq.serialize_element(&(length as i64))?;
+    pub(super) fn put_varint(bytes: &mut Vec<u8>, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        while zigzag >= 0x80 {
+            bytes.push(zigzag as u8 | 0x80);
+            zigzag >>= 7;
+        }
+        bytes.push(zigzag as u8);
+    }
+
+    /// The next varint of `bytes`, as postcard reads an `i64`: at most 10
+    /// bytes, the tenth at most 1. `None`: the bytes end or it is too long.
+    #[inline]
+    pub(super) fn take_varint(bytes: &mut &[u8]) -> Option<i64> {
+        let mut zigzag = 0u64;
+        for index in 0..10 {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            zigzag |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                if index == 9 && byte > 1 {
+                    return None;
+                }
+                return Some((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
             }
         }
-        seq.end()
+        None
+    }
+
+    pub fn serialize<S: Serializer>(buckets: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(buckets.len());
+        for (count, length) in runs(buckets) {
+            put_varint(&mut bytes, count);
+            if count == 0 {
+                put_varint(&mut bytes, length as i64);
+            }
+        }
+        serializer.serialize_bytes(&bytes)
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
-        deserializer.deserialize_seq(ZeroRuns)
+        deserializer.deserialize_bytes(ZeroRuns)
     }
 
     struct ZeroRuns;
@@ -229,10 +257,12 @@ mod zero_runs {
             formatter.write_str("bucket counts, each run of zeros as 0 and its length")
         }
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<i64>, A::Error> {
-            let too_many = || de::Error::custom(format!("more than {MAX_BUCKETS} buckets"));
-            let mut buckets = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BUCKETS));
-            while let Some(count) = seq.next_element::<i64>()? {
+        fn visit_bytes<E: de::Error>(self, mut bytes: &[u8]) -> Result<Vec<i64>, E> {
+            let too_many = || E::custom(format!("more than {MAX_BUCKETS} buckets"));
+            let not_varint = || E::custom("a bucket count is not a varint");
+            let mut buckets = Vec::with_capacity(bytes.len().min(MAX_BUCKETS));
+            while !bytes.is_empty() {
+                let count = take_varint(&mut bytes).ok_or_else(not_varint)?;
                 if count != 0 {
                     if buckets.len() == MAX_BUCKETS {
                         return Err(too_many());
@@ -240,22 +270,21 @@ mod zero_runs {
                     buckets.push(count);
                     continue;
                 }
-                let length: i64 = seq
-                    .next_element()?
-                    .ok_or_else(|| de::Error::custom("a run of zeros lacks its length"))?;
+                if bytes.is_empty() {
+                    return Err(E::custom("a run of zeros lacks its length"));
+                }
+                let length = take_varint(&mut bytes).ok_or_else(not_varint)?;
                 let length = usize::try_from(length)
                     .ok()
                     .filter(|&length| length > 0)
-                    .ok_or_else(|| {
-                        de::Error::custom(format!("a run of {length} zeros is not a run"))
-                    })?;
+                    .ok_or_else(|| E::custom(format!("a run of {length} zeros is not a run")))?;
                 if length > MAX_BUCKETS - buckets.len() {
                     return Err(too_many());
                 }
-                buckets.extend(std::iter::repeat_n(0, length));
+                buckets.resize(buckets.len() + length, 0);
             }
             if buckets.first() == Some(&0) || buckets.last() == Some(&0) {
-                return Err(de::Error::custom("the buckets begin or end with a zero"));
+                return Err(E::custom("the buckets begin or end with a zero"));
             }
             Ok(buckets)
         }
@@ -311,11 +340,17 @@ mod tests {
 
     #[test]
     fn damaged_runs_do_not_read() {
-        // count, sum, zero count, offset, then the runs.
+        // count, sum, zero count, offset, then the runs: a byte string of
+        // the elements each encoded as postcard encodes an i64.
         let head = (1u8, 1u8, 0u8, 2u8);
         let runs = |elements: &[i64]| {
             let mut bytes = postcard::to_stdvec(&head).unwrap();
-            bytes.extend(postcard::to_stdvec(&elements.to_vec()).unwrap());
+            let varints: Vec<u8> = elements
+                .iter()
+                .flat_map(|element| postcard::to_stdvec(element).unwrap())
+                .collect();
+            // A Vec<u8> is written as a byte string is: its length, then the bytes.
+            bytes.extend(postcard::to_stdvec(&varints).unwrap());
             bytes
         };
         assert!(postcard::from_bytes::<DurationHistogram>(&runs(&[1])).is_ok());
@@ -332,9 +367,73 @@ mod tests {
                 "{damaged:?} read"
             );
         }
+        // Varints cut short or too long.
+        let raw = |varints: &[u8]| {
+            let mut bytes = postcard::to_stdvec(&head).unwrap();
+            bytes.extend(postcard::to_stdvec(&varints.to_vec()).unwrap());
+            bytes
+        };
+        assert!(postcard::from_bytes::<DurationHistogram>(&raw(&[2])).is_ok());
+        for damaged in [
+            vec![0x82],                           // the last byte continues
+            vec![0xff; 11],                       // longer than any i64's
+            [vec![0x80; 9], vec![0x02]].concat(), // past 64 bits
+        ] {
+            assert!(
+                postcard::from_bytes::<DurationHistogram>(&raw(&damaged)).is_err(),
+                "{damaged:?} read"
+            );
+        }
+    }
+
+    /// Every length of continuing bytes (of all-zero and all-one payloads),
+    /// then every last byte: read as postcard reads an i64, overlong and
+    /// overflowing varints refused alike.
+    #[test]
+    fn varint_edges_read_as_postcard_reads_them() {
+        for continuing in [0x80u8, 0xff] {
+            for length in 0..=10 {
+                for last in 0..=u8::MAX {
+                    let bytes = [vec![continuing; length], vec![last]].concat();
+                    let mut rest = bytes.as_slice();
+                    let ours = zero_runs::take_varint(&mut rest).map(|value| (value, rest));
+                    let postcards = postcard::take_from_bytes::<i64>(&bytes).ok();
+                    assert_eq!(ours, postcards, "{bytes:x?}");
+                }
+            }
+        }
     }
 
     proptest! {
+        /// The bucket varints are postcard's encoding of an i64: written
+        /// byte for byte as postcard writes it, read back as postcard does.
+        #[test]
+        fn bucket_varints_are_postcards(value in any::<i64>(), tail in prop::collection::vec(any::<u8>(), 0..3)) {
+            let mut written = Vec::new();
+            zero_runs::put_varint(&mut written, value);
+            let postcards = postcard::to_stdvec(&value).unwrap();
+            prop_assert_eq!(&written, &postcards);
+            let bytes = [postcards.as_slice(), &tail].concat();
+            let mut rest = bytes.as_slice();
+            prop_assert_eq!(zero_runs::take_varint(&mut rest), Some(value));
+            prop_assert_eq!(rest, tail.as_slice());
+        }
+
+        /// Any bytes, damaged ones included, read as postcard reads an i64:
+        /// up to 10 bytes that continue, then any byte, then anything.
+        #[test]
+        fn any_bytes_read_as_postcard_reads_them(
+            continuing in prop::collection::vec(0x80u8.., 0..=10),
+            last in any::<u8>(),
+            tail in prop::collection::vec(any::<u8>(), 0..2),
+        ) {
+            let bytes = [continuing.as_slice(), &[last], &tail].concat();
+            let mut rest = bytes.as_slice();
+            let ours = zero_runs::take_varint(&mut rest).map(|value| (value, rest));
+            let postcards = postcard::take_from_bytes::<i64>(&bytes).ok();
+            prop_assert_eq!(ours, postcards);
+        }
+
         #[test]
         fn percentiles_are_within_one_percent_of_nearest_rank(
             mut values in prop::collection::vec(0i64..7 * 86_400 * NANOS_PER_SECOND, 1..300),

@@ -319,8 +319,9 @@ impl Store {
 /// rows, team terms (calendar and SLA policy) in place of bare calendars.
 /// 5: a scope's hour aggregate and its quarters' in one value (`buckets`).
 /// 6: aggregates stored as a presence mask and their fields that are not zero,
-/// histogram buckets with each run of zeros as its length.
-const FORMAT_VERSION: u32 = 6;
+/// histogram buckets with each run of zeros as its length. 7: those runs as
+/// one byte string of varints, not a sequence of numbers.
+const FORMAT_VERSION: u32 = 7;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
