@@ -179,7 +179,7 @@ fn bucket_value_nanos(index: i32) -> f64 {
 /// response times spread over a few hundred buckets, most of them empty.
 /// Being one byte string, it is decoded by one loop over the bytes rather
 /// than by a serde call per count (store format 7; format 6 stored the same
-/// numbers as a sequence, which decoded at half the speed).
+/// numbers as a sequence, which took 10-25% longer to decode).
 mod zero_runs {
     use serde::de::{self, Visitor};
     use serde::{Deserializer, Serializer};
