@@ -341,47 +341,38 @@ mod tests {
     #[test]
     fn damaged_runs_do_not_read() {
         // count, sum, zero count, offset, then the runs: a byte string of
-        // the elements each encoded as postcard encodes an i64.
+        // varints. A Vec<u8> is written as a byte string is: its length,
+        // then the bytes.
         let head = (1u8, 1u8, 0u8, 2u8);
-        let runs = |elements: &[i64]| {
-            let mut bytes = postcard::to_stdvec(&head).unwrap();
-            let varints: Vec<u8> = elements
-                .iter()
-                .flat_map(|element| postcard::to_stdvec(element).unwrap())
-                .collect();
-            // A Vec<u8> is written as a byte string is: its length, then the bytes.
-            bytes.extend(postcard::to_stdvec(&varints).unwrap());
-            bytes
-        };
-        assert!(postcard::from_bytes::<DurationHistogram>(&runs(&[1])).is_ok());
-        for damaged in [
-            vec![1, 0, 0, 1],     // a run of no zeros
-            vec![1, 0, -2, 1],    // a run of a negative length
-            vec![1, 0],           // a run without its length
-            vec![1, 0, 5_000, 1], // more buckets than any duration needs
-            vec![0, 2, 1],        // begins with zeros
-            vec![1, 0, 2],        // ends with zeros
-        ] {
-            assert!(
-                postcard::from_bytes::<DurationHistogram>(&runs(&damaged)).is_err(),
-                "{damaged:?} read"
-            );
-        }
-        // Varints cut short or too long.
         let raw = |varints: &[u8]| {
             let mut bytes = postcard::to_stdvec(&head).unwrap();
             bytes.extend(postcard::to_stdvec(&varints.to_vec()).unwrap());
             bytes
         };
+        // The elements each encoded as postcard encodes an i64.
+        let runs = |elements: &[i64]| {
+            let varints: Vec<u8> = elements
+                .iter()
+                .flat_map(|element| postcard::to_stdvec(element).unwrap())
+                .collect();
+            raw(&varints)
+        };
+        assert!(postcard::from_bytes::<DurationHistogram>(&runs(&[1])).is_ok());
         assert!(postcard::from_bytes::<DurationHistogram>(&raw(&[2])).is_ok());
         for damaged in [
-            vec![0x82],                           // the last byte continues
-            vec![0xff; 11],                       // longer than any i64's
-            [vec![0x80; 9], vec![0x02]].concat(), // past 64 bits
+            runs(&[1, 0, 0, 1]),                            // a run of no zeros
+            runs(&[1, 0, -2, 1]),                           // a run of a negative length
+            runs(&[1, 0]),                                  // a run without its length
+            runs(&[1, 0, 5_000, 1]),                        // more buckets than any duration needs
+            runs(&[0, 2, 1]),                               // begins with zeros
+            runs(&[1, 0, 2]),                               // ends with zeros
+            raw(&[0x82]),                                   // the last byte continues
+            raw(&[0xff; 11]),                               // longer than any i64's
+            raw(&[[0x80; 9].as_slice(), &[0x02]].concat()), // past 64 bits
         ] {
             assert!(
-                postcard::from_bytes::<DurationHistogram>(&raw(&damaged)).is_err(),
-                "{damaged:?} read"
+                postcard::from_bytes::<DurationHistogram>(&damaged).is_err(),
+                "{damaged:x?} read"
             );
         }
     }
