@@ -218,6 +218,17 @@ mod zero_runs {
     /// bytes, the tenth at most 1. `None`: the bytes end or it is too long.
     #[inline]
     pub(super) fn take_varint(bytes: &mut &[u8]) -> Option<i64> {
+        // Most counts of a bucket fit one byte.
+        if let Some((&byte, rest)) = bytes.split_first() {
+            if byte < 0x80 {
+                *bytes = rest;
+                return Some(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+            }
+        }
+        take_long_varint(bytes)
+    }
+
+    fn take_long_varint(bytes: &mut &[u8]) -> Option<i64> {
         let mut zigzag = 0u64;
         for index in 0..10 {
             let (&byte, rest) = bytes.split_first()?;
