@@ -17,8 +17,8 @@ use super::kv::KvStore;
 use super::txn::Reader;
 use super::writes::Counters;
 
-/// The sum of a scope's buckets over a window: the window is cut into the coarsest
-/// aligned buckets and each run of equal buckets is one range read (of the
+/// The sum of a scope's buckets over a window: the window is cut into runs of
+/// buckets to add and to take away ([`decompose`]), each one range read (of the
 /// hours' parts, for quarters and hours).
 pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Aggregate> {
     let mut total = Aggregate::default();
@@ -34,7 +34,7 @@ pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Resu
                 })?;
                 let parts: HourParts = decode(&key, &value)?;
                 for aggregate in parts.within(run.level, hour, run.start, run.end) {
-                    total.merge(aggregate, 1);
+                    total.merge(aggregate, run.sign);
                 }
             }
             continue;
@@ -43,7 +43,7 @@ pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Resu
         let end = keys::aggregate(run.level, scope, run.end);
         for entry in kv.range(&start, &end) {
             let (key, value) = entry?;
-            total.merge(&decode::<Aggregate>(&key, &value)?, 1);
+            total.merge(&decode::<Aggregate>(&key, &value)?, run.sign);
         }
     }
     Ok(total)
