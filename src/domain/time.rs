@@ -177,14 +177,14 @@ const COARSE_TO_FINE: [Level; 4] = [Level::Month, Level::Day, Level::Hour, Level
 /// value, so they cost one read): the whole buckets of the coarsest level inside the
 /// window, and for each ragged end the cheaper of the finer buckets that fill
 /// it and the whole coarser bucket less the finer buckets of it that lie
-/// outside the window (30 days to the end of a month: that month less its
-/// first day, 2 buckets instead of 30). Aggregates add and subtract exactly,
+/// outside the window (the last 30 days of a 31-day month: that month less
+/// its first day, 2 buckets instead of 30). Aggregates add and subtract exactly,
 /// so both give the same sum. Each run is one range read; the runs that add
 /// come first.
 pub fn decompose(window: Window) -> Vec<BucketRun> {
     let mut runs = cover(window.from, window.to, &COARSE_TO_FINE).runs;
-    // Stable: in time order within each sign.
-    runs.sort_by_key(|run| -run.sign);
+    // Runs of one sign and level side by side, in time order, to be joined.
+    runs.sort_by_key(|run| (-run.sign, run.level, run.start));
     let mut merged: Vec<BucketRun> = Vec::with_capacity(runs.len());
     for run in runs {
         match merged.last_mut() {
@@ -250,6 +250,13 @@ fn cover(from: i64, to: i64, levels: &[Level]) -> Cover {
     }
     let first = level.bucket_start(from);
     let first_end = level.bucket_end(first);
+    if !(first <= from && from < first_end) {
+        // Months past what the calendar arithmetic covers (no valid window).
+        return cover(from, to, finer);
+    }
+    if from == first && to == first_end {
+        return Cover::whole(level, from, to);
+    }
     if to <= first_end {
         return ragged(level, first, first_end, from, to, finer);
     }
@@ -567,6 +574,39 @@ mod tests {
                 sign: 1
             }]
         );
+    }
+
+    #[test]
+    fn whole_buckets_are_read_whole_and_runs_of_a_level_are_joined() {
+        // One hour: its hour aggregate, not its four quarters.
+        let hour = Window::new(at("2025-12-17T10:00:00Z"), at("2025-12-17T11:00:00Z")).unwrap();
+        assert_eq!(
+            decompose(hour),
+            vec![BucketRun {
+                level: Level::Hour,
+                start: hour.from(),
+                end: hour.to(),
+                sign: 1
+            }]
+        );
+        // January less its first ten days and most of the tenth, then
+        // February and March: one run of months, one of days taken away.
+        let window = Window::new(at("2026-01-10T20:15:00Z"), at("2026-04-02T00:00:00Z")).unwrap();
+        let runs = decompose(window);
+        assert_sum_is_window(&runs, window);
+        let months: Vec<_> = runs
+            .iter()
+            .filter(|run| run.level == Level::Month)
+            .collect();
+        assert_eq!(months.len(), 1, "{runs:?}");
+        assert_eq!(
+            (months[0].start, months[0].end),
+            (at("2026-01-01T00:00:00Z"), at("2026-04-01T00:00:00Z"))
+        );
+        let days_taken = runs
+            .iter()
+            .filter(|run| run.level == Level::Day && run.sign < 0);
+        assert_eq!(days_taken.count(), 1, "{runs:?}");
     }
 
     #[test]

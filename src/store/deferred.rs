@@ -36,6 +36,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::iter::Peekable;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,6 +55,26 @@ use super::txn::Txn;
 const MAX_OVERLAY_WEIGHT: usize = 50_000;
 /// ...or when the last checkpoint is this old (checked at each commit).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// A consistent read is tried this often while commits come, then run with
+/// commits held off.
+const OPTIMISTIC_READS: usize = 4;
+
+/// Makes the count of changes odd while it lives, even again when dropped
+/// (on an error too).
+struct ChangeCount<'a>(&'a AtomicU64);
+
+impl<'a> ChangeCount<'a> {
+    fn begin(changes: &'a AtomicU64) -> ChangeCount<'a> {
+        changes.fetch_add(1, Ordering::SeqCst);
+        ChangeCount(changes)
+    }
+}
+
+impl Drop for ChangeCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
 
 fn is_derived(key: &[u8]) -> bool {
     matches!(
@@ -196,6 +217,10 @@ pub struct DeferredKv {
     overlay: RwLock<Overlay>,
     /// Serialises commits and checkpoints.
     writing: Mutex<Writing>,
+    /// Counts the changes to derived values readers can see: odd while a
+    /// commit is making one ([`KvStore::read_consistently`]). A checkpoint
+    /// changes no value a reader sees, so it does not count.
+    changes: AtomicU64,
     /// [`MAX_OVERLAY_WEIGHT`], smaller in tests.
     max_weight: usize,
 }
@@ -220,6 +245,7 @@ impl DeferredKv {
             max_weight,
             inner,
             overlay: RwLock::new(BTreeMap::new()),
+            changes: AtomicU64::new(0),
             writing: Mutex::new(Writing {
                 last_checkpoint: Instant::now(),
                 weight: 0,
@@ -437,6 +463,29 @@ impl KvStore for DeferredKv {
         self.merged(self.inner.range(start, end), pending)
     }
 
+    /// Runs `read` and keeps it if no commit changed a derived value
+    /// meanwhile (the count of changes is even and the same before and after);
+    /// after [`OPTIMISTIC_READS`] tries, runs it with commits held off. A
+    /// window read is a few ranges read one after another; a commit between
+    /// two would leave it with part of that commit (a fact added by one range
+    /// and not taken away by the next).
+    fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        for _ in 0..OPTIMISTIC_READS {
+            let before = self.changes.load(Ordering::SeqCst);
+            // Even: no commit is being applied.
+            if before.is_multiple_of(2) {
+                read()?;
+                fence(Ordering::SeqCst);
+                if self.changes.load(Ordering::SeqCst) == before {
+                    return Ok(());
+                }
+            }
+            std::thread::yield_now();
+        }
+        let _writing = self.writing.lock().map_err(poisoned)?;
+        read()
+    }
+
     fn commit(&self, changes: Vec<Change>) -> Result<()> {
         self.commit_with_aggregates(changes, Vec::new())
     }
@@ -470,6 +519,7 @@ impl KvStore for DeferredKv {
             writing.checkpointed.clear();
             let stored = buckets::aggregate_changes(&changes, deltas, |key| self.inner.get(key))?;
             changes.extend(stored);
+            let _visible = ChangeCount::begin(&self.changes);
             return self.inner.commit(changes);
         }
         let mut durable = Vec::with_capacity(changes.len() + deltas.len() - derived_count);
@@ -490,6 +540,8 @@ impl KvStore for DeferredKv {
         }
         let weight = {
             let mut overlay = self.overlay.write().map_err(poisoned)?;
+            let _visible = (!derived.is_empty() || !additions.is_empty())
+                .then(|| ChangeCount::begin(&self.changes));
             for (key, pending) in derived {
                 writing.insert(&mut overlay, key, pending);
             }
@@ -858,6 +910,61 @@ mod tests {
         kv.commit_with_aggregates(Vec::new(), vec![(bucket.clone(), interactions(1))])
             .unwrap();
         assert_eq!(interactions_at(&kv, &bucket), 6);
+    }
+
+    /// Two buckets a writer always changes together, read one after the
+    /// other while it commits (into the overlay, and every fifth commit past
+    /// it, straight to the store): read consistently, they always agree. A
+    /// quick reader (optimistic reads) and one slower than the commits come
+    /// (reads with commits held off) are both checked.
+    #[test]
+    fn reads_made_consistently_never_see_part_of_a_commit() {
+        let (_dir, inner) = temporary_sled();
+        let kv = Arc::new(DeferredKv::with_max_weight(inner, 4));
+        let (a, b) = (b"Aa".to_vec(), b"Ab".to_vec());
+        let both = {
+            let (a, b) = (a.clone(), b.clone());
+            move || vec![(a.clone(), interactions(1)), (b.clone(), interactions(1))]
+        };
+        kv.commit_with_aggregates(Vec::new(), both()).unwrap();
+        let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let writer = std::thread::spawn({
+            let (kv, reading) = (Arc::clone(&kv), Arc::clone(&reading));
+            move || {
+                let mut commits = 0u64;
+                while reading.load(Ordering::SeqCst) && commits < 1_000_000 {
+                    let past_the_overlay: Vec<Change> = if commits.is_multiple_of(5) {
+                        [b"Xa", b"Xb", b"Xc"]
+                            .map(|key| (key.to_vec(), Some(b"x".to_vec())))
+                            .into()
+                    } else {
+                        Vec::new()
+                    };
+                    kv.commit_with_aggregates(past_the_overlay, both()).unwrap();
+                    commits += 1;
+                }
+                commits
+            }
+        });
+        for pause in [None, Some(Duration::from_micros(300))] {
+            for _ in 0..200 {
+                let mut read = (0, 0);
+                kv.read_consistently(&mut || {
+                    let first = interactions_at(kv.as_ref(), &a);
+                    match pause {
+                        Some(pause) => std::thread::sleep(pause),
+                        None => std::thread::yield_now(),
+                    }
+                    read = (first, interactions_at(kv.as_ref(), &b));
+                    Ok(())
+                })
+                .unwrap();
+                assert_eq!(read.0, read.1, "a read saw part of a commit");
+            }
+        }
+        reading.store(false, Ordering::SeqCst);
+        let commits = writer.join().unwrap();
+        assert!(commits > 0);
     }
 
     /// A store that counts the reads of single keys it serves.

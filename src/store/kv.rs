@@ -74,6 +74,18 @@ pub trait KvStore: Send + Sync + 'static {
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
 
+    /// Runs `read`, which may read several times, so that every derived value
+    /// (aggregate, derived index) it reads is of one state of the store: no
+    /// commit changes them between its reads. It may run `read` more than once;
+    /// each run must start afresh. The default runs it once, with no such
+    /// promise: for stores that nothing reads while they are written (the
+    /// store under [`DeferredKv`], which keeps the promise).
+    ///
+    /// [`DeferredKv`]: super::deferred::DeferredKv
+    fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        read()
+    }
+
     /// Applies every change or none, and returns only once they are durable.
     fn commit(&self, changes: Vec<Change>) -> Result<()>;
 

@@ -7,7 +7,7 @@ use crate::domain::aggregate::{Aggregate, Scope, ScopeKind};
 use crate::domain::records::Id;
 use crate::domain::scorecard::{OpenTicket, Targets};
 use crate::domain::ticket::TicketRow;
-use crate::domain::time::{decompose, Level, Window, NANOS_PER_SECOND};
+use crate::domain::time::{decompose, BucketRun, Level, Window, NANOS_PER_SECOND};
 use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts};
@@ -19,10 +19,21 @@ use super::writes::Counters;
 
 /// The sum of a scope's buckets over a window: the window is cut into runs of
 /// buckets to add and to take away ([`decompose`]), each one range read (of the
-/// hours' parts, for quarters and hours).
+/// hours' parts, for quarters and hours), all of one state of the store
+/// ([`KvStore::read_consistently`]).
 pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Aggregate> {
+    let runs = decompose(window);
     let mut total = Aggregate::default();
-    for run in decompose(window) {
+    kv.read_consistently(&mut || {
+        total = sum_of_runs(kv, scope, &runs)?;
+        Ok(())
+    })?;
+    Ok(total)
+}
+
+fn sum_of_runs(kv: &dyn KvStore, scope: &Scope, runs: &[BucketRun]) -> Result<Aggregate> {
+    let mut total = Aggregate::default();
+    for run in runs {
         if matches!(run.level, Level::Quarter | Level::Hour) {
             let scope_bytes = keys::scope_bytes(scope);
             let start = buckets::hour_parts_from(&scope_bytes, run.start);
