@@ -174,13 +174,13 @@ const COARSE_TO_FINE: [Level; 4] = [Level::Month, Level::Day, Level::Hour, Level
 
 /// Cuts a window into bucket runs whose signed sum is the window's, reading as
 /// few stored values as it can (an hour's quarters are stored in the hour's
-/// value, so they cost one read): the whole buckets of the coarsest level inside the
-/// window, and for each ragged end the cheaper of the finer buckets that fill
-/// it and the whole coarser bucket less the finer buckets of it that lie
-/// outside the window (the last 30 days of a 31-day month: that month less
-/// its first day, 2 buckets instead of 30). Aggregates add and subtract exactly,
-/// so both give the same sum. Each run is one range read; the runs that add
-/// come first.
+/// value, so they cost one read): the whole buckets of the coarsest level
+/// inside the window, and for each ragged end the cheaper of the finer
+/// buckets that fill it and the whole coarser bucket less the finer buckets
+/// of it that lie outside the window (the last 30 days of a 31-day month:
+/// that month less its first day, 2 buckets instead of 30). Aggregates add
+/// and subtract exactly, so both give the same sum. Each run is one range
+/// read; the runs that add come first.
 pub fn decompose(window: Window) -> Vec<BucketRun> {
     let mut runs = cover(window.from, window.to, &COARSE_TO_FINE).runs;
     // Runs of one sign and level side by side, in time order, to be joined.
@@ -607,6 +607,16 @@ mod tests {
             .iter()
             .filter(|run| run.level == Level::Day && run.sign < 0);
         assert_eq!(days_taken.count(), 1, "{runs:?}");
+    }
+
+    #[test]
+    fn a_window_past_the_calendars_range_is_cut_into_days() {
+        // About 28 million years from now, where chrono has no months.
+        let from = 900 * 1_000_000_000_000;
+        let window = Window::new(from, from + 3 * 86_400 + 3 * 3600).unwrap();
+        let runs = decompose(window);
+        assert_sum_is_window(&runs, window);
+        assert!(runs.iter().all(|run| run.level != Level::Month), "{runs:?}");
     }
 
     #[test]
