@@ -3,7 +3,11 @@
 //! changes, when the window moves on, and once a minute (backlog ages), and
 //! publishes it only when it differs. Publishing is a `watch` channel, so a
 //! feed never waits for a watcher and a watcher that reads slowly only skips
-//! to the newest scorecard; writers never wait for either.
+//! to the newest scorecard; writers never wait for either (a window read
+//! holds a commit back only when commits kept landing in its reads, see
+//! [`KvStore::read_consistently`]).
+//!
+//! [`KvStore::read_consistently`]: crate::store::KvStore::read_consistently
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -37,7 +37,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::iter::Peekable;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::domain::aggregate::Aggregate;
@@ -59,20 +59,29 @@ const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// commits held off.
 const OPTIMISTIC_READS: usize = 4;
 
-/// Makes the count of changes odd while it lives, even again when dropped
-/// (on an error too).
-struct ChangeCount<'a>(&'a AtomicU64);
+/// While it lives, a commit is changing derived values readers see: it holds
+/// the change gate for writing and makes the count of changes odd; dropped
+/// (on an error too), the count is even again and the gate open.
+struct ChangeCount<'a> {
+    changes: &'a AtomicU64,
+    _gate: RwLockWriteGuard<'a, ()>,
+}
 
 impl<'a> ChangeCount<'a> {
-    fn begin(changes: &'a AtomicU64) -> ChangeCount<'a> {
+    fn begin(changes: &'a AtomicU64, gate: &'a RwLock<()>) -> ChangeCount<'a> {
+        let gate = gate.write().unwrap_or_else(PoisonError::into_inner);
         changes.fetch_add(1, Ordering::SeqCst);
-        ChangeCount(changes)
+        ChangeCount {
+            changes,
+            _gate: gate,
+        }
     }
 }
 
 impl Drop for ChangeCount<'_> {
     fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
+        // Before the gate opens (fields drop after this).
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -221,6 +230,13 @@ pub struct DeferredKv {
     /// commit is making one ([`KvStore::read_consistently`]). A checkpoint
     /// changes no value a reader sees, so it does not count.
     changes: AtomicU64,
+    /// Held for writing while a commit makes such a change, and for reading
+    /// by a consistent read that had to hold those changes off. It guards
+    /// no data: a panic that poisoned it leaves it usable.
+    change_gate: RwLock<()>,
+    /// Consistent reads that had to hold changes off (for tests and
+    /// diagnostics).
+    held_off_reads: AtomicU64,
     /// [`MAX_OVERLAY_WEIGHT`], smaller in tests.
     max_weight: usize,
 }
@@ -246,6 +262,8 @@ impl DeferredKv {
             inner,
             overlay: RwLock::new(BTreeMap::new()),
             changes: AtomicU64::new(0),
+            change_gate: RwLock::new(()),
+            held_off_reads: AtomicU64::new(0),
             writing: Mutex::new(Writing {
                 last_checkpoint: Instant::now(),
                 weight: 0,
@@ -377,6 +395,12 @@ impl DeferredKv {
         Ok(additions)
     }
 
+    /// How many consistent reads had to hold changes off (after
+    /// `OPTIMISTIC_READS` tries saw commits land).
+    pub fn held_off_reads(&self) -> u64 {
+        self.held_off_reads.load(Ordering::Relaxed)
+    }
+
     /// Writes every deferred change now.
     pub fn checkpoint(&self) -> Result<()> {
         let mut writing = self.writing.lock().map_err(poisoned)?;
@@ -463,26 +487,32 @@ impl KvStore for DeferredKv {
         self.merged(self.inner.range(start, end), pending)
     }
 
-    /// Runs `read` and keeps it if no commit changed a derived value
-    /// meanwhile (the count of changes is even and the same before and after);
-    /// after [`OPTIMISTIC_READS`] tries, runs it with commits held off. A
-    /// window read is a few ranges read one after another; a commit between
-    /// two would leave it with part of that commit (a fact added by one range
-    /// and not taken away by the next).
+    /// Runs `read` and keeps what it gave (a value or an error) if no commit
+    /// changed a derived value meanwhile: the count of changes is even and
+    /// the same before and after. After `OPTIMISTIC_READS` tries, runs it
+    /// with those changes held off (the change gate held for reading; commits
+    /// wait only where they change what readers see). A window read is a few
+    /// ranges read one after another; a commit between two would leave it
+    /// with part of that commit (a fact added by one range and not taken away
+    /// by the next).
     fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         for _ in 0..OPTIMISTIC_READS {
             let before = self.changes.load(Ordering::SeqCst);
             // Even: no commit is being applied.
             if before.is_multiple_of(2) {
-                read()?;
+                let result = read();
                 fence(Ordering::SeqCst);
                 if self.changes.load(Ordering::SeqCst) == before {
-                    return Ok(());
+                    return result;
                 }
             }
             std::thread::yield_now();
         }
-        let _writing = self.writing.lock().map_err(poisoned)?;
+        let _held_off = self
+            .change_gate
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.held_off_reads.fetch_add(1, Ordering::Relaxed);
         read()
     }
 
@@ -519,7 +549,7 @@ impl KvStore for DeferredKv {
             writing.checkpointed.clear();
             let stored = buckets::aggregate_changes(&changes, deltas, |key| self.inner.get(key))?;
             changes.extend(stored);
-            let _visible = ChangeCount::begin(&self.changes);
+            let _visible = ChangeCount::begin(&self.changes, &self.change_gate);
             return self.inner.commit(changes);
         }
         let mut durable = Vec::with_capacity(changes.len() + deltas.len() - derived_count);
@@ -539,9 +569,11 @@ impl KvStore for DeferredKv {
             self.inner.commit(durable)?;
         }
         let weight = {
-            let mut overlay = self.overlay.write().map_err(poisoned)?;
+            // The gate before the overlay: a reader holding the gate reads
+            // the overlay.
             let _visible = (!derived.is_empty() || !additions.is_empty())
-                .then(|| ChangeCount::begin(&self.changes));
+                .then(|| ChangeCount::begin(&self.changes, &self.change_gate));
+            let mut overlay = self.overlay.write().map_err(poisoned)?;
             for (key, pending) in derived {
                 writing.insert(&mut overlay, key, pending);
             }
@@ -913,10 +945,10 @@ mod tests {
     }
 
     /// Two buckets a writer always changes together, read one after the
-    /// other while it commits (into the overlay, and every fifth commit past
-    /// it, straight to the store): read consistently, they always agree. A
-    /// quick reader (optimistic reads) and one slower than the commits come
-    /// (reads with commits held off) are both checked.
+    /// other (one by key, one by range) while it commits into the overlay
+    /// and, every fifth commit, past it: read consistently, they always
+    /// agree. A quick reader must keep some reads without holding commits
+    /// off, and a reader slower than the commits come must hold them off.
     #[test]
     fn reads_made_consistently_never_see_part_of_a_commit() {
         let (_dir, inner) = temporary_sled();
@@ -946,7 +978,14 @@ mod tests {
                 commits
             }
         });
+        let by_range = |key: &[u8]| {
+            let end = [key, &[0]].concat();
+            let (key, bytes) = kv.range(key, &end).next().expect("the bucket").unwrap();
+            decode::<Aggregate>(&key, &bytes).unwrap().interactions
+        };
+        let mut held_off = Vec::new();
         for pause in [None, Some(Duration::from_micros(300))] {
+            let before = kv.held_off_reads();
             for _ in 0..200 {
                 let mut read = (0, 0);
                 kv.read_consistently(&mut || {
@@ -955,16 +994,22 @@ mod tests {
                         Some(pause) => std::thread::sleep(pause),
                         None => std::thread::yield_now(),
                     }
-                    read = (first, interactions_at(kv.as_ref(), &b));
+                    read = (first, by_range(&b));
                     Ok(())
                 })
                 .unwrap();
                 assert_eq!(read.0, read.1, "a read saw part of a commit");
             }
+            held_off.push(kv.held_off_reads() - before);
         }
         reading.store(false, Ordering::SeqCst);
         let commits = writer.join().unwrap();
         assert!(commits > 0);
+        assert!(held_off[0] < 200, "no quick read was kept: {held_off:?}");
+        assert!(
+            held_off[1] > 0,
+            "no slow read held commits off: {held_off:?}"
+        );
     }
 
     /// A store that counts the reads of single keys it serves.

@@ -74,14 +74,17 @@ pub trait KvStore: Send + Sync + 'static {
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>;
 
-    /// Runs `read`, which may read several times, so that every derived value
-    /// (aggregate, derived index) it reads is of one state of the store: no
-    /// commit changes them between its reads. It may run `read` more than once;
-    /// each run must start afresh. The default runs it once, with no such
-    /// promise: for stores that nothing reads while they are written (the
-    /// store under [`DeferredKv`], which keeps the promise).
+    /// Runs `read`, which may read several times, so that the aggregates and
+    /// other derived values it reads (but not a resident copy's, see
+    /// [`ResidentKv`]) are of one state of the store: no commit changes them
+    /// between its reads. It may run `read` more than once: each run must
+    /// start afresh, and a run that is not kept may have seen a torn state
+    /// (it must not panic on one). The default runs it once, with no such
+    /// promise; [`DeferredKv`], which serves reads while the writer commits,
+    /// keeps it.
     ///
     /// [`DeferredKv`]: super::deferred::DeferredKv
+    /// [`ResidentKv`]: super::resident::ResidentKv
     fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         read()
     }

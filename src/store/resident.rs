@@ -190,10 +190,10 @@ impl KvStore for ResidentKv {
         self.inner.range(start, end)
     }
 
-    /// The store's promise, for the values the store holds. The copy changes
-    /// just after the store does, so a `read` that mixed the copy's keys with
-    /// the store's derived values could see the store one commit ahead of the
-    /// copy; window reads read only aggregates.
+    /// The store's promise, for the values the store serves. The copy
+    /// changes after the store does, outside that promise, so a `read` that
+    /// mixed the copy's keys with the store's derived values could see them
+    /// at different commits; window reads read only aggregates.
     fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         self.inner.read_consistently(read)
     }
