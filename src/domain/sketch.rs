@@ -222,10 +222,16 @@ mod zero_runs {
         if let Some((&byte, rest)) = bytes.split_first() {
             if byte < 0x80 {
                 *bytes = rest;
-                return Some(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+                return Some(unzigzag(u64::from(byte)));
             }
         }
         take_long_varint(bytes)
+    }
+
+    /// The `i64` a zigzag-encoded `u64` stands for (0, -1, 1, -2, …).
+    #[inline]
+    fn unzigzag(zigzag: u64) -> i64 {
+        (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)
     }
 
     fn take_long_varint(bytes: &mut &[u8]) -> Option<i64> {
@@ -238,7 +244,7 @@ mod zero_runs {
                 if index == 9 && byte > 1 {
                     return None;
                 }
-                return Some((zigzag >> 1) as i64 ^ -((zigzag & 1) as i64));
+                return Some(unzigzag(zigzag));
             }
         }
         None
