@@ -46,6 +46,15 @@ pub enum Command {
         #[arg(long)]
         output: Option<PathBuf>,
     },
+    /// Copy the store, key for key, into a new directory, leaving behind the
+    /// space sled's log has not reclaimed; the copy is reopened and compared
+    /// with the store before this succeeds. Then swap the directories
+    /// (docs/operations.md, "Compaction").
+    Compact {
+        /// Directory to copy into: absent or empty.
+        #[arg(long)]
+        into: PathBuf,
+    },
     /// Record NDJSON items (as `export` writes them) into the store with the
     /// ingest API's validation and idempotency; aggregates follow as records
     /// land. Stops at the first bad line, naming it: the lines before it are

@@ -47,6 +47,20 @@ async fn run() -> anyhow::Result<ExitCode> {
             tokio::task::spawn_blocking(move || tools::export(&config, output.as_deref()))
                 .await??;
         }
+        Command::Compact { into } => {
+            let from = config.data_dir.clone();
+            let done =
+                tokio::task::spawn_blocking(move || tools::compact(&config, &into)).await??;
+            eprintln!(
+                "compact: copied {} keys ({} MB of keys and values); sled's files {} MB → {} MB.\n\
+                 Keep the server stopped, move {} aside and the copy in its place (docs/operations.md).",
+                done.keys,
+                done.live_bytes / 1_000_000,
+                done.size_before / 1_000_000,
+                done.size_after / 1_000_000,
+                from.display(),
+            );
+        }
         Command::Client(command) => {
             let mut out = std::io::stdout();
             if !command.run(&mut out).await? {

@@ -1,5 +1,5 @@
 //! The command-line tools that own a stopped store: `verify`, `export`, `import`,
-//! `demo`.
+//! `demo`, `compact`.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -18,7 +18,7 @@ use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
-use crate::store::{refresh_snapshot, verify, Outcome, Store};
+use crate::store::{compact, refresh_snapshot, verify, Compaction, Outcome, Store};
 use crate::workload::{self, WorkloadConfig};
 
 /// Records per commit when importing.
@@ -68,6 +68,17 @@ pub fn verify(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
         )?;
     }
     Ok(report.mismatch_count == 0)
+}
+
+/// Copies the stopped store into `into` (see [`compact::compact`]).
+pub fn compact(config: &Config, into: &Path) -> anyhow::Result<Compaction> {
+    compact::compact(&config.sled_options(true), into).with_context(|| {
+        format!(
+            "compacting {} into {}",
+            config.data_dir.display(),
+            into.display()
+        )
+    })
 }
 
 /// Writes the backup to `output` (a file, fsynced) or standard output.

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod buckets;
 pub mod codec;
+pub mod compact;
 pub mod deferred;
 pub mod groups;
 pub mod keys;
@@ -28,6 +29,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 pub use backup::{BackupItem, Snapshot};
+pub use compact::Compaction;
 pub use kv::{refresh_snapshot, KvStore, SledOptions, SledStore};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};

@@ -8,6 +8,7 @@ mod auth;
 mod backup;
 mod business_hours;
 mod client;
+mod compact;
 mod confidence;
 mod corruption;
 mod demo;
