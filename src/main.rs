@@ -49,13 +49,16 @@ async fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Compact { into } => {
             let from = config.data_dir.clone();
+            let copy = into.clone();
             let done =
                 tokio::task::spawn_blocking(move || tools::compact(&config, &into)).await??;
             eprintln!(
-                "compact: copied {} keys ({} MB of keys and values); sled's files {} MB → {} MB.\n\
-                 Keep the server stopped, move {} aside and the copy in its place (docs/operations.md).",
+                "compact: copied {} keys ({} MB of keys and values) into {}; sled's files {} MB → \
+                 {} MB.\nKeep the server stopped, move {} aside and the copy in its place \
+                 (docs/operations.md).",
                 done.keys,
                 done.live_bytes / 1_000_000,
+                copy.display(),
                 done.size_before / 1_000_000,
                 done.size_after / 1_000_000,
                 from.display(),

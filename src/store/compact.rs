@@ -111,25 +111,35 @@ pub fn copy_entries(from: &dyn KvStore, to: &dyn KvStore) -> Result<Contents> {
 
 /// Copies the stopped store at `from` into the directory `into` (absent or
 /// empty), reopens the copy and checks that it holds exactly what the store
-/// does. The store itself is only read.
+/// does. The store itself is only read. A copy that fails or differs is
+/// removed: it would open as a store missing records.
 pub fn compact(from: &SledOptions, into: &Path) -> Result<Compaction> {
+    compact_with(from, into, copy_entries)
+}
+
+/// A copier: [`copy_entries`], or in tests one that loses a key.
+type Copier = fn(&dyn KvStore, &dyn KvStore) -> Result<Contents>;
+
+fn compact_with(from: &SledOptions, into: &Path, copier: Copier) -> Result<Compaction> {
     if !from.path.join("db").exists() {
         return Err(Error::FailedPrecondition(format!(
             "{} holds no store",
             from.path.display()
         )));
     }
-    let occupied = match std::fs::read_dir(into) {
-        Ok(mut entries) => entries.next().is_some(),
+    let existed = match std::fs::read_dir(into) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::FailedPrecondition(format!(
+                    "{} is not empty: compaction copies into a new directory",
+                    into.display()
+                )));
+            }
+            true
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => false,
         Err(error) => return Err(error.into()),
     };
-    if occupied {
-        return Err(Error::FailedPrecondition(format!(
-            "{} is not empty: compaction copies into a new directory",
-            into.display()
-        )));
-    }
     let copy_options = SledOptions {
         path: into.to_path_buf(),
         cache_capacity_bytes: from.cache_capacity_bytes,
@@ -138,32 +148,62 @@ pub fn compact(from: &SledOptions, into: &Path) -> Result<Compaction> {
     };
     let store = SledStore::open(from)?;
     let size_before = store.size_on_disk()?;
+    match copy_and_check(&store, &copy_options, copier) {
+        Ok((copied, size_after)) => Ok(Compaction {
+            keys: copied.keys,
+            live_bytes: copied.live_bytes,
+            size_before,
+            size_after,
+        }),
+        Err(error) => {
+            let removed = std::fs::remove_dir_all(into).and_then(|()| {
+                if existed {
+                    std::fs::create_dir(into)?;
+                }
+                Ok(())
+            });
+            match removed {
+                Ok(()) => {
+                    tracing::warn!(copy = %into.display(), "compaction failed; the partial copy is removed")
+                }
+                Err(remove_error) => tracing::error!(
+                    copy = %into.display(),
+                    %remove_error,
+                    "compaction failed and the partial copy could not be removed: delete it, never serve it"
+                ),
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Copies, reopens the copy (sled writes its page table's snapshot when it
+/// opens: once now, not at the server's first start) and reads it back.
+/// Returns what was copied and the copy's size on disk.
+fn copy_and_check(
+    store: &SledStore,
+    copy_options: &SledOptions,
+    copier: Copier,
+) -> Result<(Contents, u64)> {
     let copied = {
-        let copy = SledStore::open(&copy_options)?;
-        copy_entries(&store, &copy)?
+        let copy = SledStore::open(copy_options)?;
+        copier(store, &copy)?
     };
-    // sled writes its page table's snapshot when it opens: once now, not at
-    // the server's first start.
-    refresh_snapshot(&copy_options)?;
-    let copy = SledStore::open(&copy_options)?;
+    refresh_snapshot(copy_options)?;
+    let copy = SledStore::open(copy_options)?;
     let reread = contents(&copy)?;
     if reread != copied {
         return Err(Error::DataLoss(format!(
             "the copy in {} differs from the store: {} keys ({} bytes) read, {} keys ({} bytes) \
              in the copy; the store is unchanged",
-            into.display(),
+            copy_options.path.display(),
             copied.keys,
             copied.live_bytes,
             reread.keys,
             reread.live_bytes
         )));
     }
-    Ok(Compaction {
-        keys: copied.keys,
-        live_bytes: copied.live_bytes,
-        size_before,
-        size_after: copy.size_on_disk()?,
-    })
+    Ok((copied, copy.size_on_disk()?))
 }
 
 #[cfg(test)]
@@ -240,6 +280,48 @@ mod tests {
         let report = compact(&store, &dir.path().join("copy")).unwrap();
         assert_eq!(report.keys, 2_000);
         assert!(report.size_after * 2 < report.size_before, "{report:?}");
+    }
+
+    /// A copier that loses the store's last key but reports all of them.
+    fn copy_losing_the_last_key(from: &dyn KvStore, to: &dyn KvStore) -> Result<Contents> {
+        let read = contents(from)?;
+        let mut entries: Vec<Change> = from
+            .scan_prefix(&[])
+            .map(|entry| entry.map(|(key, value)| (key, Some(value))))
+            .collect::<Result<_>>()?;
+        entries.pop();
+        to.commit(entries)?;
+        Ok(read)
+    }
+
+    #[test]
+    fn a_copy_that_differs_is_refused_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = options(&dir.path().join("store"));
+        SledStore::open(&store)
+            .unwrap()
+            .commit(vec![
+                (b"a".to_vec(), Some(b"1".to_vec())),
+                (b"b".to_vec(), Some(b"2".to_vec())),
+            ])
+            .unwrap();
+        let absent = dir.path().join("absent");
+        let error = compact_with(&store, &absent, copy_losing_the_last_key).unwrap_err();
+        assert!(matches!(error, Error::DataLoss(_)), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("2 keys (4 bytes) read, 1 keys (2 bytes)"),
+            "{error}"
+        );
+        assert!(!absent.exists());
+
+        let empty = dir.path().join("empty");
+        std::fs::create_dir(&empty).unwrap();
+        compact_with(&store, &empty, copy_losing_the_last_key).unwrap_err();
+        assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
+        let store_now = SledStore::open(&store).unwrap();
+        assert_eq!(everything(&store_now).len(), 2);
     }
 
     #[test]
