@@ -222,6 +222,17 @@ mod tests {
         }
     }
 
+    /// A store at `path` holding `entries`.
+    fn store_holding(path: &Path, entries: &[(&[u8], &[u8])]) -> SledStore {
+        let kv = SledStore::open(&options(path)).unwrap();
+        let changes = entries
+            .iter()
+            .map(|(key, value)| (key.to_vec(), Some(value.to_vec())))
+            .collect();
+        kv.commit(changes).unwrap();
+        kv
+    }
+
     fn everything(kv: &dyn KvStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
         kv.scan_prefix(&[]).map(|entry| entry.unwrap()).collect()
     }
@@ -298,13 +309,7 @@ mod tests {
     fn a_copy_that_differs_is_refused_and_removed() {
         let dir = tempfile::tempdir().unwrap();
         let store = options(&dir.path().join("store"));
-        SledStore::open(&store)
-            .unwrap()
-            .commit(vec![
-                (b"a".to_vec(), Some(b"1".to_vec())),
-                (b"b".to_vec(), Some(b"2".to_vec())),
-            ])
-            .unwrap();
+        drop(store_holding(&store.path, &[(b"a", b"1"), (b"b", b"2")]));
         let absent = dir.path().join("absent");
         let error = compact_with(&store, &absent, copy_losing_the_last_key).unwrap_err();
         assert!(matches!(error, Error::DataLoss(_)), "{error}");
@@ -328,13 +333,7 @@ mod tests {
     fn contents_differ_when_a_key_a_value_or_a_boundary_differs() {
         let dir = tempfile::tempdir().unwrap();
         let store = |name: &str, entries: &[(&[u8], &[u8])]| {
-            let kv = SledStore::open(&options(&dir.path().join(name))).unwrap();
-            let changes = entries
-                .iter()
-                .map(|(k, v)| (k.to_vec(), Some(v.to_vec())))
-                .collect();
-            kv.commit(changes).unwrap();
-            contents(&kv).unwrap()
+            contents(&store_holding(&dir.path().join(name), entries)).unwrap()
         };
         let original = store("a", &[(b"ab", b"c"), (b"x", b"yz")]);
         assert_eq!(original, store("same", &[(b"x", b"yz"), (b"ab", b"c")]));
@@ -350,10 +349,7 @@ mod tests {
     fn copies_only_into_an_empty_place_and_only_a_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = options(&dir.path().join("store"));
-        SledStore::open(&store)
-            .unwrap()
-            .commit(vec![(b"k".to_vec(), Some(b"v".to_vec()))])
-            .unwrap();
+        drop(store_holding(&store.path, &[(b"k", b"v")]));
 
         let occupied = dir.path().join("occupied");
         std::fs::create_dir(&occupied).unwrap();
@@ -370,11 +366,8 @@ mod tests {
             .to_string();
         assert!(error.contains("holds no store"), "{error}");
 
-        let into_a_store = SledStore::open(&options(&dir.path().join("other"))).unwrap();
-        into_a_store
-            .commit(vec![(b"x".to_vec(), Some(Vec::new()))])
-            .unwrap();
-        let from = SledStore::open(&options(&dir.path().join("third"))).unwrap();
+        let into_a_store = store_holding(&dir.path().join("other"), &[(b"x", b"")]);
+        let from = store_holding(&dir.path().join("third"), &[]);
         let error = copy_entries(&from, &into_a_store).unwrap_err().to_string();
         assert!(error.contains("not empty"), "{error}");
     }

@@ -41,17 +41,7 @@ async fn a_compacted_store_serves_what_the_store_served() {
     let compaction = tools::compact(&tool_config(data.clone()), &copy).expect("compacts");
     assert!(compaction.keys > 2_000, "{compaction:?}");
 
-    let end_seconds = end.0 / 1_000_000_000;
-    let month = pb::Window {
-        from: Some(prost_types::Timestamp {
-            seconds: end_seconds - 30 * 86_400,
-            nanos: 0,
-        }),
-        to: Some(prost_types::Timestamp {
-            seconds: end_seconds,
-            nanos: 0,
-        }),
-    };
+    let month = days_before(end, 30);
     let mut original = spawn_app_at(data.clone()).await;
     let before = served(&mut original, &month).await;
     original.stop().await;

@@ -30,17 +30,7 @@ async fn demo_fills_a_consistent_store_with_recent_scorecards_and_targets() {
 
     // The data ends at `end` (the current hour): the last week has tickets, and
     // the organisation's demo targets are judged.
-    let end_seconds = end.0 / 1_000_000_000;
-    let week = pb::Window {
-        from: Some(prost_types::Timestamp {
-            seconds: end_seconds - 7 * 86_400,
-            nanos: 0,
-        }),
-        to: Some(prost_types::Timestamp {
-            seconds: end_seconds,
-            nanos: 0,
-        }),
-    };
+    let week = days_before(end, 7);
     let card = app.scorecard(team("billing"), week, None).await;
     let metrics = card.metrics.expect("metrics");
     assert!(metrics.tickets_created > 0);

@@ -230,6 +230,16 @@ pub fn window(from: &str, to: &str) -> pb::Window {
     }
 }
 
+/// The `days` whole days up to `end` (in nanoseconds, whole seconds kept).
+pub fn days_before(end: support_metrics::domain::time::Instant, days: i64) -> pb::Window {
+    let end_seconds = end.0 / 1_000_000_000;
+    let at = |seconds| Timestamp { seconds, nanos: 0 };
+    pb::Window {
+        from: Some(at(end_seconds - days * 86_400)),
+        to: Some(at(end_seconds)),
+    }
+}
+
 pub fn org() -> pb::Scope {
     pb::Scope {
         kind: pb::ScopeKind::Organization as i32,
