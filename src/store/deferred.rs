@@ -653,7 +653,7 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
     for group in &groups {
         recompute(&mut txn, group)?;
     }
-    let (mut changes, deltas) = txn.into_parts();
+    let (mut changes, deltas) = txn.into_parts()?;
     let stored = buckets::aggregate_changes(&changes, deltas, |key| kv.inner.get(key))?;
     changes.extend(stored);
     for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {

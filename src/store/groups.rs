@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::{self, Group, RecordKind};
+use super::listings::{self, Listed};
 use super::txn::{Reader, Txn};
 
 fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
@@ -245,23 +246,30 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
             } => {
                 entries.insert(keys::customer_ticket(customer_id, ticket_id), encode(&())?);
             }
-            IndexEntry::TicketRow { scopes, row } => {
+            IndexEntry::TicketRow { row, .. } => {
                 entries.insert(keys::ticket_row(&row.ticket_id), encode(row)?);
-                let listed = encode(&())?;
-                let every_scope: BTreeSet<Scope> = scopes
-                    .iter()
-                    .flat_map(|s| s.scopes_tagged(&contribution.tags))
-                    .collect();
-                for scope in every_scope {
-                    entries.insert(
-                        keys::ticket_listing(&scope, row.created_at.0, &row.ticket_id),
-                        listed.clone(),
-                    );
-                }
             }
         }
     }
     Ok(entries)
+}
+
+/// Where a contribution's ticket is listed for drill-down: the day listing of
+/// each scope it touched, and its place there.
+pub fn listings(contribution: &Contribution) -> BTreeSet<(Vec<u8>, Listed)> {
+    let mut listed = BTreeSet::new();
+    for entry in &contribution.index {
+        if let IndexEntry::TicketRow { scopes, row } = entry {
+            let place = Listed::new(row.created_at.0, &row.ticket_id);
+            for scope in scopes
+                .iter()
+                .flat_map(|s| s.scopes_tagged(&contribution.tags))
+            {
+                listed.insert((listings::day_key(&scope, row.created_at.0), place.clone()));
+            }
+        }
+    }
+    listed
 }
 
 /// Decodes an open-ticket index value.
@@ -303,6 +311,14 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
         if old_entries.get(&key) != Some(&value) {
             txn.put_encoded(key, value);
         }
+    }
+    let old_listings = listings(&old);
+    let new_listings = listings(&new);
+    for (day, place) in old_listings.difference(&new_listings) {
+        txn.change_listing(day.clone(), place.clone(), false);
+    }
+    for (day, place) in new_listings.difference(&old_listings) {
+        txn.change_listing(day.clone(), place.clone(), true);
     }
     if new.facts.is_empty() && new.index.is_empty() {
         txn.delete(key);

@@ -10,7 +10,7 @@
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
 //! | `A` aggregate | `A level scope start` (day `d`, month `m`, total `t`) | the aggregate |
 //! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
-//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first ticket` (empty), `X r ticket` (the ticket's row) | see store |
+//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
@@ -291,14 +291,12 @@ pub fn ticket_row(ticket: &Id) -> Vec<u8> {
     key(&[&[DERIVED_INDEX, b'r'], ticket.as_str().as_bytes()])
 }
 
-/// A ticket's place in one scope's drill-down list (an empty value: the row is
-/// under `ticket_row`, so a changed answer rewrites one value, not one per
-/// scope); what follows the scope prefix is the ticket's position in every list.
-pub fn ticket_listing(scope: &Scope, created_at_nanos: i64, ticket: &Id) -> Vec<u8> {
-    key(&[
-        &ticket_rows_prefix(scope),
-        &ticket_row_position(created_at_nanos, ticket),
-    ])
+/// One scope's drill-down list of the tickets created on the UTC day that
+/// begins at `day_start_nanos`: their positions (see `listings`; a ticket's
+/// row is under `ticket_row`, so a changed answer rewrites one value, not one
+/// per scope). Newer days sort first, as positions do.
+pub fn ticket_listing_day(scope: &Scope, day_start_nanos: i64) -> Vec<u8> {
+    key(&[&ticket_rows_prefix(scope), &newest_first(day_start_nanos)])
 }
 
 pub fn ticket_row_position(created_at_nanos: i64, ticket: &Id) -> Vec<u8> {

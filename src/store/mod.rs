@@ -9,6 +9,7 @@ pub mod deferred;
 pub mod groups;
 pub mod keys;
 pub mod kv;
+pub mod listings;
 pub mod reads;
 pub mod resident;
 pub mod txn;
@@ -322,8 +323,9 @@ impl Store {
 /// 5: a scope's hour aggregate and its quarters' in one value (`buckets`).
 /// 6: aggregates stored as a presence mask and their fields that are not zero,
 /// histogram buckets with each run of zeros as its length. 7: those runs as
-/// one byte string of varints, not a sequence of numbers.
-const FORMAT_VERSION: u32 = 7;
+/// one byte string of varints, not a sequence of numbers. 8: drill-down
+/// listings packed per scope and day (`listings`), not a key per ticket.
+const FORMAT_VERSION: u32 = 8;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
@@ -413,7 +415,7 @@ fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) -> bool {
             txn.put(keys::stats(), &counters)?;
         }
         if !txn.is_empty() {
-            let (changes, deltas) = txn.into_parts();
+            let (changes, deltas) = txn.into_parts()?;
             let committing = std::time::Instant::now();
             kv.commit_with_aggregates(changes, deltas)?;
             committed.set(true);

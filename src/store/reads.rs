@@ -14,6 +14,7 @@ use super::buckets::{self, HourParts};
 use super::codec::decode;
 use super::keys;
 use super::kv::KvStore;
+use super::listings;
 use super::txn::Reader;
 use super::writes::Counters;
 
@@ -132,14 +133,7 @@ pub fn ticket_rows(
     let mut lists: Vec<_> = page
         .scopes
         .iter()
-        .map(|scope| {
-            let prefix = keys::ticket_rows_prefix(scope);
-            let from = [prefix.as_slice(), &start].concat();
-            let to = [prefix.as_slice(), &end].concat();
-            kv.range(&from, &to)
-                .map(move |entry| entry.map(|(key, _)| key[prefix.len()..].to_vec()))
-                .peekable()
-        })
+        .map(|scope| listings::positions(kv, scope, start.clone(), end.to_vec()).peekable())
         .collect();
     let mut rows = Vec::new();
     let mut examined = 0;

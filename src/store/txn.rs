@@ -2,6 +2,8 @@
 //! back by later reads of the same transaction) and committed as one atomic,
 //! durable batch. Aggregates are changed, not read: the transaction sums each
 //! bucket's changes, and the commit adds the sum to the stored bucket.
+//! Drill-down listings are changed the same way: a day's listing is read and
+//! rewritten once per transaction, however many of its tickets change.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,6 +15,7 @@ use crate::error::Result;
 
 use super::codec::{decode, encode};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
+use super::listings::{DayListing, Listed, ListingChange};
 
 /// Reads of the store, either straight from it or through a transaction.
 pub trait Reader {
@@ -48,6 +51,7 @@ pub struct Txn<'a> {
     kv: &'a dyn KvStore,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     aggregates: HashMap<Vec<u8>, Aggregate>,
+    listings: BTreeMap<Vec<u8>, ListingChange>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Txn<'_> {
         f.debug_struct("Txn")
             .field("writes", &self.writes.len())
             .field("aggregates", &self.aggregates.len())
+            .field("listings", &self.listings.len())
             .finish()
     }
 }
@@ -65,6 +70,7 @@ impl<'a> Txn<'a> {
             kv,
             writes: BTreeMap::new(),
             aggregates: HashMap::new(),
+            listings: BTreeMap::new(),
         }
     }
 
@@ -90,20 +96,44 @@ impl<'a> Txn<'a> {
         self.aggregates.entry(key).or_default().merge(delta, 1);
     }
 
+    /// Lists a ticket in the day listing at `day_key`, or (`listed` false)
+    /// takes it out. Nothing is read here: [`Txn::into_parts`] rewrites each
+    /// changed day once. Listings are not read through a transaction.
+    pub fn change_listing(&mut self, day_key: Vec<u8>, ticket: Listed, listed: bool) {
+        let change = self.listings.entry(day_key).or_default();
+        if listed {
+            change.removed.remove(&ticket);
+            change.added.insert(ticket);
+        } else {
+            change.added.remove(&ticket);
+            change.removed.insert(ticket);
+        }
+    }
+
     /// The changes to commit, and the changes to aggregates, for
     /// [`KvStore::commit_with_aggregates`] (which refuses a change that would
-    /// make an aggregate negative).
-    pub fn into_parts(self) -> (Vec<Change>, Vec<AggregateDelta>) {
+    /// make an aggregate negative). Each changed day listing is read here and
+    /// rewritten with its changes.
+    pub fn into_parts(mut self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
+        for (key, change) in std::mem::take(&mut self.listings) {
+            let stored: DayListing = self.get_decoded(&key)?.unwrap_or_default();
+            let listing = change.applied_to(stored);
+            if listing.is_empty() {
+                self.delete(key);
+            } else {
+                self.put(key, &listing)?;
+            }
+        }
         let deltas = self
             .aggregates
             .into_iter()
             .filter(|(_, delta)| !delta.is_zero())
             .collect();
-        (self.writes.into_iter().collect(), deltas)
+        Ok((self.writes.into_iter().collect(), deltas))
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.aggregates.is_empty()
+        self.writes.is_empty() && self.aggregates.is_empty() && self.listings.is_empty()
     }
 }
 
