@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::{self, Group, RecordKind};
-use super::listings::{self, Listed};
+use super::listings;
 use super::txn::{Reader, Txn};
 
 fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
@@ -255,17 +255,18 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
 }
 
 /// Where a contribution's ticket is listed for drill-down: the day listing of
-/// each scope it touched, and its place there.
-pub fn listings(contribution: &Contribution) -> BTreeSet<(Vec<u8>, Listed)> {
+/// each scope it touched, and its position there.
+pub fn listings(contribution: &Contribution) -> BTreeSet<(Vec<u8>, Vec<u8>)> {
     let mut listed = BTreeSet::new();
     for entry in &contribution.index {
         if let IndexEntry::TicketRow { scopes, row } = entry {
-            let place = Listed::new(row.created_at.0, &row.ticket_id);
+            let position = keys::ticket_row_position(row.created_at.0, &row.ticket_id);
             for scope in scopes
                 .iter()
                 .flat_map(|s| s.scopes_tagged(&contribution.tags))
             {
-                listed.insert((listings::day_key(&scope, row.created_at.0), place.clone()));
+                let day = listings::day_key(&scope, row.created_at.0);
+                listed.insert((day, position.clone()));
             }
         }
     }
@@ -314,11 +315,11 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
     }
     let old_listings = listings(&old);
     let new_listings = listings(&new);
-    for (day, place) in old_listings.difference(&new_listings) {
-        txn.change_listing(day.clone(), place.clone(), false);
+    for (day, position) in old_listings.difference(&new_listings) {
+        txn.change_listing(day.clone(), position.clone(), false);
     }
-    for (day, place) in new_listings.difference(&old_listings) {
-        txn.change_listing(day.clone(), place.clone(), true);
+    for (day, position) in new_listings.difference(&old_listings) {
+        txn.change_listing(day.clone(), position.clone(), true);
     }
     if new.facts.is_empty() && new.index.is_empty() {
         txn.delete(key);

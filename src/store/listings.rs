@@ -13,80 +13,104 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::aggregate::Scope;
-use crate::domain::records::Id;
+use crate::domain::records::MAX_ID_LEN;
 use crate::domain::time::NANOS_PER_SECOND;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::codec::decode;
 use super::keys;
-use super::kv::KvStore;
+use super::kv::{Entry, KvStore};
 
 const DAY_NANOS: i64 = 86_400 * NANOS_PER_SECOND;
 
-/// A ticket's place in a list: its position, split into the creation
-/// moment's newest-first bytes (as a number) and the ticket id, which order
-/// as the position's bytes do.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Listed {
-    newest_first: u64,
-    ticket: String,
-}
+/// The newest-first bytes of a creation moment, at the start of a position.
+const MOMENT_LEN: usize = 8;
 
-impl Listed {
-    pub fn new(created_at_nanos: i64, ticket: &Id) -> Listed {
-        Listed {
-            newest_first: u64::from_be_bytes(keys::newest_first(created_at_nanos)),
-            ticket: ticket.as_str().to_owned(),
-        }
-    }
-
-    /// The position's bytes, as drill-down pages continue from them.
-    pub fn position(&self) -> Vec<u8> {
-        [&self.newest_first.to_be_bytes()[..], self.ticket.as_bytes()].concat()
-    }
-}
-
-/// The tickets one scope lists for one day, in list order, each once.
+/// The tickets one scope lists for one day, in list order, each once: one
+/// byte string of each position's ticket-id length and the position, so
+/// that a read walks the day without decoding a value per ticket.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DayListing {
-    listed: Vec<Listed>,
+    #[serde(with = "serde_bytes")]
+    positions: Vec<u8>,
 }
 
 impl DayListing {
+    /// A listing of `positions`, which must be in list order.
+    fn of<'a>(positions: impl IntoIterator<Item = &'a [u8]>) -> DayListing {
+        let mut bytes = Vec::new();
+        for position in positions {
+            bytes.push((position.len() - MOMENT_LEN) as u8);
+            bytes.extend_from_slice(position);
+        }
+        DayListing { positions: bytes }
+    }
+
+    /// Decodes a stored day listing, refusing one whose positions do not
+    /// follow each other as written.
+    pub fn decode(key: &[u8], value: &[u8]) -> Result<DayListing> {
+        let listing: DayListing = decode(key, value)?;
+        let mut at = 0;
+        while let Some(&id_len) = listing.positions.get(at) {
+            let next = at + 1 + MOMENT_LEN + usize::from(id_len);
+            if id_len == 0 || usize::from(id_len) > MAX_ID_LEN || next > listing.positions.len() {
+                return Err(Error::DataLoss(format!(
+                    "day listing {} is malformed at byte {at}",
+                    keys::describe_key(key)
+                )));
+            }
+            at = next;
+        }
+        Ok(listing)
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.listed.is_empty()
+        self.positions.is_empty()
     }
 
-    pub fn insert(&mut self, listed: Listed) {
-        if let Err(at) = self.listed.binary_search(&listed) {
-            self.listed.insert(at, listed);
-        }
+    /// The position at byte `at` and the byte after it, if one begins there.
+    fn position_at(&self, at: usize) -> Option<(&[u8], usize)> {
+        let id_len = usize::from(*self.positions.get(at)?);
+        let next = (at + 1 + MOMENT_LEN + id_len).min(self.positions.len());
+        Some((&self.positions[at + 1..next], next))
     }
 
-    pub fn remove(&mut self, listed: &Listed) {
-        if let Ok(at) = self.listed.binary_search(listed) {
-            self.listed.remove(at);
-        }
+    /// The positions, in list order.
+    pub fn positions(&self) -> impl Iterator<Item = &[u8]> {
+        let mut at = 0;
+        std::iter::from_fn(move || {
+            let (position, next) = self.position_at(at)?;
+            at = next;
+            Some(position)
+        })
     }
 }
 
-/// The changes a transaction makes to one day's listing.
+/// The changes a transaction makes to one day's listing: positions to add
+/// and to take away (never the same in both).
 #[derive(Debug, Default)]
 pub struct ListingChange {
-    pub added: BTreeSet<Listed>,
-    pub removed: BTreeSet<Listed>,
+    pub added: BTreeSet<Vec<u8>>,
+    pub removed: BTreeSet<Vec<u8>>,
 }
 
 impl ListingChange {
-    /// `listing` with this change made.
-    pub fn applied_to(self, mut listing: DayListing) -> DayListing {
-        for listed in &self.removed {
-            listing.remove(listed);
+    /// `listing` with this change made, in one pass over it.
+    pub fn applied_to(&self, listing: &DayListing) -> DayListing {
+        let mut merged: Vec<&[u8]> = Vec::new();
+        let mut added = self.added.iter().map(Vec::as_slice).peekable();
+        for position in listing.positions() {
+            while let Some(new) = added.next_if(|new| *new <= position) {
+                if new < position {
+                    merged.push(new);
+                }
+            }
+            if !self.removed.contains(position) {
+                merged.push(position);
+            }
         }
-        for listed in self.added {
-            listing.insert(listed);
-        }
-        listing
+        merged.extend(added);
+        DayListing::of(merged)
     }
 }
 
@@ -96,13 +120,13 @@ pub fn day_key(scope: &Scope, created_at_nanos: i64) -> Vec<u8> {
 }
 
 /// The day-key suffix of the day holding the positions that begin with the
-/// newest-first bytes `prefix` (fewer than eight bytes count as followed by
-/// zeros). It does not decrease as the position increases, so it bounds the
+/// newest-first bytes of `position` (fewer than eight bytes count as followed
+/// by zeros). It does not decrease as the position increases, so it bounds the
 /// days a range of positions can be listed under, whatever bytes a client
 /// sent as a page's end.
 fn day_suffix_bound(position: &[u8]) -> [u8; 8] {
-    let mut moment = [0u8; 8];
-    let known = position.len().min(8);
+    let mut moment = [0u8; MOMENT_LEN];
+    let known = position.len().min(MOMENT_LEN);
     moment[..known].copy_from_slice(&position[..known]);
     let created_at_nanos = i64::MAX.saturating_sub(keys::time_from_bytes(&moment).unwrap_or(0));
     keys::newest_first(created_at_nanos.div_euclid(DAY_NANOS) * DAY_NANOS)
@@ -115,73 +139,77 @@ pub fn positions<'a>(
     scope: &Scope,
     start: Vec<u8>,
     end: Vec<u8>,
-) -> impl Iterator<Item = Result<Vec<u8>>> + 'a {
+) -> ScopePositions<'a> {
     let prefix = keys::ticket_rows_prefix(scope);
     let first_day = [&prefix[..], &day_suffix_bound(&start)].concat();
     let after_last_day = [&prefix[..], &day_suffix_bound(&end), &[0]].concat();
-    kv.range(&first_day, &after_last_day)
-        .flat_map(move |entry| {
-            match entry.and_then(|(key, value)| decode::<DayListing>(&key, &value)) {
-                Ok(day) => day
-                    .listed
-                    .iter()
-                    .map(Listed::position)
-                    .filter(|position| *position >= start && *position < end)
-                    .map(Ok)
-                    .collect(),
-                Err(error) => vec![Err(error)],
+    ScopePositions {
+        days: kv.range(&first_day, &after_last_day),
+        day: None,
+        start,
+        end,
+    }
+}
+
+/// See [`positions`].
+pub struct ScopePositions<'a> {
+    days: Box<dyn Iterator<Item = Result<Entry>> + Send + 'a>,
+    /// The day being read, and the byte its next position begins at.
+    day: Option<(DayListing, usize)>,
+    start: Vec<u8>,
+    end: Vec<u8>,
+}
+
+impl std::fmt::Debug for ScopePositions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopePositions")
+            .field("start", &keys::describe_key(&self.start))
+            .field("end", &keys::describe_key(&self.end))
+            .finish()
+    }
+}
+
+impl Iterator for ScopePositions<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Result<Vec<u8>>> {
+        loop {
+            if let Some((day, at)) = &mut self.day {
+                while let Some((position, next)) = day.position_at(*at) {
+                    *at = next;
+                    if position >= self.end.as_slice() {
+                        break;
+                    }
+                    if position >= self.start.as_slice() {
+                        return Some(Ok(position.to_vec()));
+                    }
+                }
             }
-        })
+            let decoded = match self.days.next()? {
+                Ok((key, value)) => DayListing::decode(&key, &value),
+                Err(error) => Err(error),
+            };
+            match decoded {
+                Ok(day) => self.day = Some((day, 0)),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::records::Id;
     use crate::store::codec::encode;
     use crate::store::kv::{SledOptions, SledStore};
+    use crate::store::txn::Txn;
 
     /// 2000-01-01, the earliest moment a record may carry.
     const EARLIEST: i64 = 946_684_800 * NANOS_PER_SECOND;
 
-    #[test]
-    fn listed_orders_as_its_position_bytes() {
-        let tickets = ["a", "ab", "b", "t-10", "t-9"].map(|t| Id::parse(t).unwrap());
-        let moments = [
-            EARLIEST,
-            EARLIEST + 1,
-            EARLIEST + DAY_NANOS,
-            1_700_000_000 * NANOS_PER_SECOND,
-            i64::MAX - 1,
-        ];
-        let mut listed: Vec<Listed> = moments
-            .iter()
-            .flat_map(|&at| tickets.iter().map(move |t| Listed::new(at, t)))
-            .collect();
-        listed.sort();
-        let positions: Vec<Vec<u8>> = listed.iter().map(Listed::position).collect();
-        let mut sorted = positions.clone();
-        sorted.sort();
-        assert_eq!(positions, sorted);
-        for (moment, ticket) in moments.iter().zip(&tickets) {
-            assert_eq!(
-                Listed::new(*moment, ticket).position(),
-                keys::ticket_row_position(*moment, ticket)
-            );
-        }
-    }
-
-    #[test]
-    fn a_day_listing_holds_each_ticket_once_in_order() {
-        let ticket = |t: &str| Id::parse(t).unwrap();
-        let mut day = DayListing::default();
-        for (at, t) in [(5, "b"), (9, "a"), (5, "a"), (9, "a")] {
-            day.insert(Listed::new(at, &ticket(t)));
-        }
-        let expected = [(9, "a"), (5, "a"), (5, "b")].map(|(at, t)| Listed::new(at, &ticket(t)));
-        assert_eq!(day.listed, expected);
-        day.remove(&Listed::new(5, &ticket("a")));
-        day.remove(&Listed::new(7, &ticket("never-listed")));
-        assert_eq!(day.listed, [expected[0].clone(), expected[2].clone()]);
+    fn position(at: i64, ticket: &str) -> Vec<u8> {
+        keys::ticket_row_position(at, &Id::parse(ticket).unwrap())
     }
 
     fn store(dir: &std::path::Path) -> SledStore {
@@ -191,6 +219,53 @@ mod tests {
             durable_acks: false,
         })
         .unwrap()
+    }
+
+    fn listed(listing: &DayListing) -> Vec<Vec<u8>> {
+        listing.positions().map(<[u8]>::to_vec).collect()
+    }
+
+    #[test]
+    fn a_change_keeps_each_position_once_in_list_order() {
+        let change = ListingChange {
+            added: [(5, "b"), (9, "a"), (5, "a"), (7, "x")]
+                .map(|(at, t)| position(at, t))
+                .into(),
+            removed: BTreeSet::new(),
+        };
+        let day = change.applied_to(&DayListing::default());
+        let expected = [(9, "a"), (7, "x"), (5, "a"), (5, "b")].map(|(at, t)| position(at, t));
+        assert_eq!(listed(&day), expected);
+        let change = ListingChange {
+            added: [position(9, "a"), position(6, "new")].into(),
+            removed: [position(7, "x"), position(3, "never-listed")].into(),
+        };
+        let day = change.applied_to(&day);
+        let expected = [(9, "a"), (6, "new"), (5, "a"), (5, "b")].map(|(at, t)| position(at, t));
+        assert_eq!(listed(&day), expected);
+    }
+
+    #[test]
+    fn a_malformed_day_listing_is_data_loss_naming_its_key() {
+        let key = day_key(&Scope::Organization, EARLIEST);
+        let whole = ListingChange {
+            added: [position(EARLIEST, "t1"), position(EARLIEST, "t2")].into(),
+            removed: BTreeSet::new(),
+        }
+        .applied_to(&DayListing::default());
+        let stored = encode(&whole).unwrap();
+        assert_eq!(DayListing::decode(&key, &stored).unwrap(), whole);
+        let mut cut = whole.clone();
+        cut.positions.pop();
+        let mut no_id = whole.clone();
+        no_id.positions[0] = 0;
+        for damaged in [cut, no_id] {
+            let error = DayListing::decode(&key, &encode(&damaged).unwrap()).unwrap_err();
+            assert!(
+                matches!(&error, Error::DataLoss(m) if m.contains(&keys::describe_key(&key))),
+                "{error:?}"
+            );
+        }
     }
 
     proptest::proptest! {
@@ -207,10 +282,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let kv = store(dir.path());
             let day = day_key(&Scope::Organization, EARLIEST);
-            let place = |n: usize| Listed::new(EARLIEST + n as i64, &Id::parse(&format!("t{n}")).unwrap());
+            let place = |n: usize| position(EARLIEST + (n % 3) as i64, &format!("t{n}"));
             let mut model = BTreeSet::new();
             for steps in transactions {
-                let mut txn = crate::store::txn::Txn::new(&kv);
+                let mut txn = Txn::new(&kv);
                 for (n, listed) in steps {
                     txn.change_listing(day.clone(), place(n), listed);
                     if listed {
@@ -221,12 +296,12 @@ mod tests {
                 }
                 let (changes, _) = txn.into_parts().unwrap();
                 kv.commit(changes).unwrap();
-                let stored: Option<DayListing> = kv
+                let stored = kv
                     .get(&day)
                     .unwrap()
-                    .map(|value| decode(&day, &value).unwrap());
+                    .map(|value| listed(&DayListing::decode(&day, &value).unwrap()));
                 let expected = (!model.is_empty()).then(|| model.iter().cloned().collect());
-                proptest::prop_assert_eq!(stored.map(|listing| listing.listed), expected);
+                proptest::prop_assert_eq!(stored, expected);
             }
         }
 
@@ -244,23 +319,16 @@ mod tests {
             let kv = store(dir.path());
             let scope = Scope::Organization;
             let other = Scope::Team(Id::parse("other").unwrap());
-            let mut changes = std::collections::BTreeMap::<Vec<u8>, ListingChange>::new();
+            let mut txn = Txn::new(&kv);
             let mut all = Vec::new();
             for (n, &at) in moments.iter().enumerate() {
-                let listed = Listed::new(at, &Id::parse(&format!("t{n}")).unwrap());
-                all.push(listed.position());
+                let listed = position(at, &format!("t{n}"));
+                all.push(listed.clone());
                 for s in [&scope, &other] {
-                    changes.entry(day_key(s, at)).or_default().added.insert(listed.clone());
+                    txn.change_listing(day_key(s, at), listed.clone(), true);
                 }
             }
-            let stored: Vec<_> = changes
-                .into_iter()
-                .map(|(key, change)| {
-                    let listing = change.applied_to(DayListing::default());
-                    (key, Some(encode(&listing).unwrap()))
-                })
-                .collect();
-            kv.commit(stored).unwrap();
+            kv.commit(txn.into_parts().unwrap().0).unwrap();
             all.sort();
             let (start, end) = if use_listed_bounds {
                 (all[pick.0 % all.len()].clone(), all[pick.1 % all.len()].clone())

@@ -15,7 +15,7 @@ use crate::error::Result;
 
 use super::codec::{decode, encode};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
-use super::listings::{DayListing, Listed, ListingChange};
+use super::listings::{DayListing, ListingChange};
 
 /// Reads of the store, either straight from it or through a transaction.
 pub trait Reader {
@@ -96,17 +96,17 @@ impl<'a> Txn<'a> {
         self.aggregates.entry(key).or_default().merge(delta, 1);
     }
 
-    /// Lists a ticket in the day listing at `day_key`, or (`listed` false)
-    /// takes it out. Nothing is read here: [`Txn::into_parts`] rewrites each
+    /// Lists a ticket's position in the day listing at `day_key`, or
+    /// (`listed` false) takes it out. Nothing is read here: [`Txn::into_parts`] rewrites each
     /// changed day once. Listings are not read through a transaction.
-    pub fn change_listing(&mut self, day_key: Vec<u8>, ticket: Listed, listed: bool) {
+    pub fn change_listing(&mut self, day_key: Vec<u8>, position: Vec<u8>, listed: bool) {
         let change = self.listings.entry(day_key).or_default();
         if listed {
-            change.removed.remove(&ticket);
-            change.added.insert(ticket);
+            change.removed.remove(&position);
+            change.added.insert(position);
         } else {
-            change.added.remove(&ticket);
-            change.removed.insert(ticket);
+            change.added.remove(&position);
+            change.removed.insert(position);
         }
     }
 
@@ -116,8 +116,11 @@ impl<'a> Txn<'a> {
     /// rewritten with its changes.
     pub fn into_parts(mut self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
         for (key, change) in std::mem::take(&mut self.listings) {
-            let stored: DayListing = self.get_decoded(&key)?.unwrap_or_default();
-            let listing = change.applied_to(stored);
+            let stored = match self.get(&key)? {
+                Some(value) => DayListing::decode(&key, &value)?,
+                None => DayListing::default(),
+            };
+            let listing = change.applied_to(&stored);
             if listing.is_empty() {
                 self.delete(key);
             } else {

@@ -15,7 +15,7 @@ use super::codec::{decode, encode};
 use super::groups::{compute, decode_terms, fact_deltas, index_entries, listings};
 use super::keys::{self, Group, RecordKind};
 use super::kv::{Change, Entry, KvStore};
-use super::listings::DayListing;
+use super::listings::{DayListing, ListingChange};
 use super::txn::Reader;
 use super::writes::Counters;
 
@@ -229,7 +229,7 @@ fn recompute_derived(
     counters.customer_events = events.len() as i64;
 
     let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
-    let mut day_listings: BTreeMap<Vec<u8>, DayListing> = BTreeMap::new();
+    let mut day_listings: BTreeMap<Vec<u8>, ListingChange> = BTreeMap::new();
     let groups: Vec<Group> = tickets
         .into_iter()
         .map(Group::Ticket)
@@ -256,15 +256,15 @@ fn recompute_derived(
             }
         }
         derived.extend(index_entries(&contribution)?);
-        for (day, place) in listings(&contribution) {
-            day_listings.entry(day).or_default().insert(place);
+        for (day, position) in listings(&contribution) {
+            day_listings.entry(day).or_default().added.insert(position);
         }
         if !(contribution.facts.is_empty() && contribution.index.is_empty()) {
             derived.insert(keys::group(group), encode(&contribution)?);
         }
     }
-    for (day, listing) in day_listings {
-        derived.insert(day, encode(&listing)?);
+    for (day, positions) in day_listings {
+        derived.insert(day, encode(&positions.applied_to(&DayListing::default()))?);
     }
     let aggregates = aggregates.into_iter().collect();
     for (key, value) in buckets::aggregate_changes(&[], aggregates, |_| Ok(None))? {
