@@ -97,8 +97,9 @@ impl<'a> Txn<'a> {
     }
 
     /// Lists a ticket's position in the day listing at `day_key`, or
-    /// (`listed` false) takes it out. Nothing is read here: [`Txn::into_parts`] rewrites each
-    /// changed day once. Listings are not read through a transaction.
+    /// (`listed` false) takes it out. Nothing is read here:
+    /// [`Txn::into_parts`] rewrites each changed day once. Listings are not
+    /// read through a transaction.
     pub fn change_listing(&mut self, day_key: Vec<u8>, position: Vec<u8>, listed: bool) {
         let change = self.listings.entry(day_key).or_default();
         if listed {
