@@ -214,17 +214,9 @@ mod tests {
 
     use super::*;
 
-    fn options(path: &Path) -> SledOptions {
-        SledOptions {
-            path: path.to_path_buf(),
-            cache_capacity_bytes: 1 << 20,
-            durable_acks: false,
-        }
-    }
-
     /// A store at `path` holding `entries`.
     fn store_holding(path: &Path, entries: &[(&[u8], &[u8])]) -> SledStore {
-        let kv = SledStore::open(&options(path)).unwrap();
+        let kv = SledStore::open(&SledOptions::for_tests(path)).unwrap();
         let changes = entries
             .iter()
             .map(|(key, value)| (key.to_vec(), Some(value.to_vec())))
@@ -252,7 +244,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let mut model = BTreeMap::new();
             {
-                let store = SledStore::open(&options(&dir.path().join("store"))).unwrap();
+                let store = SledStore::open(&SledOptions::for_tests(&dir.path().join("store"))).unwrap();
                 for batch in changes.chunks(7) {
                     for (key, value) in batch {
                         match value {
@@ -264,11 +256,11 @@ mod tests {
                 }
             }
             let into = dir.path().join("copy");
-            let report = compact(&options(&dir.path().join("store")), &into).unwrap();
+            let report = compact(&SledOptions::for_tests(&dir.path().join("store")), &into).unwrap();
             prop_assert_eq!(report.keys, model.len() as u64);
             let live: usize = model.iter().map(|(k, v)| k.len() + v.len()).sum();
             prop_assert_eq!(report.live_bytes, live as u64);
-            let copy = SledStore::open(&options(&into)).unwrap();
+            let copy = SledStore::open(&SledOptions::for_tests(&into)).unwrap();
             prop_assert_eq!(everything(&copy), model);
         }
     }
@@ -278,7 +270,7 @@ mod tests {
     #[test]
     fn a_copy_of_a_store_of_overwritten_values_is_smaller() {
         let dir = tempfile::tempdir().unwrap();
-        let store = options(&dir.path().join("store"));
+        let store = SledOptions::for_tests(&dir.path().join("store"));
         {
             let kv = SledStore::open(&store).unwrap();
             for round in 0..20u8 {
@@ -308,7 +300,7 @@ mod tests {
     #[test]
     fn a_copy_that_differs_is_refused_and_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = options(&dir.path().join("store"));
+        let store = SledOptions::for_tests(&dir.path().join("store"));
         drop(store_holding(&store.path, &[(b"a", b"1"), (b"b", b"2")]));
         let absent = dir.path().join("absent");
         let error = compact_with(&store, &absent, copy_losing_the_last_key).unwrap_err();
@@ -348,7 +340,7 @@ mod tests {
     #[test]
     fn copies_only_into_an_empty_place_and_only_a_store() {
         let dir = tempfile::tempdir().unwrap();
-        let store = options(&dir.path().join("store"));
+        let store = SledOptions::for_tests(&dir.path().join("store"));
         drop(store_holding(&store.path, &[(b"k", b"v")]));
 
         let occupied = dir.path().join("occupied");
@@ -361,9 +353,12 @@ mod tests {
         );
         assert_eq!(std::fs::read(occupied.join("file")).unwrap(), b"mine");
 
-        let error = compact(&options(&dir.path().join("nothing")), &dir.path().join("c"))
-            .unwrap_err()
-            .to_string();
+        let error = compact(
+            &SledOptions::for_tests(&dir.path().join("nothing")),
+            &dir.path().join("c"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("holds no store"), "{error}");
 
         let into_a_store = store_holding(&dir.path().join("other"), &[(b"x", b"")]);

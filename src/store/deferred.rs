@@ -890,11 +890,9 @@ mod tests {
     fn temporary_sled() -> (tempfile::TempDir, Arc<dyn KvStore>) {
         let dir = tempfile::tempdir().unwrap();
         let inner: Arc<dyn KvStore> = Arc::new(
-            crate::store::kv::SledStore::open(&crate::store::kv::SledOptions {
-                path: dir.path().to_path_buf(),
-                cache_capacity_bytes: 1 << 20,
-                durable_acks: false,
-            })
+            crate::store::kv::SledStore::open(&crate::store::kv::SledOptions::for_tests(
+                dir.path(),
+            ))
             .expect("open sled"),
         );
         (dir, inner)

@@ -132,6 +132,19 @@ pub struct SledOptions {
     pub durable_acks: bool,
 }
 
+#[cfg(test)]
+impl SledOptions {
+    /// A store at `path` for a test: a 1 MiB cache, commits not waiting for
+    /// the disk.
+    pub fn for_tests(path: &std::path::Path) -> SledOptions {
+        SledOptions {
+            path: path.to_path_buf(),
+            cache_capacity_bytes: 1 << 20,
+            durable_acks: false,
+        }
+    }
+}
+
 /// The embedded sled store.
 ///
 /// Durability: sled 0.34's `flush()` ends in `sync_file_range` on Linux, which

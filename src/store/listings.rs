@@ -114,9 +114,14 @@ impl ListingChange {
     }
 }
 
+/// The start of the UTC day holding `nanos`: what a day listing's key holds.
+fn day_start(nanos: i64) -> i64 {
+    nanos.div_euclid(DAY_NANOS) * DAY_NANOS
+}
+
 /// The key of the day a ticket created at `created_at_nanos` is listed under.
 pub fn day_key(scope: &Scope, created_at_nanos: i64) -> Vec<u8> {
-    keys::ticket_listing_day(scope, created_at_nanos.div_euclid(DAY_NANOS) * DAY_NANOS)
+    keys::ticket_listing_day(scope, day_start(created_at_nanos))
 }
 
 /// The day-key suffix of the day holding the positions that begin with the
@@ -129,7 +134,7 @@ fn day_suffix_bound(position: &[u8]) -> [u8; 8] {
     let known = position.len().min(MOMENT_LEN);
     moment[..known].copy_from_slice(&position[..known]);
     let created_at_nanos = i64::MAX.saturating_sub(keys::time_from_bytes(&moment).unwrap_or(0));
-    keys::newest_first(created_at_nanos.div_euclid(DAY_NANOS) * DAY_NANOS)
+    keys::newest_first(day_start(created_at_nanos))
 }
 
 /// The positions a scope lists from `start` (included) to `end` (excluded),
@@ -213,12 +218,7 @@ mod tests {
     }
 
     fn store(dir: &std::path::Path) -> SledStore {
-        SledStore::open(&SledOptions {
-            path: dir.to_path_buf(),
-            cache_capacity_bytes: 1 << 20,
-            durable_acks: false,
-        })
-        .unwrap()
+        SledStore::open(&SledOptions::for_tests(dir)).unwrap()
     }
 
     fn listed(listing: &DayListing) -> Vec<Vec<u8>> {

@@ -268,14 +268,7 @@ mod tests {
     use crate::store::kv::{SledOptions, SledStore};
 
     fn sled(dir: &std::path::Path) -> Arc<dyn KvStore> {
-        Arc::new(
-            SledStore::open(&SledOptions {
-                path: dir.to_path_buf(),
-                cache_capacity_bytes: 1 << 20,
-                durable_acks: false,
-            })
-            .expect("open sled"),
-        )
+        Arc::new(SledStore::open(&SledOptions::for_tests(dir)).expect("open sled"))
     }
 
     fn visited(kv: &dyn KvStore, prefix: &[u8]) -> Vec<Entry> {
