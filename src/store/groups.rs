@@ -3,6 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
+
 use crate::domain::aggregate::{Aggregate, Scope};
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, QualityReview, SurveyResponse,
@@ -219,14 +221,16 @@ pub fn index_entries(contribution: &Contribution) -> Result<BTreeMap<Vec<u8>, Ve
                 priority,
                 sla_breached_after,
             } => {
-                let value = encode(&OpenTicket {
+                let ticket = OpenTicket {
                     created_at: *created_at,
                     priority: *priority,
                     sla_breached_after: *sla_breached_after,
-                })?;
-                for scope in scope_attribution.scopes_tagged(&contribution.tags) {
-                    entries.insert(keys::open_ticket(&scope, ticket_id), value.clone());
-                }
+                };
+                let scopes = scope_attribution.scopes_tagged(&contribution.tags);
+                entries.insert(
+                    keys::open_ticket(ticket_id),
+                    encode(&OpenTicketEntry::new(ticket, &scopes))?,
+                );
             }
             IndexEntry::CustomerInteraction {
                 customer_id,
@@ -273,9 +277,55 @@ pub fn listings(contribution: &Contribution) -> BTreeSet<(Vec<u8>, Vec<u8>)> {
     listed
 }
 
-/// Decodes an open-ticket index value.
-pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<OpenTicket> {
-    decode(key, value)
+/// A value of the open-ticket index: an open ticket as the backlog counts it,
+/// and the scopes whose backlogs count it. One entry per ticket, so opening
+/// or closing a ticket writes one key whatever its number of scopes; the
+/// store keeps the index in memory by scope (see `resident`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenTicketEntry {
+    pub ticket: OpenTicket,
+    /// The scopes' key encodings ([`keys::scope_bytes`]) one after another;
+    /// each is self-delimiting.
+    #[serde(with = "serde_bytes")]
+    scopes: Vec<u8>,
+}
+
+impl OpenTicketEntry {
+    pub fn new(ticket: OpenTicket, scopes: &[Scope]) -> OpenTicketEntry {
+        OpenTicketEntry {
+            ticket,
+            scopes: scopes.iter().flat_map(keys::scope_bytes).collect(),
+        }
+    }
+
+    /// Each scope's key encoding, or `None` if the bytes do not split into
+    /// scopes.
+    fn scope_keys(&self) -> Option<Vec<&[u8]>> {
+        let mut keys = Vec::new();
+        let mut rest = self.scopes.as_slice();
+        while !rest.is_empty() {
+            let (scope, after) = rest.split_at(keys::scope_len(rest)?);
+            keys.push(scope);
+            rest = after;
+        }
+        Some(keys)
+    }
+}
+
+/// An open-ticket index value, decoded: the ticket and the key encodings of
+/// the scopes that count it. A value that does not decode, or whose scopes
+/// do not, is data loss naming the key.
+pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<(OpenTicket, Vec<Vec<u8>>)> {
+    let entry: OpenTicketEntry = decode(key, value)?;
+    let scopes = entry.scope_keys().ok_or_else(|| {
+        let key = keys::describe_key(key);
+        tracing::error!(key = %key, "stored open ticket names a scope that does not decode");
+        Error::DataLoss(format!(
+            "value of key {key} names a scope that does not decode"
+        ))
+    })?;
+    let scopes = scopes.into_iter().map(<[u8]>::to_vec).collect();
+    Ok((entry.ticket, scopes))
 }
 
 /// Recomputes a group and replaces its stored contribution: the old one is

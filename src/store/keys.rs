@@ -10,7 +10,7 @@
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
 //! | `A` aggregate | `A level scope start` (day `d`, month `m`, total `t`) | the aggregate |
 //! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
-//! | `X` derived index | `X o scope ticket`, `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
+//! | `X` derived index | `X o ticket` (the open ticket and the scopes counting it), `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
@@ -264,12 +264,16 @@ pub fn totals_prefix(kind: crate::domain::aggregate::ScopeKind) -> Vec<u8> {
 /// Every key of the open-ticket index starts with this.
 pub const OPEN_TICKETS: [u8; 2] = [DERIVED_INDEX, b'o'];
 
-pub fn open_ticket_prefix(scope: &Scope) -> Vec<u8> {
-    key(&[&OPEN_TICKETS, &scope_bytes(scope)])
+/// An open ticket's entry in the open-ticket index (one per ticket, naming
+/// the scopes whose backlogs count it).
+pub fn open_ticket(ticket: &Id) -> Vec<u8> {
+    key(&[&OPEN_TICKETS, ticket.as_str().as_bytes()])
 }
 
-pub fn open_ticket(scope: &Scope, ticket: &Id) -> Vec<u8> {
-    key(&[&open_ticket_prefix(scope), ticket.as_str().as_bytes()])
+/// The length of the scope encoded at the start of `bytes`, if one is.
+pub fn scope_len(bytes: &[u8]) -> Option<usize> {
+    let (_, rest) = scope_from_bytes(bytes)?;
+    Some(bytes.len() - rest.len())
 }
 
 pub fn ticket_rows_prefix(scope: &Scope) -> Vec<u8> {

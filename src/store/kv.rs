@@ -53,15 +53,20 @@ pub trait KvStore: Send + Sync + 'static {
         Ok(())
     }
 
-    /// The open tickets a scope's part of the open-ticket index lists, decoded,
-    /// in key order. A store that holds the index in memory keeps each scope's
-    /// list decoded until a commit changes it (see [`ResidentKv`]).
+    /// The open tickets whose entries in the open-ticket index name `scope`,
+    /// decoded, in key order. This walks the whole index; a store that holds
+    /// the index in memory keeps it by scope, and each scope's list decoded
+    /// until a commit changes it (see [`ResidentKv`]).
     ///
     /// [`ResidentKv`]: super::resident::ResidentKv
     fn open_tickets(&self, scope: &Scope) -> Result<Arc<[OpenTicket]>> {
+        let scope = keys::scope_bytes(scope);
         let mut open = Vec::new();
-        self.visit_prefix(&keys::open_ticket_prefix(scope), &mut |key, value| {
-            open.push(decode_open_ticket(key, value)?);
+        self.visit_prefix(&keys::OPEN_TICKETS, &mut |key, value| {
+            let (ticket, scopes) = decode_open_ticket(key, value)?;
+            if scopes.contains(&scope) {
+                open.push(ticket);
+            }
             Ok(())
         })?;
         Ok(open.into())

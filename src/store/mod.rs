@@ -161,7 +161,7 @@ impl Store {
         check_format(kv.as_ref())?;
         let kv = DeferredKv::new(kv);
         deferred::recover(&kv)?;
-        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(kv), &keys::OPEN_TICKETS)?);
+        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(kv))?);
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_spool_dir = spool_dir.clone();
@@ -325,7 +325,9 @@ impl Store {
 /// histogram buckets with each run of zeros as its length. 7: those runs as
 /// one byte string of varints, not a sequence of numbers. 8: drill-down
 /// listings packed per scope and day (`listings`), not a key per ticket.
-const FORMAT_VERSION: u32 = 8;
+/// 9: one open-ticket index entry per ticket naming its scopes, not one per
+/// scope (`resident`).
+const FORMAT_VERSION: u32 = 9;
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
