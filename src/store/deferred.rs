@@ -7,7 +7,8 @@
 //! write: ingest stops being dominated by the storage engine.
 //!
 //! Nothing acknowledged can be lost by this: each durable commit also writes a
-//! journal key `J <group>` for every group whose derived state changed. The
+//! journal entry `J <sequence>` listing the groups whose derived state it
+//! changed (one key per commit, not per group). The
 //! derived state on disk is always that of the last checkpoint (checkpoints are
 //! atomic and delete the journal), so after a crash, [`recover`] recomputes the
 //! journaled groups from the raw records, exactly as the writer had, and
@@ -34,7 +35,7 @@
 //! most doubles the memory above. A commit too large for the overlay, and a
 //! recovery, write the store directly and drop them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::iter::Peekable;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
@@ -44,7 +45,7 @@ use crate::domain::aggregate::Aggregate;
 use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts, Part, Placement};
-use super::codec::encode;
+use super::codec::{decode, encode};
 use super::groups::recompute;
 use super::keys;
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
@@ -92,11 +93,32 @@ fn is_derived(key: &[u8]) -> bool {
     )
 }
 
-fn journal_key(group_key: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(group_key.len() + 1);
-    key.push(keys::JOURNAL);
-    key.extend_from_slice(group_key);
-    key
+/// A journal entry's value: the groups one durable commit changed, by group
+/// key.
+type JournalEntry = Vec<serde_bytes::ByteBuf>;
+
+/// The journal entry of the durable commit numbered `sequence`, naming the
+/// groups (by `G` key) whose derived state it changed.
+pub fn journal_entry(sequence: u64, group_keys: Vec<Vec<u8>>) -> Result<Change> {
+    let entry: JournalEntry = group_keys
+        .into_iter()
+        .map(serde_bytes::ByteBuf::from)
+        .collect();
+    Ok((keys::journal(sequence), Some(encode(&entry)?)))
+}
+
+/// The number after that of the last journal entry in `kv` (0 without one).
+fn next_journal_sequence(kv: &dyn KvStore) -> Result<u64> {
+    let Some(last) = kv.scan_prefix(&[keys::JOURNAL]).last() else {
+        return Ok(0);
+    };
+    let (key, _) = last?;
+    let sequence = key
+        .get(1..)
+        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key))))?;
+    Ok(sequence + 1)
 }
 
 /// A change waiting for the checkpoint.
@@ -204,6 +226,9 @@ struct Writing {
     /// and equal to what the store holds; never a key the overlay holds (the
     /// overlay takes back those the writer changes again).
     checkpointed: HashMap<Vec<u8>, Pending>,
+    /// The number of the next journal entry; read from the store at the
+    /// first commit that writes one.
+    next_journal: Option<u64>,
 }
 
 impl Writing {
@@ -268,6 +293,7 @@ impl DeferredKv {
                 last_checkpoint: Instant::now(),
                 weight: 0,
                 checkpointed: HashMap::new(),
+                next_journal: None,
             }),
         }
     }
@@ -552,17 +578,26 @@ impl KvStore for DeferredKv {
             let _visible = ChangeCount::begin(&self.changes, &self.change_gate);
             return self.inner.commit(changes);
         }
-        let mut durable = Vec::with_capacity(changes.len() + deltas.len() - derived_count);
+        let mut durable = Vec::with_capacity(changes.len() + deltas.len() + 1 - derived_count);
         let mut derived = Vec::with_capacity(derived_count);
+        let mut journal = Vec::new();
         for (key, value) in changes {
             if is_derived(&key) {
                 if key.first() == Some(&keys::GROUP) {
-                    durable.push((journal_key(&key), Some(Vec::new())));
+                    journal.push(key.clone());
                 }
                 derived.push((key, Pending::of_value(value)));
             } else {
                 durable.push((key, value));
             }
+        }
+        if !journal.is_empty() {
+            let sequence = match writing.next_journal {
+                Some(sequence) => sequence,
+                None => next_journal_sequence(self.inner.as_ref())?,
+            };
+            durable.push(journal_entry(sequence, journal)?);
+            writing.next_journal = Some(sequence + 1);
         }
         let additions = self.plan_additions(&derived, deltas, &writing.checkpointed)?;
         if !durable.is_empty() {
@@ -635,20 +670,26 @@ impl KvStore for DeferredKv {
 /// (tickets first: customers read the index tickets maintain) and checkpoints.
 /// Returns how many groups were recovered.
 pub fn recover(kv: &DeferredKv) -> Result<usize> {
-    let mut groups = Vec::new();
+    let mut groups = BTreeSet::new();
     for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
-        let (key, _) = entry?;
-        let group = keys::group_from_key(&key[1..]).ok_or_else(|| {
-            Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
-        })?;
-        groups.push(group);
+        let (key, value) = entry?;
+        let journaled: JournalEntry = decode(&key, &value)?;
+        for group_key in journaled {
+            let group = keys::group_from_key(&group_key).ok_or_else(|| {
+                Error::DataLoss(format!(
+                    "journal entry {} names a bad group {}",
+                    keys::describe_key(&key),
+                    keys::describe_key(&group_key)
+                ))
+            })?;
+            groups.insert(group);
+        }
     }
     if groups.is_empty() {
         return Ok(0);
     }
     // Tickets sort before customers in `Group`'s order. The overlay is empty
     // at open, so the recomputation reads the last checkpoint's state.
-    groups.sort();
     let mut txn = Txn::new(kv);
     for group in &groups {
         recompute(&mut txn, group)?;
@@ -896,6 +937,46 @@ mod tests {
             .expect("open sled"),
         );
         (dir, inner)
+    }
+
+    /// Each durable commit that changes groups writes one journal entry
+    /// naming them, numbered after any entry already in the store (one left
+    /// by a crash is never overwritten), and a checkpoint deletes them all.
+    #[test]
+    fn commits_journal_their_groups_after_the_entries_in_the_store() {
+        let (_dir, inner) = temporary_sled();
+        inner
+            .commit(vec![journal_entry(5, vec![b"Gtold".to_vec()]).unwrap()])
+            .unwrap();
+        let kv = DeferredKv::new(Arc::clone(&inner));
+        // No checkpoint falls due while the test runs, however slowly.
+        kv.writing.lock().unwrap().last_checkpoint = Instant::now() + Duration::from_secs(3600);
+        kv.commit(vec![
+            (b"Gta".to_vec(), Some(b"1".to_vec())),
+            (b"Gcb".to_vec(), Some(b"2".to_vec())),
+            (b"Rix".to_vec(), Some(Vec::new())),
+        ])
+        .unwrap();
+        kv.commit(vec![(b"Ri2".to_vec(), Some(Vec::new()))])
+            .unwrap();
+        kv.commit(vec![(b"Gta".to_vec(), None)]).unwrap();
+        let journal: Vec<(Vec<u8>, Vec<Vec<u8>>)> = inner
+            .scan_prefix(&[keys::JOURNAL])
+            .map(|entry| {
+                let (key, value) = entry.unwrap();
+                let groups: JournalEntry = decode(&key, &value).unwrap();
+                (key, groups.into_iter().map(|g| g.into_vec()).collect())
+            })
+            .collect();
+        let expected = [
+            (keys::journal(5), vec![b"Gtold".to_vec()]),
+            (keys::journal(6), vec![b"Gta".to_vec(), b"Gcb".to_vec()]),
+            (keys::journal(7), vec![b"Gta".to_vec()]),
+        ];
+        assert_eq!(journal, expected);
+        kv.checkpoint().unwrap();
+        assert_eq!(inner.scan_prefix(&[keys::JOURNAL]).count(), 0);
+        assert_eq!(inner.get(b"Gcb").unwrap(), Some(b"2".to_vec()));
     }
 
     /// What a checkpoint keeps decoded is added to only while it is what the

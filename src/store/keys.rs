@@ -15,7 +15,7 @@
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
-//! | `J` journal | `J` + a `G` key | empty: the group's derived state changed since the last checkpoint (see `deferred`) |
+//! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed since the last checkpoint (see `deferred`) |
 
 use crate::domain::aggregate::Scope;
 use crate::domain::records::{Channel, Id};
@@ -117,6 +117,12 @@ pub fn pending(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
         &[kind.byte()],
         id.as_str().as_bytes(),
     ])
+}
+
+/// The journal entry of the durable commit numbered `sequence` (see
+/// `deferred`).
+pub fn journal(sequence: u64) -> Vec<u8> {
+    key(&[&[JOURNAL], &sequence.to_be_bytes()])
 }
 
 /// The unit whose contribution is stored and recomputed.

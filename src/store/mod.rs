@@ -326,7 +326,8 @@ impl Store {
 /// one byte string of varints, not a sequence of numbers. 8: drill-down
 /// listings packed per scope and day (`listings`), not a key per ticket.
 /// 9: one open-ticket index entry per ticket naming its scopes, not one per
-/// scope (`resident`).
+/// scope (`resident`); one journal entry per durable commit naming its
+/// groups, not one per group (`deferred`).
 const FORMAT_VERSION: u32 = 9;
 
 /// Marks a new store with the format version, and refuses a store of another.

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use support_metrics::proto::v1 as pb;
+use support_metrics::store::deferred::journal_entry;
 use support_metrics::store::keys;
 use support_metrics::store::{KvStore, SledOptions, SledStore};
 
@@ -60,18 +61,24 @@ async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
             "a clean stop checkpoints"
         );
         let mut changes = Vec::new();
+        let mut groups = Vec::new();
         for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX] {
             for entry in kv.scan_prefix(&[family]) {
                 let (key, _) = entry.expect("scan");
                 if family == keys::GROUP {
-                    let mut journal = vec![keys::JOURNAL];
-                    journal.extend_from_slice(&key);
-                    changes.push((journal, Some(Vec::new())));
+                    groups.push(key.clone());
                 }
                 changes.push((key, None));
             }
         }
         assert!(changes.len() > 20, "the example derives many keys");
+        // As commits would have journaled them: some groups in two entries.
+        let (first, second) = groups.split_at(groups.len() / 2);
+        let mut again = first.to_vec();
+        again.extend_from_slice(second);
+        for (sequence, groups) in [(7, first.to_vec()), (8, again)] {
+            changes.push(journal_entry(sequence, groups).expect("journal entry"));
+        }
         kv.commit(changes).expect("simulate the crash");
         assert_eq!(family_count(&kv, keys::AGGREGATE), 0);
     }
