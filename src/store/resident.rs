@@ -44,7 +44,7 @@ type Decoded = (OpenTicket, Vec<Vec<u8>>);
 
 /// The index in memory.
 #[derive(Default)]
-struct Copy {
+struct IndexCopy {
     /// The entries as stored.
     stored: BTreeMap<Box<[u8]>, Box<[u8]>>,
     /// Each scope's open tickets, by index key; scopes without any are absent.
@@ -53,7 +53,7 @@ struct Copy {
     damaged: BTreeSet<Box<[u8]>>,
 }
 
-impl Copy {
+impl IndexCopy {
     /// The stored entries whose key starts with `prefix`, in key order.
     fn entries_under<'c>(
         &'c self,
@@ -128,7 +128,7 @@ impl Copy {
 /// A [`KvStore`] that serves the open-ticket index from memory.
 pub struct ResidentKv {
     inner: Arc<dyn KvStore>,
-    copy: RwLock<Copy>,
+    copy: RwLock<IndexCopy>,
     /// Scopes' open tickets as slices, by the scope's key encoding. Filled
     /// only under a read lock of `copy` and emptied of a scope under its
     /// write lock, so no list outlives a change to its scope's tickets.
@@ -155,7 +155,7 @@ impl ResidentKv {
     /// Loads the open-ticket index from `inner`.
     pub fn load(inner: Arc<dyn KvStore>) -> Result<ResidentKv> {
         let started = std::time::Instant::now();
-        let mut copy = Copy::default();
+        let mut copy = IndexCopy::default();
         let mut bytes = 0usize;
         let mut changed = HashSet::new();
         for entry in inner.scan_prefix(&keys::OPEN_TICKETS) {
