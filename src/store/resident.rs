@@ -167,6 +167,7 @@ impl ResidentKv {
         tracing::info!(
             tickets = copy.stored.len(),
             scopes = copy.by_scope.len(),
+            tickets_in_scopes = copy.by_scope.values().map(BTreeMap::len).sum::<usize>(),
             damaged = copy.damaged.len(),
             bytes,
             elapsed_ms = started.elapsed().as_millis() as u64,
