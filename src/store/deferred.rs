@@ -42,12 +42,13 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use crate::domain::aggregate::Aggregate;
+use crate::domain::records::Id;
 use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts, Part, Placement};
 use super::codec::{decode, encode};
 use super::groups::recompute;
-use super::keys;
+use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::txn::Txn;
 
@@ -113,12 +114,49 @@ fn next_journal_sequence(kv: &dyn KvStore) -> Result<u64> {
         return Ok(0);
     };
     let (key, _) = last?;
-    let sequence = key
-        .get(1..)
-        .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-        .map(u64::from_be_bytes)
-        .ok_or_else(|| Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key))))?;
-    Ok(sequence + 1)
+    keys::journal_sequence(&key)
+        .and_then(|sequence| sequence.checked_add(1))
+        .ok_or_else(|| Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key))))
+}
+
+/// Deletions of every journal entry in `kv`.
+fn journal_deletes(kv: &dyn KvStore) -> Result<Vec<Change>> {
+    kv.scan_prefix(&[keys::JOURNAL])
+        .map(|entry| Ok((entry?.0, None)))
+        .collect()
+}
+
+/// The groups a journal entry names, or `None` if the entry is damaged.
+fn journaled_groups(key: &[u8], value: &[u8]) -> Option<Vec<Group>> {
+    let entry: JournalEntry = decode(key, value).ok()?;
+    entry
+        .iter()
+        .map(|group_key| keys::group_from_key(group_key))
+        .collect()
+}
+
+/// A group of an id.
+type GroupOf = fn(Id) -> Group;
+
+/// Every ticket and customer the raw indexes name (`I t ticket 0 …`,
+/// `I e customer 0 …`): what a recovery recomputes when a damaged journal
+/// entry cannot say which groups changed.
+fn every_group(kv: &dyn KvStore) -> Result<BTreeSet<Group>> {
+    let mut groups = BTreeSet::new();
+    for (family, group) in [(b't', Group::Ticket as GroupOf), (b'e', Group::Customer)] {
+        for entry in kv.scan_prefix(&[keys::RAW_INDEX, family]) {
+            let (key, _) = entry?;
+            let id = key[2..].split(|&b| b == 0).next().unwrap_or_default();
+            let id = std::str::from_utf8(id)
+                .ok()
+                .and_then(|id| Id::parse(id).ok())
+                .ok_or_else(|| {
+                    Error::DataLoss(format!("bad raw index key {}", keys::describe_key(&key)))
+                })?;
+            groups.insert(group(id));
+        }
+    }
+    Ok(groups)
 }
 
 /// A change waiting for the checkpoint.
@@ -336,9 +374,7 @@ impl DeferredKv {
                 .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
                 .collect::<Result<_>>()?
         };
-        for entry in self.inner.scan_prefix(&[keys::JOURNAL]) {
-            batch.push((entry?.0, None));
-        }
+        batch.extend(journal_deletes(self.inner.as_ref())?);
         let keys = batch.len();
         self.inner.commit(batch)?;
         // Only the writer changes the overlay, and it is held off by `writing`.
@@ -597,7 +633,7 @@ impl KvStore for DeferredKv {
                 None => next_journal_sequence(self.inner.as_ref())?,
             };
             durable.push(journal_entry(sequence, journal)?);
-            writing.next_journal = Some(sequence + 1);
+            writing.next_journal = Some(sequence.wrapping_add(1));
         }
         let additions = self.plan_additions(&derived, deltas, &writing.checkpointed)?;
         if !durable.is_empty() {
@@ -668,22 +704,26 @@ impl KvStore for DeferredKv {
 
 /// After a crash: recomputes the groups journaled since the last checkpoint
 /// (tickets first: customers read the index tickets maintain) and checkpoints.
-/// Returns how many groups were recovered.
+/// A damaged journal entry cannot say which groups it journaled: then every
+/// ticket and customer is recomputed (slower, as exact). Returns how many
+/// groups were recomputed. Runs before any commit, so that the journal's
+/// entries are never overwritten before they are recovered.
 pub fn recover(kv: &DeferredKv) -> Result<usize> {
     let mut groups = BTreeSet::new();
+    let mut damaged = None;
     for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
         let (key, value) = entry?;
-        let journaled: JournalEntry = decode(&key, &value)?;
-        for group_key in journaled {
-            let group = keys::group_from_key(&group_key).ok_or_else(|| {
-                Error::DataLoss(format!(
-                    "journal entry {} names a bad group {}",
-                    keys::describe_key(&key),
-                    keys::describe_key(&group_key)
-                ))
-            })?;
-            groups.insert(group);
+        match journaled_groups(&key, &value) {
+            Some(journaled) => groups.extend(journaled),
+            None => damaged = Some(key),
         }
+    }
+    if let Some(key) = damaged {
+        tracing::error!(
+            key = %keys::describe_key(&key),
+            "a journal entry is damaged; recomputing every ticket and customer"
+        );
+        groups.extend(every_group(kv.inner.as_ref())?);
     }
     if groups.is_empty() {
         return Ok(0);
@@ -697,9 +737,7 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
     let (mut changes, deltas) = txn.into_parts()?;
     let stored = buckets::aggregate_changes(&changes, deltas, |key| kv.inner.get(key))?;
     changes.extend(stored);
-    for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
-        changes.push((entry?.0, None));
-    }
+    changes.extend(journal_deletes(kv.inner.as_ref())?);
     kv.inner.commit(changes)?;
     // Straight into the store, as a commit too large for the overlay.
     kv.writing.lock().map_err(poisoned)?.checkpointed.clear();
@@ -941,7 +979,8 @@ mod tests {
 
     /// Each durable commit that changes groups writes one journal entry
     /// naming them, numbered after any entry already in the store (one left
-    /// by a crash is never overwritten), and a checkpoint deletes them all.
+    /// by a crash is never overwritten, though `Store` recovers those before
+    /// its first commit), and a checkpoint deletes them all.
     #[test]
     fn commits_journal_their_groups_after_the_entries_in_the_store() {
         let (_dir, inner) = temporary_sled();

@@ -291,10 +291,13 @@ pub struct OpenTicketEntry {
 }
 
 impl OpenTicketEntry {
+    /// The entry of `ticket`, counted in `scopes` (in any order, repeats
+    /// ignored: the stored bytes depend only on the set).
     pub fn new(ticket: OpenTicket, scopes: &[Scope]) -> OpenTicketEntry {
+        let scopes: BTreeSet<Vec<u8>> = scopes.iter().map(keys::scope_bytes).collect();
         OpenTicketEntry {
             ticket,
-            scopes: scopes.iter().flat_map(keys::scope_bytes).collect(),
+            scopes: scopes.into_iter().flatten().collect(),
         }
     }
 
@@ -377,4 +380,55 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
         txn.put(key, &new)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::records::{Channel, Priority};
+
+    /// An entry's bytes depend on its set of scopes only (verify compares
+    /// bytes), and decoding gives back each scope's key encoding once.
+    #[test]
+    fn open_ticket_entries_hold_a_set_of_scopes() {
+        let ticket = OpenTicket {
+            created_at: Instant(5),
+            priority: Priority::Urgent,
+            sla_breached_after: Some(Instant(9)),
+        };
+        let team = Scope::Team(Id::parse("billing").unwrap());
+        let tag = Scope::TeamTag(Id::parse("billing").unwrap(), "refunds".into());
+        let channel = Scope::Channel(Channel::Email);
+        let one = OpenTicketEntry::new(ticket, &[team.clone(), tag.clone(), channel.clone()]);
+        let other =
+            OpenTicketEntry::new(ticket, &[channel.clone(), team.clone(), tag.clone(), team]);
+        assert_eq!(encode(&one).unwrap(), encode(&other).unwrap());
+        let key = keys::open_ticket(&Id::parse("t1").unwrap());
+        let (decoded, scopes) = decode_open_ticket(&key, &encode(&one).unwrap()).unwrap();
+        assert_eq!(decoded, ticket);
+        let mut expected: Vec<Vec<u8>> = [Scope::Team(Id::parse("billing").unwrap()), tag, channel]
+            .iter()
+            .map(keys::scope_bytes)
+            .collect();
+        expected.sort();
+        assert_eq!(scopes, expected);
+    }
+
+    #[test]
+    fn an_entry_whose_scopes_do_not_parse_is_data_loss_naming_its_key() {
+        let mut entry = OpenTicketEntry::new(
+            OpenTicket {
+                created_at: Instant(1),
+                priority: Priority::Low,
+                sla_breached_after: None,
+            },
+            &[Scope::Organization],
+        );
+        entry.scopes.push(0xee);
+        let key = keys::open_ticket(&Id::parse("t7").unwrap());
+        match decode_open_ticket(&key, &encode(&entry).unwrap()) {
+            Err(Error::DataLoss(message)) => assert!(message.contains("Xot7"), "{message}"),
+            other => panic!("expected data loss, got {other:?}"),
+        }
+    }
 }

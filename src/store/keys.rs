@@ -125,6 +125,14 @@ pub fn journal(sequence: u64) -> Vec<u8> {
     key(&[&[JOURNAL], &sequence.to_be_bytes()])
 }
 
+/// The sequence number of a journal key, if it is one.
+pub fn journal_sequence(key: &[u8]) -> Option<u64> {
+    match key {
+        [JOURNAL, sequence @ ..] => Some(u64::from_be_bytes(sequence.try_into().ok()?)),
+        _ => None,
+    }
+}
+
 /// The unit whose contribution is stored and recomputed.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Group {

@@ -8,12 +8,13 @@
 //! The store keeps one entry per open ticket, naming the scopes whose backlogs
 //! count it, so that opening or closing a ticket writes one key whatever its
 //! number of scopes. The copy keeps the entries as stored (for reads of the
-//! family) and each scope's open tickets decoded, by key. A scope's tickets
-//! are also kept as one slice once a read asks for them, until a commit
-//! changes that scope's tickets: a backlog then costs a walk over a slice (at
-//! 1M interactions, decoding a team's 2,341 tickets took ~90 µs of a 1-day
-//! scorecard's 110 µs in process; now 5 µs). Only lists with tickets are kept,
-//! so the slices never hold more than one copy of each scope's tickets.
+//! family) and each scope's open tickets decoded, by key, so that no backlog
+//! decodes (at 1M interactions, decoding a team's 2,341 tickets took ~90 µs
+//! of a 1-day scorecard's 110 µs in process). A scope's tickets are also kept
+//! as one slice once a read asks for them, until a commit changes that
+//! scope's tickets: a backlog then costs a walk over a slice (5 µs there).
+//! Only lists with tickets are kept, so the slices never hold more than one
+//! copy of each scope's tickets.
 //!
 //! The store stays the truth: the index is loaded from it at open and every
 //! commit that the store accepts is applied to the copy before the commit
@@ -298,8 +299,11 @@ impl KvStore for ResidentKv {
         for (key, value) in changes.iter().filter(|(key, _)| is_resident(key)) {
             let value = match value {
                 Some(value) => {
-                    let decoded = decode_open_ticket(key, value).map_err(|error| {
-                        Error::Internal(format!("writing the open-ticket index: {error}"))
+                    let decoded = decode_open_ticket(key, value).map_err(|_| {
+                        Error::Internal(format!(
+                            "refusing an open-ticket index entry that does not decode: {}",
+                            keys::describe_key(key)
+                        ))
                     })?;
                     Some((value.clone(), decoded))
                 }

@@ -36,8 +36,13 @@ async fn cards(app: &mut TestApp) -> Vec<pb::Scorecard> {
     cards
 }
 
-#[tokio::test]
-async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
+/// Records the worked example, stops cleanly, then leaves what a crash
+/// before the first checkpoint would: the raw records, no derived state, and
+/// the journal `journal` writes given every group the writes changed (by
+/// `G` key). The store then opens and must serve what it served before.
+async fn recovered_after_a_crash(
+    journal: impl FnOnce(Vec<Vec<u8>>) -> Vec<(Vec<u8>, Option<Vec<u8>>)>,
+) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut app = spawn_app_at(data.clone()).await;
@@ -51,8 +56,6 @@ async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
     assert!(before[0].metrics.as_ref().expect("metrics").tickets_created > 0);
     app.stop().await;
 
-    // What a crash before the first checkpoint leaves: the raw records, no
-    // derived state, and the journal naming every group the writes changed.
     {
         let kv = open_raw(&data);
         assert_eq!(
@@ -72,13 +75,8 @@ async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
             }
         }
         assert!(changes.len() > 20, "the example derives many keys");
-        // As commits would have journaled them: some groups in two entries.
-        let (first, second) = groups.split_at(groups.len() / 2);
-        let mut again = first.to_vec();
-        again.extend_from_slice(second);
-        for (sequence, groups) in [(7, first.to_vec()), (8, again)] {
-            changes.push(journal_entry(sequence, groups).expect("journal entry"));
-        }
+        assert!(groups.len() > 2, "the example changes several groups");
+        changes.extend(journal(groups));
         kv.commit(changes).expect("simulate the crash");
         assert_eq!(family_count(&kv, keys::AGGREGATE), 0);
     }
@@ -94,6 +92,34 @@ async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
         "recovery clears the journal"
     );
     assert!(family_count(&kv, keys::AGGREGATE) > 0);
+}
+
+#[tokio::test]
+async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
+    // As commits journal them: neither entry names every group, and one
+    // group is in both.
+    recovered_after_a_crash(|groups| {
+        let (first, second) = groups.split_at(groups.len() / 2);
+        let mut first = first.to_vec();
+        first.push(second[0].clone());
+        [(7, first), (8, second.to_vec())]
+            .into_iter()
+            .map(|(sequence, groups)| journal_entry(sequence, groups).expect("journal entry"))
+            .collect()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_damaged_journal_entry_recomputes_every_group() {
+    // One entry names nothing it can be trusted for; the other names one group.
+    recovered_after_a_crash(|groups| {
+        vec![
+            journal_entry(3, vec![groups[0].clone()]).expect("journal entry"),
+            (keys::journal(4), Some(b"damaged".to_vec())),
+        ]
+    })
+    .await;
 }
 
 #[tokio::test]
