@@ -47,7 +47,7 @@ use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts, Part, Placement};
 use super::codec::{decode, encode};
-use super::groups::recompute;
+use super::groups::{id_from_bytes, recompute};
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::txn::Txn;
@@ -147,13 +147,7 @@ fn every_group(kv: &dyn KvStore) -> Result<BTreeSet<Group>> {
         for entry in kv.scan_prefix(&[keys::RAW_INDEX, family]) {
             let (key, _) = entry?;
             let id = key[2..].split(|&b| b == 0).next().unwrap_or_default();
-            let id = std::str::from_utf8(id)
-                .ok()
-                .and_then(|id| Id::parse(id).ok())
-                .ok_or_else(|| {
-                    Error::DataLoss(format!("bad raw index key {}", keys::describe_key(&key)))
-                })?;
-            groups.insert(group(id));
+            groups.insert(group(id_from_bytes(id)?));
         }
     }
     Ok(groups)
@@ -711,12 +705,14 @@ impl KvStore for DeferredKv {
 pub fn recover(kv: &DeferredKv) -> Result<usize> {
     let mut groups = BTreeSet::new();
     let mut damaged = None;
+    let mut journal = Vec::new();
     for entry in kv.inner.scan_prefix(&[keys::JOURNAL]) {
         let (key, value) = entry?;
         match journaled_groups(&key, &value) {
             Some(journaled) => groups.extend(journaled),
-            None => damaged = Some(key),
+            None => damaged = Some(key.clone()),
         }
+        journal.push((key, None));
     }
     if let Some(key) = damaged {
         tracing::error!(
@@ -737,7 +733,7 @@ pub fn recover(kv: &DeferredKv) -> Result<usize> {
     let (mut changes, deltas) = txn.into_parts()?;
     let stored = buckets::aggregate_changes(&changes, deltas, |key| kv.inner.get(key))?;
     changes.extend(stored);
-    changes.extend(journal_deletes(kv.inner.as_ref())?);
+    changes.extend(journal);
     kv.inner.commit(changes)?;
     // Straight into the store, as a commit too large for the overlay.
     kv.writing.lock().map_err(poisoned)?.checkpointed.clear();

@@ -23,7 +23,8 @@ use super::keys::{self, Group, RecordKind};
 use super::listings;
 use super::txn::{Reader, Txn};
 
-fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
+/// An id read from an index key; bytes that are not one are data loss.
+pub fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
     std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| Id::parse(s).ok())
