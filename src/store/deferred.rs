@@ -10,10 +10,22 @@
 //! journal entry `J <sequence>` listing the groups whose derived state it
 //! changed (one key per commit, not per group). The
 //! derived state on disk is always that of the last checkpoint (checkpoints are
-//! atomic and delete the journal), so after a crash, [`recover`] recomputes the
-//! journaled groups from the raw records, exactly as the writer had, and
-//! checkpoints. Readers see the overlay merged over the store, so they never
-//! notice when a checkpoint happens.
+//! atomic and delete the journal entries of the commits they cover), so after
+//! a crash, [`recover`] recomputes the journaled groups from the raw records,
+//! exactly as the writer had, and checkpoints. Readers see the overlay merged
+//! over the store, so they never notice when a checkpoint happens.
+//!
+//! The checkpoints that fall due while commits come run on their own thread,
+//! so that commits do not wait while one writes (it took a quarter of the
+//! writer's time, once a second: the commits behind it were the ingest's
+//! slowest). The overlay is frozen as it is and a new one started; the frozen
+//! one is read between the new overlay and the store until its checkpoint
+//! lands, which the writer notices at its next commit. One checkpoint is in
+//! flight at a time, deleting the journal entries numbered below the first
+//! commit after it; an overlay that fills meanwhile waits for it. One that
+//! fails puts what it was writing back under the overlay for the next. A
+//! flush, a commit too large for the overlay and the last checkpoint at
+//! close write on the writer's thread, after the one in flight.
 //!
 //! Aggregates wait in the overlay decoded: the writer, which adds to the same
 //! buckets over and over, neither decodes nor encodes them between
@@ -31,9 +43,11 @@
 //! readers: they equal the store) until the next checkpoint: a busy bucket,
 //! changed again in the next interval, is then taken back into the overlay
 //! instead of read from the store and decoded again; one the interval did not
-//! change is dropped by the next checkpoint that writes anything. This at
-//! most doubles the memory above. A commit too large for the overlay, and a
-//! recovery, write the store directly and drop them all.
+//! change is dropped by the next checkpoint that writes anything; a bucket
+//! the writer changes while the checkpoint in flight writes it is copied into
+//! the new overlay. This at most triples the memory above. A commit too large
+//! for the overlay, and a recovery, write the store directly and drop them
+//! all.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::iter::Peekable;
@@ -119,11 +133,33 @@ fn next_journal_sequence(kv: &dyn KvStore) -> Result<u64> {
         .ok_or_else(|| Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key))))
 }
 
-/// Deletions of every journal entry in `kv`.
-fn journal_deletes(kv: &dyn KvStore) -> Result<Vec<Change>> {
-    kv.scan_prefix(&[keys::JOURNAL])
-        .map(|entry| Ok((entry?.0, None)))
-        .collect()
+/// Deletions of the journal entries in `kv` numbered below `before`, or of
+/// every entry.
+fn journal_deletes(kv: &dyn KvStore, before: Option<u64>) -> Result<Vec<Change>> {
+    let entries = match before {
+        Some(before) => kv.range(&[keys::JOURNAL], &keys::journal(before)),
+        None => kv.scan_prefix(&[keys::JOURNAL]),
+    };
+    entries.map(|entry| Ok((entry?.0, None))).collect()
+}
+
+/// What a checkpoint commits: `overlay` as stored and the deletion of the
+/// journal entries it covers (see [`journal_deletes`]), in one atomic batch.
+fn write_checkpoint(
+    inner: &dyn KvStore,
+    overlay: &Overlay,
+    journal_before: Option<u64>,
+) -> Result<()> {
+    let started = Instant::now();
+    let mut batch: Vec<Change> = overlay
+        .iter()
+        .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
+        .collect::<Result<_>>()?;
+    batch.extend(journal_deletes(inner, journal_before)?);
+    let keys = batch.len();
+    inner.commit(batch)?;
+    tracing::trace!(keys, elapsed = ?started.elapsed(), "checkpoint");
+    Ok(())
 }
 
 /// The groups a journal entry names, or `None` if the entry is damaged.
@@ -261,6 +297,9 @@ struct Writing {
     /// The number of the next journal entry; read from the store at the
     /// first commit that writes one.
     next_journal: Option<u64>,
+    /// The checkpoint writing [`DeferredKv::frozen`] on its own thread, if
+    /// one is; the writer lands it ([`DeferredKv::land`]).
+    in_flight: Option<std::thread::JoinHandle<Result<()>>>,
 }
 
 impl Writing {
@@ -280,7 +319,11 @@ type Overlay = BTreeMap<Vec<u8>, Pending>;
 /// A [`KvStore`] that defers derived keys to checkpoints.
 pub struct DeferredKv {
     inner: Arc<dyn KvStore>,
+    /// What commits changed since the last checkpoint began.
     overlay: RwLock<Overlay>,
+    /// What the checkpoint in flight is writing (empty when none is): read
+    /// under the overlay and over the store until the writer lands it.
+    frozen: RwLock<Arc<Overlay>>,
     /// Serialises commits and checkpoints.
     writing: Mutex<Writing>,
     /// Counts the changes to derived values readers can see: odd while a
@@ -318,6 +361,7 @@ impl DeferredKv {
             max_weight,
             inner,
             overlay: RwLock::new(BTreeMap::new()),
+            frozen: RwLock::new(Arc::new(BTreeMap::new())),
             changes: AtomicU64::new(0),
             change_gate: RwLock::new(()),
             held_off_reads: AtomicU64::new(0),
@@ -326,18 +370,42 @@ impl DeferredKv {
                 weight: 0,
                 checkpointed: HashMap::new(),
                 next_journal: None,
+                in_flight: None,
             }),
         }
     }
 
-    /// The overlay's entries from `start` while `within(key)` holds, as stored.
+    /// What the checkpoint in flight writes (empty when none is).
+    fn frozen(&self) -> Result<Arc<Overlay>> {
+        Ok(Arc::clone(&*self.frozen.read().map_err(poisoned)?))
+    }
+
+    /// The entries from `start` while `within(key)` holds of the overlay
+    /// over those of the checkpoint in flight, as stored. The overlay is read
+    /// first: entries only move down, from the overlay to the frozen
+    /// checkpoint to the store, so one moving meanwhile is read again below.
     fn overlay_range(&self, start: &[u8], within: impl Fn(&[u8]) -> bool) -> Result<Vec<Change>> {
-        let overlay = self.overlay.read().map_err(poisoned)?;
-        overlay
-            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
-            .take_while(|(key, _)| within(key))
-            .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
-            .collect()
+        let from = (std::ops::Bound::Included(start), std::ops::Bound::Unbounded);
+        let stored = |(key, pending): (&Vec<u8>, &Pending)| Ok((key.clone(), pending.stored()?));
+        let upper: Vec<Change> = {
+            let overlay = self.overlay.read().map_err(poisoned)?;
+            overlay
+                .range::<[u8], _>(from)
+                .take_while(|(key, _)| within(key))
+                .map(stored)
+                .collect::<Result<_>>()?
+        };
+        let frozen = self.frozen()?;
+        let lower = frozen
+            .range::<[u8], _>(from)
+            .take_while(|(key, _)| within(key));
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            lower.map(stored).collect::<Result<_>>()?;
+        if merged.is_empty() {
+            return Ok(upper);
+        }
+        merged.extend(upper);
+        Ok(merged.into_iter().collect())
     }
 
     fn merged<'a>(
@@ -355,22 +423,21 @@ impl DeferredKv {
         }
     }
 
-    /// Writes the overlay and deletes the journal, in one atomic commit.
+    /// Writes the overlay and deletes the journal, in one atomic commit, on
+    /// this thread, after the checkpoint in flight (if one failed, what it
+    /// was writing is written now).
     fn checkpoint_locked(&self, writing: &mut Writing) -> Result<()> {
+        if let Err(error) = self.land(writing) {
+            tracing::error!(%error, "checkpoint failed; written again now");
+        }
         writing.last_checkpoint = Instant::now();
-        let mut batch: Vec<Change> = {
+        {
             let overlay = self.overlay.read().map_err(poisoned)?;
             if overlay.is_empty() {
                 return Ok(());
             }
-            overlay
-                .iter()
-                .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
-                .collect::<Result<_>>()?
-        };
-        batch.extend(journal_deletes(self.inner.as_ref())?);
-        let keys = batch.len();
-        self.inner.commit(batch)?;
+            write_checkpoint(self.inner.as_ref(), &overlay, None)?;
+        }
         // Only the writer changes the overlay, and it is held off by `writing`.
         let overlay = std::mem::take(&mut *self.overlay.write().map_err(poisoned)?);
         writing.weight = 0;
@@ -378,14 +445,107 @@ impl DeferredKv {
             .into_iter()
             .filter(|(_, pending)| pending.is_decoded())
             .collect();
-        tracing::trace!(keys, "checkpoint");
+        Ok(())
+    }
+
+    /// Starts a checkpoint on its own thread, so that commits go on while it
+    /// writes: the overlay becomes what it writes (still read between the
+    /// new overlay and the store), with the journal entries numbered below
+    /// the next one. One checkpoint is in flight at a time; while one is,
+    /// this does nothing unless the overlay is full, when it waits for it.
+    fn start_checkpoint(&self, writing: &mut Writing) -> Result<()> {
+        if let Some(in_flight) = &writing.in_flight {
+            if !in_flight.is_finished() && writing.weight <= self.max_weight {
+                return Ok(());
+            }
+            self.land(writing)?;
+        }
+        writing.last_checkpoint = Instant::now();
+        let journal_before = match writing.next_journal {
+            Some(sequence) => sequence,
+            None => next_journal_sequence(self.inner.as_ref())?,
+        };
+        writing.next_journal = Some(journal_before);
+        let frozen = {
+            let mut overlay = self.overlay.write().map_err(poisoned)?;
+            if overlay.is_empty() {
+                return Ok(());
+            }
+            let mut frozen = self.frozen.write().map_err(poisoned)?;
+            *frozen = Arc::new(std::mem::take(&mut *overlay));
+            Arc::clone(&*frozen)
+        };
+        writing.weight = 0;
+        let inner = Arc::clone(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("checkpoint".into())
+            .spawn(move || write_checkpoint(inner.as_ref(), &frozen, Some(journal_before)));
+        match spawned {
+            Ok(handle) => {
+                writing.in_flight = Some(handle);
+                Ok(())
+            }
+            Err(error) => {
+                self.restore_frozen(writing)?;
+                Err(Error::Internal(format!(
+                    "cannot start a checkpoint thread: {error}"
+                )))
+            }
+        }
+    }
+
+    /// Waits for the checkpoint in flight, if one is. Written, what it wrote
+    /// is no longer read above the store, and its aggregates are kept
+    /// decoded for the writer as a checkpoint's are; failed, it goes back
+    /// under the overlay, to be written by a later checkpoint, and the error
+    /// is returned.
+    fn land(&self, writing: &mut Writing) -> Result<()> {
+        let Some(in_flight) = writing.in_flight.take() else {
+            return Ok(());
+        };
+        let written = in_flight
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("the checkpoint thread panicked".into())));
+        if let Err(error) = written {
+            self.restore_frozen(writing)?;
+            return Err(error);
+        }
+        let frozen = std::mem::take(&mut *self.frozen.write().map_err(poisoned)?);
+        // A reader may still hold it; then nothing is kept.
+        let Ok(frozen) = Arc::try_unwrap(frozen) else {
+            writing.checkpointed.clear();
+            return Ok(());
+        };
+        let overlay = self.overlay.read().map_err(poisoned)?;
+        writing.checkpointed = frozen
+            .into_iter()
+            .filter(|(key, pending)| pending.is_decoded() && !overlay.contains_key(key))
+            .collect();
+        Ok(())
+    }
+
+    /// Puts what a failed checkpoint was writing back under the overlay (the
+    /// overlay's entries are newer), before it stops being read as frozen.
+    fn restore_frozen(&self, writing: &mut Writing) -> Result<()> {
+        // A consistent read that saw the frozen entries must not also see
+        // the store's older ones.
+        let _visible = ChangeCount::begin(&self.changes, &self.change_gate);
+        let mut overlay = self.overlay.write().map_err(poisoned)?;
+        let mut frozen = self.frozen.write().map_err(poisoned)?;
+        for (key, pending) in frozen.iter() {
+            if !overlay.contains_key(key) {
+                writing.weight += pending.weight();
+                overlay.insert(key.clone(), pending.clone());
+            }
+        }
+        *frozen = Arc::new(BTreeMap::new());
         Ok(())
     }
 
     /// How each of a commit's aggregate changes is to be made, checked
     /// against what it adds to: the commit's own byte changes to the key, or
-    /// else the overlay, or else what the last checkpoint wrote, or else the
-    /// store.
+    /// else the overlay, or else what the checkpoint in flight writes, or
+    /// else what the last checkpoint wrote, or else the store.
     fn plan_additions(
         &self,
         derived: &[(Vec<u8>, Pending)],
@@ -401,11 +561,13 @@ impl DeferredKv {
             .map(|(key, pending)| (key.as_slice(), pending))
             .collect();
         let overlay = self.overlay.read().map_err(poisoned)?;
+        let frozen = self.frozen()?;
         let earlier = |key: &[u8]| {
             written
                 .get(key)
                 .copied()
                 .or_else(|| overlay.get(key))
+                .or_else(|| frozen.get(key))
                 .or_else(|| checkpointed.get(key))
         };
         let stored = |key: &[u8], earlier: Option<&Pending>| -> Result<Option<Vec<u8>>> {
@@ -514,7 +676,11 @@ impl Iterator for Merge<'_> {
 impl KvStore for DeferredKv {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if is_derived(key) {
+            // Top down: an entry moving meanwhile is found further down.
             if let Some(pending) = self.overlay.read().map_err(poisoned)?.get(key) {
+                return pending.stored();
+            }
+            if let Some(pending) = self.frozen()?.get(key) {
                 return pending.stored();
             }
         }
@@ -590,6 +756,11 @@ impl KvStore for DeferredKv {
         deltas: Vec<AggregateDelta>,
     ) -> Result<()> {
         let mut writing = self.writing.lock().map_err(poisoned)?;
+        if writing.in_flight.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Err(error) = self.land(&mut writing) {
+                tracing::error!(%error, "checkpoint failed; retried after the next commits");
+            }
+        }
         let (deltas, stray): (Vec<_>, Vec<_>) = buckets::summed_by_bucket(deltas)
             .into_iter()
             .partition(|(key, _)| is_derived(key));
@@ -639,6 +810,7 @@ impl KvStore for DeferredKv {
             let _visible = (!derived.is_empty() || !additions.is_empty())
                 .then(|| ChangeCount::begin(&self.changes, &self.change_gate));
             let mut overlay = self.overlay.write().map_err(poisoned)?;
+            let frozen = self.frozen()?;
             for (key, pending) in derived {
                 writing.insert(&mut overlay, key, pending);
             }
@@ -650,11 +822,14 @@ impl KvStore for DeferredKv {
                     Addition::InPlace(change) => {
                         // Found decoded under the read lock, or among what
                         // the last checkpoint wrote, which the overlay then
-                        // takes back; only this writer, holding `writing`,
-                        // changes either.
+                        // takes back, or among what the checkpoint in flight
+                        // writes, which the overlay then copies; only this
+                        // writer, holding `writing`, changes any of them.
                         if !overlay.contains_key(&key) {
                             if let Some((kept, pending)) = writing.checkpointed.remove_entry(&key) {
                                 writing.insert(&mut overlay, kept, pending);
+                            } else if let Some(pending) = frozen.get(&key) {
+                                writing.insert(&mut overlay, key.clone(), pending.clone());
                             }
                         }
                         let Some(pending) = overlay.get_mut(&key) else {
@@ -675,7 +850,7 @@ impl KvStore for DeferredKv {
             // The write itself is durable (and journaled) by now: a failed
             // checkpoint must not be reported as a failed write. It is retried
             // at a later commit; until then the overlay serves the reads.
-            if let Err(error) = self.checkpoint_locked(&mut writing) {
+            if let Err(error) = self.start_checkpoint(&mut writing) {
                 tracing::error!(%error, "checkpoint failed; retried after the next commits");
             }
         }
@@ -798,11 +973,14 @@ mod tests {
     }
 
     /// One step of a writer: a commit of byte changes and of changes to
-    /// aggregates (in the order given, aggregates last), or a checkpoint.
+    /// aggregates (in the order given, aggregates last), a checkpoint, a
+    /// checkpoint started on its own thread, or that checkpoint landed.
     #[derive(Debug, Clone)]
     enum Step {
         Commit(Vec<Change>, Vec<AggregateDelta>),
         Checkpoint,
+        Background,
+        Land,
     }
 
     /// Keys over a small alphabet in an aggregate family (`A`), another
@@ -891,6 +1069,8 @@ mod tests {
             )
                 .prop_map(|(changes, aggregates)| Step::Commit(changes, aggregates)),
             1 => Just(Step::Checkpoint),
+            1 => Just(Step::Background),
+            1 => Just(Step::Land),
         ]
     }
 
@@ -1126,21 +1306,61 @@ mod tests {
         );
     }
 
-    /// A store that counts the reads of single keys it serves.
-    struct CountingGets {
+    /// A store that counts the reads of single keys it serves, and holds
+    /// the commits of checkpoint threads until the test grants them (or
+    /// fails them).
+    struct Instrumented {
         inner: Arc<dyn KvStore>,
         gets: std::sync::atomic::AtomicUsize,
+        /// Checkpoint commits granted and not yet made; `None`: any may be.
+        permits: Mutex<Option<usize>>,
+        granted: std::sync::Condvar,
+        fail_checkpoints: std::sync::atomic::AtomicBool,
     }
 
-    impl CountingGets {
+    impl Instrumented {
+        fn over(inner: Arc<dyn KvStore>, held: bool) -> Arc<Instrumented> {
+            Arc::new(Instrumented {
+                inner,
+                gets: Default::default(),
+                permits: Mutex::new(held.then_some(0)),
+                granted: Default::default(),
+                fail_checkpoints: Default::default(),
+            })
+        }
+
         fn gets(&self) -> usize {
-            self.gets.load(std::sync::atomic::Ordering::SeqCst)
+            self.gets.load(Ordering::SeqCst)
+        }
+
+        /// Lets one held checkpoint commit through.
+        fn grant(&self) {
+            if let Some(permits) = self.permits.lock().unwrap().as_mut() {
+                *permits += 1;
+            }
+            self.granted.notify_all();
+        }
+
+        /// Holds no checkpoint any more.
+        fn release(&self) {
+            *self.permits.lock().unwrap() = None;
+            self.granted.notify_all();
         }
     }
 
-    impl KvStore for CountingGets {
+    /// Releases the held checkpoints when dropped (before the store, which
+    /// lands them when dropped), also when a test fails early.
+    struct ReleaseOnDrop(Arc<Instrumented>);
+
+    impl Drop for ReleaseOnDrop {
+        fn drop(&mut self) {
+            self.0.release();
+        }
+    }
+
+    impl KvStore for Instrumented {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-            self.gets.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.gets.fetch_add(1, Ordering::SeqCst);
             self.inner.get(key)
         }
 
@@ -1160,6 +1380,18 @@ mod tests {
         }
 
         fn commit(&self, changes: Vec<Change>) -> Result<()> {
+            if std::thread::current().name() == Some("checkpoint") {
+                let mut permits = self.permits.lock().unwrap();
+                while *permits == Some(0) {
+                    permits = self.granted.wait(permits).unwrap();
+                }
+                if let Some(permits) = permits.as_mut() {
+                    *permits -= 1;
+                }
+                if self.fail_checkpoints.load(Ordering::SeqCst) {
+                    return Err(Error::Internal("the disk is full".into()));
+                }
+            }
             self.inner.commit(changes)
         }
 
@@ -1182,10 +1414,7 @@ mod tests {
     #[test]
     fn a_busy_bucket_is_not_read_again_after_a_checkpoint() {
         let (_dir, sled) = temporary_sled();
-        let counting = Arc::new(CountingGets {
-            inner: sled,
-            gets: Default::default(),
-        });
+        let counting = Instrumented::over(sled, false);
         let kv = DeferredKv::new(Arc::clone(&counting) as Arc<dyn KvStore>);
         let (busy, idle) = (b"Aa".to_vec(), b"Ab".to_vec());
         let add = |bucket: &[u8]| {
@@ -1205,6 +1434,94 @@ mod tests {
         assert_eq!(interactions_at(&kv, &idle), 2);
     }
 
+    /// A checkpoint on its own thread, held before it writes: commits go on
+    /// and add to the buckets it writes, reads see it under the overlay, and
+    /// once it lands the store holds what it froze and the journal entries of
+    /// the commits after it only.
+    #[test]
+    fn a_checkpoint_in_flight_stays_readable_and_deletes_only_the_journal_it_covers() {
+        let (_dir, sled) = temporary_sled();
+        let held = Instrumented::over(Arc::clone(&sled), true);
+        let kv = DeferredKv::new(Arc::clone(&held) as Arc<dyn KvStore>);
+        let _release = ReleaseOnDrop(Arc::clone(&held));
+        let bucket = b"Aa".to_vec();
+        let commit = |group: &[u8], value: &[u8]| {
+            kv.commit_with_aggregates(
+                vec![(group.to_vec(), Some(value.to_vec()))],
+                vec![(bucket.clone(), interactions(1))],
+            )
+            .unwrap()
+        };
+        commit(b"Gta", b"1");
+        {
+            let mut writing = kv.writing.lock().unwrap();
+            kv.start_checkpoint(&mut writing).unwrap();
+            assert!(writing.in_flight.is_some());
+        }
+        commit(b"Gtb", b"2");
+        assert_eq!(interactions_at(&kv, &bucket), 2);
+        assert_eq!(kv.get(b"Gta").unwrap(), Some(b"1".to_vec()));
+        let groups: Vec<Entry> = kv.scan_prefix(b"G").collect::<Result<_>>().unwrap();
+        assert_eq!(
+            groups,
+            [
+                (b"Gta".to_vec(), b"1".to_vec()),
+                (b"Gtb".to_vec(), b"2".to_vec())
+            ]
+        );
+        assert_eq!(
+            sled.get(b"Gta").unwrap(),
+            None,
+            "written before it was let through"
+        );
+        held.grant();
+        kv.land(&mut kv.writing.lock().unwrap()).unwrap();
+        assert_eq!(sled.get(b"Gta").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(sled.get(b"Gtb").unwrap(), None);
+        assert_eq!(interactions_at(sled.as_ref(), &bucket), 1);
+        let journal: Vec<Vec<u8>> = sled
+            .scan_prefix(&[keys::JOURNAL])
+            .map(|entry| entry.unwrap().0)
+            .collect();
+        assert_eq!(journal, [keys::journal(1)]);
+        assert_eq!(interactions_at(&kv, &bucket), 2);
+        held.grant();
+        kv.checkpoint().unwrap();
+        assert_eq!(interactions_at(sled.as_ref(), &bucket), 2);
+        assert_eq!(sled.scan_prefix(&[keys::JOURNAL]).count(), 0);
+    }
+
+    /// A checkpoint that fails on its thread puts what it was writing back
+    /// under the overlay: reads and later commits go on from it, and the next
+    /// checkpoint writes it.
+    #[test]
+    fn a_failed_checkpoint_is_written_by_the_next() {
+        let (_dir, sled) = temporary_sled();
+        let failing = Instrumented::over(Arc::clone(&sled), false);
+        failing.fail_checkpoints.store(true, Ordering::SeqCst);
+        let kv = DeferredKv::new(Arc::clone(&failing) as Arc<dyn KvStore>);
+        let bucket = b"Aa".to_vec();
+        kv.commit_with_aggregates(
+            vec![(b"Xa".to_vec(), Some(b"x".to_vec()))],
+            vec![(bucket.clone(), interactions(1))],
+        )
+        .unwrap();
+        {
+            let mut writing = kv.writing.lock().unwrap();
+            kv.start_checkpoint(&mut writing).unwrap();
+            assert!(kv.land(&mut writing).is_err());
+        }
+        assert_eq!(kv.get(b"Xa").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(sled.get(b"Xa").unwrap(), None);
+        kv.commit_with_aggregates(Vec::new(), vec![(bucket.clone(), interactions(1))])
+            .unwrap();
+        assert_eq!(interactions_at(&kv, &bucket), 2);
+        failing.fail_checkpoints.store(false, Ordering::SeqCst);
+        kv.checkpoint().unwrap();
+        assert_eq!(sled.get(b"Xa").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(interactions_at(sled.as_ref(), &bucket), 2);
+    }
+
     fn all(kv: &dyn KvStore) -> Vec<Entry> {
         kv.scan_prefix(&[]).collect::<Result<_>>().expect("scan")
     }
@@ -1215,16 +1532,27 @@ mod tests {
         /// before and after checkpoints, and a checkpoint leaves exactly that
         /// in the store underneath; a commit that would make a bucket negative
         /// (or add to bytes that are no aggregate) fails and changes nothing.
+        /// While a checkpoint started on its own thread is held before it
+        /// writes, reads still equal the commits; landed, it leaves in the
+        /// store what the commits described when it started.
         /// The same with an overlay allowed only a few entries, which
-        /// checkpoints by itself and sends larger commits straight to the
-        /// store.
+        /// checkpoints by itself (its checkpoints not held) and sends larger
+        /// commits straight to the store.
         #[test]
         fn reads_and_checkpoints_agree_with_the_commits(
             steps in prop::collection::vec(step(), 1..12),
             max_weight in prop_oneof![Just(MAX_OVERLAY_WEIGHT), 1usize..6],
         ) {
             let (_dir, inner) = temporary_sled();
-            let kv = DeferredKv::with_max_weight(Arc::clone(&inner), max_weight);
+            let held = max_weight == MAX_OVERLAY_WEIGHT;
+            let instrumented = Instrumented::over(Arc::clone(&inner), held);
+            let kv = DeferredKv::with_max_weight(Arc::clone(&instrumented) as Arc<dyn KvStore>, max_weight);
+            let _release = ReleaseOnDrop(Arc::clone(&instrumented));
+            // Held, no checkpoint starts but those the steps start.
+            let far = Instant::now() + Duration::from_secs(3600);
+            kv.writing.lock().unwrap().last_checkpoint = far;
+            // What the commits described when the checkpoint in flight started.
+            let mut frozen_model = None;
             let mut model = BTreeMap::new();
             let mut bucket_keys = BTreeSet::from([b"Aa".to_vec(), b"Ab".to_vec()]);
             for step in steps {
@@ -1244,9 +1572,37 @@ mod tests {
                         }
                     }
                     Step::Checkpoint => {
+                        if frozen_model.take().is_some() {
+                            instrumented.grant();
+                        }
                         kv.checkpoint().unwrap();
                         let expected: Vec<Entry> = model.clone().into_iter().collect();
                         prop_assert_eq!(all(inner.as_ref()), expected);
+                    }
+                    Step::Background => {
+                        let mut writing = kv.writing.lock().unwrap();
+                        let was_in_flight = writing.in_flight.is_some();
+                        kv.start_checkpoint(&mut writing).unwrap();
+                        writing.last_checkpoint = far;
+                        if held && !was_in_flight && writing.in_flight.is_some() {
+                            frozen_model = Some(model.clone());
+                        }
+                    }
+                    Step::Land => {
+                        if let Some(frozen_model) = frozen_model.take() {
+                            instrumented.grant();
+                            kv.land(&mut kv.writing.lock().unwrap()).unwrap();
+                            // Derived keys as frozen; the others are durable at once.
+                            let expected: BTreeMap<Vec<u8>, Vec<u8>> = frozen_model
+                                .into_iter()
+                                .filter(|(key, _)| is_derived(key))
+                                .chain(model.iter().filter(|(key, _)| !is_derived(key)).map(|(k, v)| (k.clone(), v.clone())))
+                                .collect();
+                            let expected: Vec<Entry> = expected.into_iter().collect();
+                            prop_assert_eq!(all(inner.as_ref()), expected);
+                        } else {
+                            kv.land(&mut kv.writing.lock().unwrap()).unwrap();
+                        }
                     }
                 }
                 let expected: Vec<Entry> = model.clone().into_iter().collect();
