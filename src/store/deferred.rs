@@ -505,9 +505,9 @@ impl DeferredKv {
 
     /// Waits for the checkpoint in flight, if one is. Written, what it wrote
     /// is no longer read above the store, and its aggregates are kept
-    /// decoded for the writer as a checkpoint's are; failed, it goes back
-    /// under the overlay, to be written by a later checkpoint, and the error
-    /// is returned.
+    /// decoded for the writer as a checkpoint's are; failed, it is copied
+    /// back into the overlay ([`DeferredKv::restore_frozen`]), to be written
+    /// by a later checkpoint, and the error is returned.
     fn land(&self, writing: &mut Writing) -> Result<()> {
         let Some(in_flight) = writing.in_flight.take() else {
             return Ok(());
