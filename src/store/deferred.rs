@@ -317,6 +317,19 @@ impl Writing {
 
 type Overlay = BTreeMap<Vec<u8>, Pending>;
 
+/// `overlay`'s entries from `start` while `within(key)` holds, as stored.
+fn stored_range<C: FromIterator<Change>>(
+    overlay: &Overlay,
+    start: &[u8],
+    within: &impl Fn(&[u8]) -> bool,
+) -> Result<C> {
+    overlay
+        .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Unbounded))
+        .take_while(|(key, _)| within(key))
+        .map(|(key, pending)| Ok((key.clone(), pending.stored()?)))
+        .collect()
+}
+
 /// A [`KvStore`] that defers derived keys to checkpoints.
 pub struct DeferredKv {
     inner: Arc<dyn KvStore>,
@@ -390,24 +403,10 @@ impl DeferredKv {
     /// checkpoint's entries are copied back up and stay frozen below their
     /// copies until the next checkpoint).
     fn overlay_range(&self, start: &[u8], within: impl Fn(&[u8]) -> bool) -> Result<Vec<Change>> {
-        let from = (std::ops::Bound::Included(start), std::ops::Bound::Unbounded);
-        let stored = |(key, pending): (&Vec<u8>, &Pending)| Ok((key.clone(), pending.stored()?));
-        let upper: Vec<Change> = {
-            let overlay = self.overlay.read().map_err(poisoned)?;
-            overlay
-                .range::<[u8], _>(from)
-                .take_while(|(key, _)| within(key))
-                .map(stored)
-                .collect::<Result<_>>()?
-        };
-        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> = {
-            let frozen = self.frozen.read().map_err(poisoned)?;
-            frozen
-                .range::<[u8], _>(from)
-                .take_while(|(key, _)| within(key))
-                .map(stored)
-                .collect::<Result<_>>()?
-        };
+        let upper: Vec<Change> =
+            stored_range(&*self.overlay.read().map_err(poisoned)?, start, &within)?;
+        let mut merged: BTreeMap<Vec<u8>, Option<Vec<u8>>> =
+            stored_range(&**self.frozen.read().map_err(poisoned)?, start, &within)?;
         if merged.is_empty() {
             return Ok(upper);
         }
