@@ -276,6 +276,21 @@ impl SlaCounts {
 }
 
 impl Aggregate {
+    /// The bytes it takes in memory: itself and its histograms' buckets.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Aggregate>()
+            + [
+                &self.first_response,
+                &self.resolution,
+                &self.handle,
+                &self.first_response_business,
+                &self.resolution_business,
+            ]
+            .iter()
+            .map(|histogram| histogram.heap_bytes())
+            .sum::<usize>()
+    }
+
     /// Adds (`sign` = 1) or retracts (`sign` = -1) one fact.
     pub fn add_fact(&mut self, fact: &Fact, sign: i64) {
         match *fact {

@@ -46,6 +46,11 @@ impl DurationHistogram {
         }
     }
 
+    /// The bytes its buckets take on the heap (the rest is inline).
+    pub fn heap_bytes(&self) -> usize {
+        self.buckets.capacity() * std::mem::size_of::<i64>()
+    }
+
     /// Adds `other` times `sign` into this histogram.
     pub fn merge(&mut self, other: &DurationHistogram, sign: i64) {
         self.count += other.count * sign;

@@ -106,6 +106,17 @@ impl HourParts {
         usize::from(self.hour.is_some()) + self.quarters.len()
     }
 
+    /// The bytes it takes in memory, its buckets' included.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<HourParts>()
+            + self
+                .hour
+                .iter()
+                .chain(self.quarters.values())
+                .map(Aggregate::memory_bytes)
+                .sum::<usize>()
+    }
+
     /// The buckets of `level` (hour or quarter) that start in `from..to`,
     /// given that the hour starts at `hour` (seconds).
     pub fn within(

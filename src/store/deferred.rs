@@ -35,10 +35,11 @@
 //! bucket (only the counts it changes) and adds it in place, so a busy
 //! bucket, whose histograms hold hundreds of counts, is neither copied nor
 //! scanned whole at every commit. The price is memory: a decoded
-//! aggregate takes ~0.7 KB (plus its histograms' buckets) where its encoding
-//! takes a few hundred bytes at most, so a full overlay of aggregates holds
-//! ~35 MB. An hour's bucket and its quarters' ([`buckets`]) wait as one decoded
-//! value, changed in place, and count by the buckets they hold.
+//! aggregate takes ~0.7 KB plus its histograms' dense buckets, 1–10 KB in
+//! all, where its encoding takes a few hundred bytes, so the overlay is
+//! bounded by what it takes in memory ([`MAX_OVERLAY_BYTES`]), not by its
+//! entries. An hour's bucket and its quarters' ([`buckets`]) wait as one
+//! decoded value, changed in place.
 //!
 //! A checkpoint keeps the aggregates it wrote decoded for the writer (not for
 //! readers: they equal the store) until the next checkpoint: a busy bucket,
@@ -67,9 +68,12 @@ use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::txn::Txn;
 
-/// Checkpoint when the overlay holds this many entries, a decoded hour's parts
-/// counting as the buckets it holds (~0.7 KB each decoded)...
-const MAX_OVERLAY_WEIGHT: usize = 50_000;
+/// Checkpoint when what the overlay holds takes this many bytes in memory
+/// ([`entry_bytes`]; a decoded aggregate takes 1–10 KB, most of it its
+/// histograms)...
+const MAX_OVERLAY_BYTES: usize = 64 << 20;
+/// A commit changing more derived keys than this goes straight to the store.
+const MAX_COMMIT_ENTRIES: usize = 50_000;
 /// ...or when the last checkpoint is this old (checked at each commit).
 const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// A consistent read is tried this often while commits come, then run with
@@ -253,12 +257,15 @@ impl Pending {
         matches!(self, Pending::Aggregate(_) | Pending::HourParts(_))
     }
 
-    /// Its share of the overlay's size.
-    fn weight(&self) -> usize {
-        match self {
-            Pending::HourParts(parts) => parts.len().max(1),
-            _ => 1,
-        }
+    /// The bytes it takes in memory, its key not included.
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Pending>()
+            + match self {
+                Pending::Put(bytes) => bytes.capacity(),
+                Pending::Aggregate(aggregate) => aggregate.memory_bytes(),
+                Pending::HourParts(parts) => parts.memory_bytes(),
+                Pending::Delete => 0,
+            }
     }
 }
 
@@ -289,8 +296,8 @@ enum Addition {
 #[derive(Debug)]
 struct Writing {
     last_checkpoint: Instant,
-    /// The overlay's total [`Pending::weight`].
-    weight: usize,
+    /// The overlay's total [`entry_bytes`].
+    bytes: usize,
     /// The aggregates and hour parts the last checkpoint wrote, still decoded
     /// and equal to what the store holds; never a key the overlay holds (the
     /// overlay takes back those the writer changes again).
@@ -304,18 +311,41 @@ struct Writing {
 }
 
 impl Writing {
-    /// Puts `pending` at `key`, keeping the weight; what the last
+    /// Puts `pending` at `key`, keeping the count of bytes; what the last
     /// checkpoint kept there is now stale.
     fn insert(&mut self, overlay: &mut Overlay, key: Vec<u8>, pending: Pending) {
         self.checkpointed.remove(&key);
-        self.weight += pending.weight();
+        self.bytes += entry_bytes(&key, &pending);
+        let key_bytes = key.len();
         if let Some(old) = overlay.insert(key, pending) {
-            self.weight -= old.weight();
+            self.bytes -= key_bytes + old.memory_bytes();
         }
     }
 }
 
 type Overlay = BTreeMap<Vec<u8>, Pending>;
+
+/// What an overlay entry takes in memory: its key and its value.
+fn entry_bytes(key: &[u8], pending: &Pending) -> usize {
+    key.len() + pending.memory_bytes()
+}
+
+/// How much the overlay may hold.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    /// Checkpoint once the overlay takes this many bytes in memory.
+    overlay_bytes: usize,
+    /// A commit changing more derived keys than this goes straight to the
+    /// store (a rebuild).
+    commit_entries: usize,
+}
+
+impl Limits {
+    const SERVER: Limits = Limits {
+        overlay_bytes: MAX_OVERLAY_BYTES,
+        commit_entries: MAX_COMMIT_ENTRIES,
+    };
+}
 
 /// `overlay`'s entries from `start` while `within(key)` holds, as stored.
 fn stored_range<C: FromIterator<Change>>(
@@ -351,8 +381,8 @@ pub struct DeferredKv {
     /// Consistent reads that had to hold changes off (for tests and
     /// diagnostics).
     held_off_reads: AtomicU64,
-    /// [`MAX_OVERLAY_WEIGHT`], smaller in tests.
-    max_weight: usize,
+    /// [`Limits::SERVER`], smaller in tests.
+    limits: Limits,
 }
 
 impl std::fmt::Debug for DeferredKv {
@@ -367,12 +397,12 @@ fn poisoned<T>(_: T) -> Error {
 
 impl DeferredKv {
     pub fn new(inner: Arc<dyn KvStore>) -> DeferredKv {
-        DeferredKv::with_max_weight(inner, MAX_OVERLAY_WEIGHT)
+        DeferredKv::with_limits(inner, Limits::SERVER)
     }
 
-    fn with_max_weight(inner: Arc<dyn KvStore>, max_weight: usize) -> DeferredKv {
+    fn with_limits(inner: Arc<dyn KvStore>, limits: Limits) -> DeferredKv {
         DeferredKv {
-            max_weight,
+            limits,
             inner,
             overlay: RwLock::new(BTreeMap::new()),
             frozen: RwLock::new(Arc::new(BTreeMap::new())),
@@ -381,7 +411,7 @@ impl DeferredKv {
             held_off_reads: AtomicU64::new(0),
             writing: Mutex::new(Writing {
                 last_checkpoint: Instant::now(),
-                weight: 0,
+                bytes: 0,
                 checkpointed: HashMap::new(),
                 next_journal: None,
                 in_flight: None,
@@ -448,7 +478,7 @@ impl DeferredKv {
         *self.frozen.write().map_err(poisoned)? = Arc::new(BTreeMap::new());
         // Only the writer changes the overlay, and it is held off by `writing`.
         let overlay = std::mem::take(&mut *self.overlay.write().map_err(poisoned)?);
-        writing.weight = 0;
+        writing.bytes = 0;
         writing.checkpointed = overlay
             .into_iter()
             .filter(|(_, pending)| pending.is_decoded())
@@ -463,7 +493,7 @@ impl DeferredKv {
     /// this does nothing unless the overlay is full, when it waits for it.
     fn start_checkpoint(&self, writing: &mut Writing) -> Result<()> {
         if let Some(in_flight) = &writing.in_flight {
-            if !in_flight.is_finished() && writing.weight <= self.max_weight {
+            if !in_flight.is_finished() && writing.bytes <= self.limits.overlay_bytes {
                 return Ok(());
             }
             self.land(writing)?;
@@ -483,7 +513,7 @@ impl DeferredKv {
             *frozen = Arc::new(std::mem::take(&mut *overlay));
             Arc::clone(&*frozen)
         };
-        writing.weight = 0;
+        writing.bytes = 0;
         let inner = Arc::clone(&self.inner);
         let spawned = std::thread::Builder::new()
             .name("checkpoint".into())
@@ -543,7 +573,7 @@ impl DeferredKv {
         let frozen = self.frozen.read().unwrap_or_else(PoisonError::into_inner);
         for (key, pending) in frozen.iter() {
             if !overlay.contains_key(key) {
-                writing.weight += pending.weight();
+                writing.bytes += entry_bytes(key, pending);
                 overlay.insert(key.clone(), pending.clone());
             }
         }
@@ -779,7 +809,7 @@ impl KvStore for DeferredKv {
         changes.extend(stray);
         let derived_count =
             changes.iter().filter(|(key, _)| is_derived(key)).count() + deltas.len();
-        if derived_count > self.max_weight {
+        if derived_count > self.limits.commit_entries {
             self.checkpoint_locked(&mut writing)?;
             // Straight into the store: what the checkpoint kept decoded may
             // no longer be what the store holds.
@@ -814,7 +844,7 @@ impl KvStore for DeferredKv {
         if !durable.is_empty() {
             self.inner.commit(durable)?;
         }
-        let weight = {
+        let bytes = {
             // The gate before the overlay: a reader holding the gate reads
             // the overlay.
             let _visible = (!derived.is_empty() || !additions.is_empty())
@@ -849,15 +879,17 @@ impl KvStore for DeferredKv {
                                 keys::describe_key(&key)
                             )));
                         };
-                        let before = pending.weight();
+                        let before = pending.memory_bytes();
                         pending.add_in_place(&key, change)?;
-                        writing.weight = writing.weight + pending.weight() - before;
+                        writing.bytes = writing.bytes + pending.memory_bytes() - before;
                     }
                 }
             }
-            writing.weight
+            writing.bytes
         };
-        if weight > self.max_weight || writing.last_checkpoint.elapsed() > CHECKPOINT_INTERVAL {
+        if bytes > self.limits.overlay_bytes
+            || writing.last_checkpoint.elapsed() > CHECKPOINT_INTERVAL
+        {
             // The write itself is durable (and journaled) by now: a failed
             // checkpoint must not be reported as a failed write. It is retried
             // at a later commit; until then the overlay serves the reads.
@@ -1141,6 +1173,59 @@ mod tests {
         Some(model)
     }
 
+    /// Limits for about `entries` small aggregates.
+    fn small_limits(entries: usize) -> Limits {
+        Limits {
+            overlay_bytes: entries * 1024,
+            commit_entries: entries,
+        }
+    }
+
+    /// The overlay is bounded by what it holds in memory, not by how many
+    /// entries: three buckets with wide histograms fill it, three without
+    /// do not.
+    #[test]
+    fn the_overlay_checkpoints_when_its_bytes_reach_the_bound() {
+        let overlay_bytes = 16 * 1024;
+        let narrow = interactions(1);
+        let mut wide = interactions(1);
+        for seconds in [1, 10_000_000] {
+            wide.handle.record(seconds * 1_000_000_000, 1);
+        }
+        assert!(3 * narrow.memory_bytes() < overlay_bytes / 2);
+        assert!(3 * wide.memory_bytes() > overlay_bytes);
+        let (_dir, inner) = temporary_sled();
+        let kv = DeferredKv::with_limits(
+            inner,
+            Limits {
+                overlay_bytes,
+                commit_entries: MAX_COMMIT_ENTRIES,
+            },
+        );
+        kv.writing.lock().unwrap().last_checkpoint = Instant::now() + Duration::from_secs(3600);
+        let commit_three = |aggregate: &Aggregate, first: u8| {
+            let deltas = (first..first + 3)
+                .map(|id| (vec![keys::AGGREGATE, b'a', id], aggregate.clone()))
+                .collect();
+            kv.commit_with_aggregates(Vec::new(), deltas).unwrap();
+        };
+        commit_three(&narrow, 1);
+        {
+            let writing = kv.writing.lock().unwrap();
+            assert!(writing.in_flight.is_none());
+            assert!(writing.bytes > 3 * narrow.memory_bytes());
+            assert!(writing.bytes < overlay_bytes);
+        }
+        commit_three(&wide, 11);
+        let writing = kv.writing.lock().unwrap();
+        assert!(
+            writing.in_flight.is_some(),
+            "the full overlay is being written"
+        );
+        assert_eq!(writing.bytes, 0);
+        assert!(kv.overlay.read().unwrap().is_empty());
+    }
+
     fn interactions(count: i64) -> Aggregate {
         Aggregate {
             interactions: count,
@@ -1231,7 +1316,7 @@ mod tests {
     #[test]
     fn changes_after_a_commit_past_the_overlay_add_to_what_it_wrote() {
         let (_dir, inner) = temporary_sled();
-        let kv = DeferredKv::with_max_weight(inner, 2);
+        let kv = DeferredKv::with_limits(inner, small_limits(2));
         let bucket = b"Aa".to_vec();
         kv.commit_with_aggregates(Vec::new(), vec![(bucket.clone(), interactions(1))])
             .unwrap();
@@ -1257,7 +1342,7 @@ mod tests {
     #[test]
     fn reads_made_consistently_never_see_part_of_a_commit() {
         let (_dir, inner) = temporary_sled();
-        let kv = Arc::new(DeferredKv::with_max_weight(inner, 4));
+        let kv = Arc::new(DeferredKv::with_limits(inner, small_limits(4)));
         let (a, b) = (b"Aa".to_vec(), b"Ab".to_vec());
         let both = {
             let (a, b) = (a.clone(), b.clone());
@@ -1565,12 +1650,13 @@ mod tests {
         #[test]
         fn reads_and_checkpoints_agree_with_the_commits(
             steps in prop::collection::vec(step(), 1..12),
-            max_weight in prop_oneof![Just(MAX_OVERLAY_WEIGHT), 1usize..6],
+            small in prop_oneof![Just(None), (1usize..6).prop_map(Some)],
         ) {
             let (_dir, inner) = temporary_sled();
-            let held = max_weight == MAX_OVERLAY_WEIGHT;
+            let held = small.is_none();
             let instrumented = Instrumented::over(Arc::clone(&inner), held);
-            let kv = DeferredKv::with_max_weight(Arc::clone(&instrumented) as Arc<dyn KvStore>, max_weight);
+            let limits = small.map_or(Limits::SERVER, small_limits);
+            let kv = DeferredKv::with_limits(Arc::clone(&instrumented) as Arc<dyn KvStore>, limits);
             let _release = ReleaseOnDrop(Arc::clone(&instrumented));
             // Held, no checkpoint starts but those the steps start.
             let far = Instant::now() + Duration::from_secs(3600);
