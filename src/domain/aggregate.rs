@@ -278,17 +278,21 @@ impl SlaCounts {
 impl Aggregate {
     /// The bytes it takes in memory: itself and its histograms' buckets.
     pub fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<Aggregate>()
-            + [
-                &self.first_response,
-                &self.resolution,
-                &self.handle,
-                &self.first_response_business,
-                &self.resolution_business,
-            ]
-            .iter()
-            .map(|histogram| histogram.heap_bytes())
-            .sum::<usize>()
+        std::mem::size_of::<Aggregate>() + self.heap_bytes()
+    }
+
+    /// The bytes its histograms' buckets take on the heap.
+    pub fn heap_bytes(&self) -> usize {
+        [
+            &self.first_response,
+            &self.resolution,
+            &self.handle,
+            &self.first_response_business,
+            &self.resolution_business,
+        ]
+        .iter()
+        .map(|histogram| histogram.heap_bytes())
+        .sum()
     }
 
     /// Adds (`sign` = 1) or retracts (`sign` = -1) one fact.

@@ -40,7 +40,112 @@ const HOUR_SECONDS: i64 = 3600;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HourParts {
     hour: Option<Aggregate>,
-    quarters: BTreeMap<u8, Aggregate>,
+    quarters: Quarters,
+}
+
+/// The quarter buckets of an hour that are not zero, in index order, held
+/// as a vector exactly as long as it needs: a `BTreeMap` keeps even one
+/// entry in a node with room for eleven aggregates (~8 KB), and hours wait
+/// decoded for checkpoints by the ten thousand. Stored as a map from index
+/// to aggregate, byte for byte what a `BTreeMap<u8, Aggregate>` was.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Quarters(Vec<(u8, Aggregate)>);
+
+impl Quarters {
+    /// Where `index` is, or would go.
+    fn position(&self, index: u8) -> std::result::Result<usize, usize> {
+        self.0.binary_search_by_key(&index, |(at, _)| *at)
+    }
+
+    fn get(&self, index: u8) -> Option<&Aggregate> {
+        let position = self.position(index).ok()?;
+        Some(&self.0[position].1)
+    }
+
+    /// The quarter at `index`, a zero one put there if there is none.
+    fn get_or_default(&mut self, index: u8) -> &mut Aggregate {
+        let position = match self.position(index) {
+            Ok(position) => position,
+            Err(position) => {
+                self.0.reserve_exact(1);
+                self.0.insert(position, (index, Aggregate::default()));
+                position
+            }
+        };
+        &mut self.0[position].1
+    }
+
+    fn insert(&mut self, index: u8, aggregate: Aggregate) {
+        *self.get_or_default(index) = aggregate;
+    }
+
+    fn remove(&mut self, index: u8) {
+        if let Ok(position) = self.position(index) {
+            self.0.remove(position);
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (u8, &Aggregate)> {
+        self.0.iter().map(|(index, aggregate)| (*index, aggregate))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Aggregate> {
+        self.0.iter().map(|(_, aggregate)| aggregate)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The bytes its vector takes on the heap (the aggregates' histograms
+    /// not included).
+    fn heap_bytes(&self) -> usize {
+        self.0.capacity() * std::mem::size_of::<(u8, Aggregate)>()
+    }
+}
+
+impl Serialize for Quarters {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(index, aggregate)| (index, aggregate)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Quarters {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Quarters, D::Error> {
+        struct QuartersVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for QuartersVisitor {
+            type Value = Quarters;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+                formatter.write_str("a map of quarter indexes to aggregates")
+            }
+
+            /// As a `BTreeMap` would: a repeated index keeps its last value.
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Quarters, A::Error> {
+                let mut quarters =
+                    Quarters(Vec::with_capacity(map.size_hint().unwrap_or(0).min(4)));
+                while let Some((index, aggregate)) = map.next_entry::<u8, Aggregate>()? {
+                    quarters.insert(index, aggregate);
+                }
+                Ok(quarters)
+            }
+        }
+
+        deserializer.deserialize_map(QuartersVisitor)
+    }
 }
 
 /// A bucket within its hour's parts: the hour itself, or one of its quarters.
@@ -54,7 +159,7 @@ impl HourParts {
     pub fn get(&self, part: Part) -> Option<&Aggregate> {
         match part {
             Part::Hour => self.hour.as_ref(),
-            Part::Quarter(index) => self.quarters.get(&index),
+            Part::Quarter(index) => self.quarters.get(index),
         }
     }
 
@@ -67,7 +172,7 @@ impl HourParts {
                 self.quarters.insert(index, aggregate);
             }
             (Part::Quarter(index), None) => {
-                self.quarters.remove(&index);
+                self.quarters.remove(index);
             }
         }
     }
@@ -76,7 +181,7 @@ impl HourParts {
     pub fn add(&mut self, part: Part, delta: &Aggregate) {
         let aggregate = match part {
             Part::Hour => self.hour.get_or_insert_with(Aggregate::default),
-            Part::Quarter(index) => self.quarters.entry(index).or_default(),
+            Part::Quarter(index) => self.quarters.get_or_default(index),
         };
         aggregate.merge(delta, 1);
         if aggregate.is_zero() {
@@ -101,19 +206,21 @@ impl HourParts {
         self.hour.is_none() && self.quarters.is_empty()
     }
 
-    /// How many buckets the value holds (a measure of its size in memory).
+    /// How many buckets the value holds.
     pub fn len(&self) -> usize {
         usize::from(self.hour.is_some()) + self.quarters.len()
     }
 
-    /// The bytes it takes in memory, its buckets' included.
+    /// The bytes it takes in memory: itself (the hour inline), its
+    /// quarters, and every part's histograms.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<HourParts>()
+            + self.quarters.heap_bytes()
             + self
                 .hour
                 .iter()
                 .chain(self.quarters.values())
-                .map(Aggregate::memory_bytes)
+                .map(Aggregate::heap_bytes)
                 .sum::<usize>()
     }
 
@@ -134,8 +241,7 @@ impl HourParts {
             .quarters
             .iter()
             .filter(move |(index, _)| {
-                level == Level::Quarter
-                    && starts_within(hour + i64::from(**index) * QUARTER_SECONDS)
+                level == Level::Quarter && starts_within(hour + i64::from(*index) * QUARTER_SECONDS)
             })
             .map(|(_, aggregate)| aggregate);
         hour_part.into_iter().chain(quarters)
@@ -465,5 +571,66 @@ mod tests {
         );
         assert_eq!(added.unwrap(), vec![(month.clone(), None)]);
         assert!(aggregate_changes(&[], vec![(month, with_interactions(-10))], month_base).is_err());
+    }
+
+    /// What hour parts were stored as before their quarters became a
+    /// vector.
+    #[derive(Debug, Serialize, Deserialize)]
+    struct FormerHourParts {
+        hour: Option<Aggregate>,
+        quarters: BTreeMap<u8, Aggregate>,
+    }
+
+    fn with_handle(interactions: i64, handle_seconds: i64) -> Aggregate {
+        let mut aggregate = with_interactions(interactions);
+        aggregate.handle.record(handle_seconds * 1_000_000_000, 1);
+        aggregate
+    }
+
+    proptest::proptest! {
+        /// Hour parts encode byte for byte as they did with a `BTreeMap` of
+        /// quarters, and decode what it encoded, whatever order the
+        /// quarters came in; their vector holds no spare room.
+        #[test]
+        fn quarters_are_stored_as_the_map_they_were(
+            hour in proptest::option::of((1i64..5, 1i64..100_000)),
+            quarters in proptest::collection::vec((0u8..4, 1i64..5, 1i64..100_000), 0..6),
+        ) {
+            let hour = hour.map(|(interactions, seconds)| with_handle(interactions, seconds));
+            let mut parts = HourParts::default();
+            let mut former = FormerHourParts { hour: hour.clone(), quarters: BTreeMap::new() };
+            if let Some(hour) = hour {
+                parts.set(Part::Hour, hour);
+            }
+            for (index, interactions, seconds) in quarters {
+                parts.set(Part::Quarter(index), with_handle(interactions, seconds));
+                former.quarters.insert(index, with_handle(interactions, seconds));
+            }
+            let bytes = encode(&parts).unwrap();
+            proptest::prop_assert_eq!(&bytes, &encode(&former).unwrap());
+            let decoded: HourParts = decode(b"Ap", &bytes).unwrap();
+            proptest::prop_assert_eq!(&decoded, &parts);
+            proptest::prop_assert_eq!(decoded.quarters.0.capacity(), former.quarters.len());
+            proptest::prop_assert_eq!(parts.quarters.0.capacity(), former.quarters.len());
+            for index in 0..4 {
+                proptest::prop_assert_eq!(parts.get(Part::Quarter(index)), former.quarters.get(&index));
+            }
+        }
+    }
+
+    /// A quarter given twice in stored bytes keeps its last value, as the
+    /// map did.
+    #[test]
+    fn a_repeated_quarter_keeps_its_last_value() {
+        let bytes = encode(&HourParts {
+            hour: None,
+            quarters: Quarters(vec![(1, with_interactions(1)), (1, with_interactions(2))]),
+        })
+        .unwrap();
+        let former: FormerHourParts = decode(b"Ap", &bytes).unwrap();
+        assert_eq!(former.quarters, BTreeMap::from([(1, with_interactions(2))]));
+        let decoded: HourParts = decode(b"Ap", &bytes).unwrap();
+        assert_eq!(decoded.get(Part::Quarter(1)), Some(&with_interactions(2)));
+        assert_eq!(decoded.quarters.len(), 1);
     }
 }

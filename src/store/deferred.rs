@@ -35,8 +35,8 @@
 //! bucket (only the counts it changes) and adds it in place, so a busy
 //! bucket, whose histograms hold hundreds of counts, is neither copied nor
 //! scanned whole at every commit. The price is memory: a decoded
-//! aggregate takes ~0.7 KB plus its histograms' dense buckets, 1–10 KB in
-//! all, where its encoding takes a few hundred bytes, so the overlay is
+//! aggregate takes ~0.7 KB plus its histograms' dense buckets (up to a few
+//! KB) where its encoding takes a few hundred bytes, so the overlay is
 //! bounded by what it takes in memory ([`MAX_OVERLAY_BYTES`]), not by its
 //! entries. An hour's bucket and its quarters' ([`buckets`]) wait as one
 //! decoded value, changed in place.
@@ -69,8 +69,8 @@ use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::txn::Txn;
 
 /// Checkpoint when what the overlay holds takes this many bytes in memory
-/// ([`entry_bytes`]; a decoded aggregate takes 1–10 KB, most of it its
-/// histograms)...
+/// ([`entry_bytes`]; a decoded aggregate takes one to a few KB, most of it
+/// its histograms; an hour's parts take their aggregates')...
 const MAX_OVERLAY_BYTES: usize = 64 << 20;
 /// A commit changing more derived keys than this goes straight to the store.
 const MAX_COMMIT_ENTRIES: usize = 50_000;
@@ -573,8 +573,10 @@ impl DeferredKv {
         let frozen = self.frozen.read().unwrap_or_else(PoisonError::into_inner);
         for (key, pending) in frozen.iter() {
             if !overlay.contains_key(key) {
-                writing.bytes += entry_bytes(key, pending);
-                overlay.insert(key.clone(), pending.clone());
+                // Counted as copied: a copy holds no spare capacity.
+                let copy = pending.clone();
+                writing.bytes += entry_bytes(key, &copy);
+                overlay.insert(key.clone(), copy);
             }
         }
     }
@@ -1173,7 +1175,9 @@ mod tests {
         Some(model)
     }
 
-    /// Limits for about `entries` small aggregates.
+    /// Limits of `entries` KiB (one aggregate without histograms takes
+    /// ~0.7 KiB, a byte change ~50 bytes) and `entries` derived changes a
+    /// commit.
     fn small_limits(entries: usize) -> Limits {
         Limits {
             overlay_bytes: entries * 1024,
@@ -1224,6 +1228,15 @@ mod tests {
         );
         assert_eq!(writing.bytes, 0);
         assert!(kv.overlay.read().unwrap().is_empty());
+    }
+
+    /// What the overlay's entries take in memory, counted afresh.
+    fn overlay_bytes(kv: &DeferredKv) -> usize {
+        let overlay = kv.overlay.read().unwrap();
+        overlay
+            .iter()
+            .map(|(key, pending)| entry_bytes(key, pending))
+            .sum()
     }
 
     fn interactions(count: i64) -> Aggregate {
@@ -1617,12 +1630,14 @@ mod tests {
             kv.land(&mut writing)
         };
         assert!(background().is_err());
+        assert_eq!(kv.writing.lock().unwrap().bytes, overlay_bytes(&kv));
         assert_eq!(kv.get(b"Gta").unwrap(), Some(b"1".to_vec()));
         assert_eq!(sled.get(b"Gta").unwrap(), None);
         assert_eq!(sled.scan_prefix(&[keys::JOURNAL]).count(), 1);
         kv.commit_with_aggregates(Vec::new(), vec![(bucket.clone(), interactions(1))])
             .unwrap();
         assert_eq!(interactions_at(&kv, &bucket), 2);
+        assert_eq!(kv.writing.lock().unwrap().bytes, overlay_bytes(&kv));
         failing.fail_checkpoints.store(false, Ordering::SeqCst);
         background().unwrap();
         assert_eq!(sled.get(b"Gta").unwrap(), Some(b"1".to_vec()));
@@ -1644,7 +1659,7 @@ mod tests {
         /// While a checkpoint started on its own thread is held before it
         /// writes, reads still equal the commits; landed, it leaves in the
         /// store what the commits described when it started.
-        /// The same with an overlay allowed only a few entries, which
+        /// The same with an overlay allowed only a few KiB, which
         /// checkpoints by itself (its checkpoints not held) and sends larger
         /// commits straight to the store.
         #[test]
@@ -1719,6 +1734,7 @@ mod tests {
                 }
                 // Held, a checkpoint starts only at a Background step.
                 kv.writing.lock().unwrap().last_checkpoint = far;
+                prop_assert_eq!(kv.writing.lock().unwrap().bytes, overlay_bytes(&kv));
                 let expected: Vec<Entry> = model.clone().into_iter().collect();
                 prop_assert_eq!(all(&kv), expected);
                 for family in [keys::AGGREGATE, keys::DERIVED_INDEX, keys::RAW] {
