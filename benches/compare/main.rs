@@ -319,6 +319,9 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
                 "records_per_commit": load.records_per_commit(),
                 "store_keys_per_record": load.keys_per_record(),
                 "server_cpu_us_per_operation": cpu_us,
+                // The server's high-water mark since it started, this
+                // concurrency and those before it included.
+                "server_peak_rss_bytes": server.memory()?.1,
             }));
         }
         server.stop().await?;
@@ -413,6 +416,13 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
         cpu_per_record("service"),
         field("service", 64, "store_keys_per_record"),
         field("service", 64, "records_per_commit"),
+    );
+    let peak_mib = |system: &str| field(system, 64, "server_peak_rss_bytes") / 1048576.0;
+    println!(
+        "server peak resident memory during ingest: durable {:.0} MiB, relaxed {:.0} MiB \
+         (the Kubernetes manifest allows 512 MiB)",
+        peak_mib("service"),
+        peak_mib("service-relaxed"),
     );
     // On one core the transport's CPU and the storage engine's add up: the
     // most any durable RPC that stores each record under its key could do.
