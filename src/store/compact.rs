@@ -282,11 +282,13 @@ mod tests {
         }
         let report = compact(&store, &dir.path().join("copy")).unwrap();
         assert_eq!(report.keys, 2_000);
-        // sled reclaims some garbage on its own, at times of its choosing
-        // (10.5–21 MB were left here under a loaded test run, the copies
-        // 4.7–5.3 MB): the copy is smaller, and near its live bytes.
+        // sled reclaims some garbage on its own, at times of its choosing,
+        // and writes the copy's pages out at times of its choosing too
+        // (10.5–21 MB were left here under loaded test runs, the copies of
+        // the 2 MB of live values took 4.7–6.3 MB): the copy is smaller,
+        // and within a few times its live bytes.
         assert!(report.size_after < report.size_before, "{report:?}");
-        assert!(report.size_after < 3 * report.live_bytes, "{report:?}");
+        assert!(report.size_after < 4 * report.live_bytes, "{report:?}");
     }
 
     /// A copier that loses the store's last key but reports all of them.
