@@ -34,6 +34,8 @@ use super::keys::{self, time_bytes, time_from_bytes};
 use super::kv::{AggregateDelta, Change};
 
 const HOUR_SECONDS: i64 = 3600;
+/// Quarters in an hour: the indexes of [`Part::Quarter`] are below this.
+const QUARTERS_PER_HOUR: u8 = (HOUR_SECONDS / QUARTER_SECONDS) as u8;
 
 /// An hour's bucket and its quarter buckets (by their index in the hour, 0–3)
 /// that are not zero.
@@ -131,14 +133,25 @@ impl<'de> Deserialize<'de> for Quarters {
             }
 
             /// As a `BTreeMap` would: a repeated index keeps its last value.
+            /// An index past the hour's last quarter, which no write makes
+            /// and a read would count in a later hour, does not decode.
             fn visit_map<A: serde::de::MapAccess<'de>>(
                 self,
                 mut map: A,
             ) -> std::result::Result<Quarters, A::Error> {
-                let mut quarters =
-                    Quarters(Vec::with_capacity(map.size_hint().unwrap_or(0).min(4)));
-                while let Some((index, aggregate)) = map.next_entry::<u8, Aggregate>()? {
-                    quarters.insert(index, aggregate);
+                let mut quarters = Quarters(Vec::with_capacity(
+                    map.size_hint()
+                        .unwrap_or(0)
+                        .min(usize::from(QUARTERS_PER_HOUR)),
+                ));
+                while let Some(index) = map.next_key::<u8>()? {
+                    if index >= QUARTERS_PER_HOUR {
+                        return Err(serde::de::Error::invalid_value(
+                            serde::de::Unexpected::Unsigned(u64::from(index)),
+                            &"a quarter of the hour, 0 to 3",
+                        ));
+                    }
+                    quarters.insert(index, map.next_value::<Aggregate>()?);
                 }
                 Ok(quarters)
             }
@@ -632,5 +645,34 @@ mod tests {
         let decoded: HourParts = decode(b"Ap", &bytes).unwrap();
         assert_eq!(decoded.get(Part::Quarter(1)), Some(&with_interactions(2)));
         assert_eq!(decoded.quarters.len(), 1);
+    }
+
+    /// A quarter index past the hour's last (a map would have taken it, and a
+    /// read would have counted it in a later hour) is damage.
+    #[test]
+    fn a_quarter_past_the_hour_does_not_decode() {
+        for index in [4, 255] {
+            let bytes = encode(&HourParts {
+                hour: None,
+                quarters: Quarters(vec![
+                    (0, with_interactions(1)),
+                    (index, with_interactions(2)),
+                ]),
+            })
+            .unwrap();
+            match decode::<HourParts>(b"Ap", &bytes) {
+                Err(Error::DataLoss(message)) => {
+                    assert!(message.contains("does not decode"), "{message}")
+                }
+                other => panic!("index {index}: expected data loss, got {other:?}"),
+            }
+        }
+        let last = encode(&HourParts {
+            hour: None,
+            quarters: Quarters(vec![(3, with_interactions(1))]),
+        })
+        .unwrap();
+        let decoded: HourParts = decode(b"Ap", &last).unwrap();
+        assert_eq!(decoded.get(Part::Quarter(3)), Some(&with_interactions(1)));
     }
 }
