@@ -22,6 +22,7 @@ fn gamma() -> f64 {
 /// 0), so equal histograms are equal values. Decoding, merging and checking one
 /// are then plain array work, which is what the writer does most.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StoredHistogram")]
 pub struct DurationHistogram {
     pub count: i64,
     pub sum_nanos: i128,
@@ -29,6 +30,55 @@ pub struct DurationHistogram {
     offset: i32,
     #[serde(with = "zero_runs")]
     buckets: Vec<i64>,
+}
+
+/// A histogram as stored, the same fields in the same order, checked before
+/// it becomes one: its buckets must lie within the indexes a duration can
+/// have (`0..MAX_BUCKETS`), so that merging and covering never overflow, and
+/// an empty one must have offset 0, so that equal histograms stay equal
+/// values. Only a damaged store holds anything else.
+#[derive(Deserialize)]
+struct StoredHistogram {
+    count: i64,
+    sum_nanos: i128,
+    zero_count: i64,
+    offset: i32,
+    #[serde(with = "zero_runs")]
+    buckets: Vec<i64>,
+}
+
+impl TryFrom<StoredHistogram> for DurationHistogram {
+    type Error = String;
+
+    fn try_from(stored: StoredHistogram) -> Result<DurationHistogram, String> {
+        let StoredHistogram {
+            count,
+            sum_nanos,
+            zero_count,
+            offset,
+            buckets,
+        } = stored;
+        let within = if buckets.is_empty() {
+            offset == 0
+        } else {
+            usize::try_from(offset)
+                .is_ok_and(|first| first + buckets.len() <= zero_runs::MAX_BUCKETS)
+        };
+        if !within {
+            return Err(format!(
+                "histogram buckets from index {offset}, {} of them, are not within 0..{}",
+                buckets.len(),
+                zero_runs::MAX_BUCKETS
+            ));
+        }
+        Ok(DurationHistogram {
+            count,
+            sum_nanos,
+            zero_count,
+            offset,
+            buckets,
+        })
+    }
 }
 
 impl DurationHistogram {
@@ -317,6 +367,37 @@ mod zero_runs {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Bucket indexes no duration has (a merge would overflow on them), and
+    /// an empty histogram with an offset, do not decode; the last index a
+    /// duration can have does.
+    #[test]
+    fn stored_buckets_outside_the_durations_indexes_do_not_decode() {
+        let with = |offset: i32, buckets: Vec<i64>| DurationHistogram {
+            count: buckets.iter().sum(),
+            sum_nanos: 1,
+            zero_count: 0,
+            offset,
+            buckets,
+        };
+        let decoded = |histogram: &DurationHistogram| {
+            postcard::from_bytes::<DurationHistogram>(&postcard::to_allocvec(histogram).unwrap())
+        };
+        let last = zero_runs::MAX_BUCKETS as i32 - 1;
+        for damaged in [
+            with(i32::MAX - 1, vec![1, 1]),
+            with(-1, vec![1]),
+            with(last, vec![1, 1]),
+            with(7, Vec::new()),
+        ] {
+            assert!(decoded(&damaged).is_err(), "{damaged:?} decoded");
+        }
+        let at_the_edge = with(last, vec![1]);
+        assert_eq!(decoded(&at_the_edge).unwrap(), at_the_edge);
+        let mut recorded = DurationHistogram::default();
+        recorded.record(i64::MAX, 1);
+        assert_eq!(decoded(&recorded).unwrap(), recorded);
+    }
 
     fn exact_nearest_rank(values: &mut [i64], quantile: f64) -> f64 {
         values.sort_unstable();
