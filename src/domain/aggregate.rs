@@ -283,16 +283,10 @@ impl Aggregate {
 
     /// The bytes its histograms' buckets take on the heap.
     pub fn heap_bytes(&self) -> usize {
-        [
-            &self.first_response,
-            &self.resolution,
-            &self.handle,
-            &self.first_response_business,
-            &self.resolution_business,
-        ]
-        .iter()
-        .map(|histogram| histogram.heap_bytes())
-        .sum()
+        self.histograms()
+            .iter()
+            .map(|histogram| histogram.heap_bytes())
+            .sum()
     }
 
     /// Adds (`sign` = 1) or retracts (`sign` = -1) one fact.
