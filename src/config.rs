@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::client::ClientCommand;
-use crate::store::SledOptions;
+use crate::store::{SledOptions, SnapshotPolicy};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -175,6 +175,29 @@ pub struct Config {
     #[arg(long, env = "SUPPORT_METRICS_MAX_IN_FLIGHT", default_value_t = 512)]
     pub max_in_flight: usize,
 
+    /// Save the derived state (aggregates, indexes) as a snapshot once this
+    /// many tickets and customers have changed since the last one: after a
+    /// crash, start-up recomputes at most about this many from the raw records.
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_SNAPSHOT_AFTER_GROUPS",
+        default_value_t = 200_000,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub snapshot_after_groups: u64,
+
+    /// ...or once the last snapshot is this many seconds old and anything
+    /// has changed. A clean shutdown always saves one.
+    #[arg(
+        long,
+        env = "SUPPORT_METRICS_SNAPSHOT_INTERVAL_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub snapshot_interval_secs: u64,
+
     /// Largest request message accepted, in MiB.
     #[arg(long, env = "SUPPORT_METRICS_MAX_MESSAGE_MB", default_value_t = 16)]
     pub max_message_mb: usize,
@@ -188,6 +211,10 @@ impl Config {
             path: self.data_dir.clone(),
             cache_capacity_bytes: self.cache_mb * 1024 * 1024,
             durable_acks,
+            snapshots: SnapshotPolicy {
+                after_groups: self.snapshot_after_groups,
+                interval: std::time::Duration::from_secs(self.snapshot_interval_secs),
+            },
         }
     }
 }

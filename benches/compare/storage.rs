@@ -131,6 +131,7 @@ fn write_all(
         path: dir.to_path_buf(),
         cache_capacity_bytes: 64 * 1024 * 1024,
         durable_acks: true,
+        snapshots: Default::default(),
     })?;
     let began = Instant::now();
     let mut latencies = Vec::new();

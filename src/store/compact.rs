@@ -145,6 +145,7 @@ fn compact_with(from: &SledOptions, into: &Path, copier: Copier) -> Result<Compa
         cache_capacity_bytes: from.cache_capacity_bytes,
         // One flush at the end instead of one per batch.
         durable_acks: false,
+        snapshots: from.snapshots,
     };
     let store = SledStore::open(from)?;
     let size_before = store.size_on_disk()?;

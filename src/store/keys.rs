@@ -15,7 +15,7 @@
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
-//! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed since the last checkpoint (see `deferred`) |
+//! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed, or "every group" (see `state`); deleted once a snapshot covers it |
 
 use crate::domain::aggregate::Scope;
 use crate::domain::records::{Channel, Id};
@@ -120,7 +120,7 @@ pub fn pending(interaction: &Id, kind: RecordKind, id: &Id) -> Vec<u8> {
 }
 
 /// The journal entry of the durable commit numbered `sequence` (see
-/// `deferred`).
+/// `state`).
 pub fn journal(sequence: u64) -> Vec<u8> {
     key(&[&[JOURNAL], &sequence.to_be_bytes()])
 }
@@ -384,6 +384,19 @@ pub fn format() -> Vec<u8> {
     vec![VERSION]
 }
 
+/// The first key after every key that starts with `prefix`, or `None` if
+/// no key is (the prefix is all 0xff bytes).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
 /// A readable form of a key, for logs and mismatch reports.
 pub fn describe_key(key: &[u8]) -> String {
     key.iter()
@@ -434,6 +447,16 @@ mod tests {
             );
         }
         assert_eq!(terms_from_key(&targets(Some(&team))), None);
+    }
+
+    #[test]
+    fn a_prefix_end_follows_every_key_with_the_prefix_and_nothing_before() {
+        assert_eq!(prefix_end(b"Ab"), Some(b"Ac".to_vec()));
+        assert_eq!(prefix_end(&[b'A', 0xff]), Some(b"B".to_vec()));
+        assert_eq!(prefix_end(&[0xff, 0xff]), None);
+        let end = prefix_end(b"Xo").unwrap();
+        assert!([b'X', b'o', 0xff, 0xff].as_slice() < end.as_slice());
+        assert!(b"Xp".as_slice() >= end.as_slice());
     }
 
     #[test]

@@ -85,10 +85,10 @@ pub trait KvStore: Send + Sync + 'static {
     /// between its reads. It may run `read` more than once: each run must
     /// start afresh, and a run that is not kept may have seen a torn state
     /// (it must not panic on one). The default runs it once, with no such
-    /// promise; [`DeferredKv`], which serves reads while the writer commits,
+    /// promise; [`DerivedState`], which serves reads while the writer commits,
     /// keeps it.
     ///
-    /// [`DeferredKv`]: super::deferred::DeferredKv
+    /// [`DerivedState`]: super::state::DerivedState
     /// [`ResidentKv`]: super::resident::ResidentKv
     fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         read()
@@ -135,6 +135,8 @@ pub struct SledOptions {
     /// bulk backfills): a commit returns once applied in memory and sled writes
     /// it out within about half a second, so a crash loses the last moments.
     pub durable_acks: bool,
+    /// When the derived state is saved while the store is open.
+    pub snapshots: super::state::SnapshotPolicy,
 }
 
 #[cfg(test)]
@@ -146,6 +148,7 @@ impl SledOptions {
             path: path.to_path_buf(),
             cache_capacity_bytes: 1 << 20,
             durable_acks: false,
+            snapshots: Default::default(),
         }
     }
 }

@@ -5,13 +5,14 @@ pub mod backup;
 pub mod buckets;
 pub mod codec;
 pub mod compact;
-pub mod deferred;
 pub mod groups;
 pub mod keys;
 pub mod kv;
 pub mod listings;
 pub mod reads;
 pub mod resident;
+mod snapshots;
+mod state;
 pub mod txn;
 pub mod verify;
 pub mod writes;
@@ -32,10 +33,10 @@ use crate::metrics::Metrics;
 pub use backup::{BackupItem, Snapshot};
 pub use compact::Compaction;
 pub use kv::{refresh_snapshot, KvStore, SledOptions, SledStore};
+pub use state::{journal_entry, DerivedState, JournalEntry, SnapshotPolicy};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
 
-use deferred::DeferredKv;
 use resident::ResidentKv;
 use txn::{Reader, Txn};
 
@@ -150,18 +151,22 @@ impl Store {
     /// Opens the sled store at `options.path` and starts the writer.
     pub fn open(options: &SledOptions) -> Result<Store> {
         let kv = Arc::new(SledStore::open(options)?);
-        Store::with_kv(kv, options.path.clone())
+        Store::with_kv(kv, options.path.clone(), options.snapshots)
     }
 
-    /// Starts the writer over any key-value store, with derived state written
-    /// back at checkpoints (see [`deferred`]) and recovered first if the last
-    /// stop was unclean, and the open-ticket index held in memory too (see
-    /// [`resident`]); snapshots spool in `spool_dir`.
-    pub fn with_kv(kv: Arc<dyn KvStore>, spool_dir: PathBuf) -> Result<Store> {
-        check_format(kv.as_ref())?;
-        let kv = DeferredKv::new(kv);
-        deferred::recover(&kv)?;
-        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(kv))?);
+    /// Starts the writer over a storage engine holding the record log, with
+    /// the derived state in memory, restored from its snapshot in `dir` and
+    /// the journal (see [`state`]), and the open-ticket index held decoded by
+    /// scope too (see [`resident`]); backups spool in `dir`.
+    pub fn with_kv(
+        engine: Arc<dyn KvStore>,
+        dir: PathBuf,
+        snapshots: SnapshotPolicy,
+    ) -> Result<Store> {
+        check_format(engine.as_ref())?;
+        let state = DerivedState::open(engine, &dir, snapshots)?;
+        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(state))?);
+        let spool_dir = dir;
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_spool_dir = spool_dir.clone();
@@ -327,8 +332,44 @@ impl Store {
 /// listings packed per scope and day (`listings`), not a key per ticket.
 /// 9: one open-ticket index entry per ticket naming its scopes, not one per
 /// scope (`resident`); one journal entry per durable commit naming its
-/// groups, not one per group (`deferred`).
-const FORMAT_VERSION: u32 = 9;
+/// groups, not one per group (`deferred`). 10: derived state (`G`, `A`, `X`)
+/// no longer in the store but in memory and in a snapshot file (`state`);
+/// journal entries may say "every group". A version 9 store is migrated on
+/// open: its derived keys and journal are deleted and the state recomputed.
+const FORMAT_VERSION: u32 = 10;
+
+/// Keys deleted per batch when a version 9 store is migrated.
+const MIGRATION_BATCH_KEYS: usize = 10_000;
+
+/// Deletes what a version 9 store kept of its derived state (and its
+/// journal, which named groups of that state), then marks it version 10.
+/// A crash part-way leaves it version 9, to be migrated again.
+fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut deleted = 0u64;
+    for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX, keys::JOURNAL] {
+        loop {
+            let batch: Vec<kv::Change> = kv
+                .scan_prefix(&[family])
+                .take(MIGRATION_BATCH_KEYS)
+                .map(|entry| Ok((entry?.0, None)))
+                .collect::<Result<_>>()?;
+            if batch.is_empty() {
+                break;
+            }
+            deleted += batch.len() as u64;
+            kv.commit(batch)?;
+        }
+    }
+    kv.commit(vec![(keys::format(), Some(codec::encode(&FORMAT_VERSION)?))])?;
+    kv.flush()?;
+    tracing::warn!(
+        deleted_keys = deleted,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "store migrated from format 9: derived state is now kept in memory and recomputed"
+    );
+    Ok(())
+}
 
 /// Marks a new store with the format version, and refuses a store of another.
 fn check_format(kv: &dyn KvStore) -> Result<()> {
@@ -336,6 +377,9 @@ fn check_format(kv: &dyn KvStore) -> Result<()> {
     match kv.get(&key)? {
         Some(bytes) => {
             let version: u32 = codec::decode(&key, &bytes)?;
+            if version == 9 {
+                return migrate_from_version_9(kv);
+            }
             if version != FORMAT_VERSION {
                 return Err(Error::Unavailable(format!(
                     "the store has format {version}, this build reads format {FORMAT_VERSION}: \

@@ -52,6 +52,8 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
         log: String::new(),
         max_message_mb: 16,
         max_in_flight: 512,
+        snapshot_after_groups: 200_000,
+        snapshot_interval_secs: 300,
         tokens_file: None,
         tokens: None,
         tls_cert: None,

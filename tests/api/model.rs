@@ -2541,6 +2541,7 @@ fn open_store(dir: &tempfile::TempDir) -> Result<Store, String> {
         path: dir.path().join("data"),
         cache_capacity_bytes: 8 << 20,
         durable_acks: true,
+        snapshots: Default::default(),
     })
     .map_err(|e| format!("open: {e}"))
 }

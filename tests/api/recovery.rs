@@ -1,27 +1,35 @@
-//! Derived state that had not reached a checkpoint when the process died is
-//! recomputed at the next open from the groups the journal names (the crash
-//! harness in tests/process exercises the same path with real kills).
+//! The derived state lives in memory and in a snapshot file; the raw records
+//! and the journal live in the store. Whatever of the snapshot is missing,
+//! stale or damaged, the store opens serving exactly what its raw records
+//! imply (the crash harness in tests/process does the same with real kills).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use support_metrics::proto::v1 as pb;
-use support_metrics::store::deferred::journal_entry;
 use support_metrics::store::keys;
-use support_metrics::store::{KvStore, SledOptions, SledStore};
+use support_metrics::store::{journal_entry, KvStore, SledOptions, SledStore, Store};
 
 use crate::helpers::*;
 
-fn open_raw(data_dir: &Path) -> SledStore {
-    SledStore::open(&SledOptions {
+fn options(data_dir: &Path) -> SledOptions {
+    SledOptions {
         path: data_dir.to_owned(),
         cache_capacity_bytes: 8 << 20,
         durable_acks: true,
-    })
-    .expect("open")
+        snapshots: Default::default(),
+    }
+}
+
+fn open_raw(data_dir: &Path) -> SledStore {
+    SledStore::open(&options(data_dir)).expect("open")
 }
 
 fn family_count(kv: &SledStore, family: u8) -> usize {
     kv.scan_prefix(&[family]).count()
+}
+
+fn snapshot_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("derived-state.snapshot")
 }
 
 async fn cards(app: &mut TestApp) -> Vec<pb::Scorecard> {
@@ -36,73 +44,124 @@ async fn cards(app: &mut TestApp) -> Vec<pb::Scorecard> {
     cards
 }
 
-/// Records the worked example, stops cleanly, then leaves what a crash
-/// before the first checkpoint would: the raw records, no derived state, and
-/// the journal `journal` writes given every group the writes changed (by
-/// `G` key). The store then opens and must serve what it served before.
-async fn recovered_after_a_crash(
+fn example_records() -> Vec<pb::Record> {
+    include_str!("../fixtures/worked-example.ndjson")
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(record_from_json)
+        .collect()
+}
+
+/// A stopped store holding the worked example, and the scorecards it served.
+async fn example_store() -> (tempfile::TempDir, PathBuf, Vec<pb::Scorecard>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let mut app = spawn_app_at(data.clone()).await;
+    app.record_all(example_records()).await;
+    let before = cards(&mut app).await;
+    assert!(before[0].metrics.as_ref().expect("metrics").tickets_created > 0);
+    app.stop().await;
+    (dir, data, before)
+}
+
+/// Opens the store, checks it serves `expected` and verifies clean, stops it.
+async fn serves_what_it_served(data: &Path, expected: &[pb::Scorecard]) {
+    let mut app = spawn_app_at(data.to_owned()).await;
+    assert_eq!(app.verify().await.mismatch_count, 0);
+    assert_eq!(cards(&mut app).await, expected);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_clean_stop_leaves_a_snapshot_and_no_journal_and_no_derived_keys_in_the_store() {
+    let (_dir, data, before) = example_store().await;
+    assert!(snapshot_file(&data).exists());
+    {
+        let kv = open_raw(&data);
+        assert_eq!(family_count(&kv, keys::JOURNAL), 0, "a clean stop covers it");
+        for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX] {
+            assert_eq!(family_count(&kv, family), 0, "derived state stays in memory");
+        }
+        assert!(family_count(&kv, keys::RAW) > 10);
+    }
+    serves_what_it_served(&data, &before).await;
+}
+
+#[tokio::test]
+async fn without_a_snapshot_every_group_is_recomputed_from_the_raw_records() {
+    let (_dir, data, before) = example_store().await;
+    std::fs::remove_file(snapshot_file(&data)).expect("remove the snapshot");
+    serves_what_it_served(&data, &before).await;
+    assert!(snapshot_file(&data).exists(), "the stop saved a new one");
+}
+
+#[tokio::test]
+async fn a_damaged_snapshot_is_set_aside_recomputed_and_never_served() {
+    let (_dir, data, before) = example_store().await;
+    let path = snapshot_file(&data);
+    let mut bytes = std::fs::read(&path).expect("read the snapshot");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x20;
+    std::fs::write(&path, &bytes).expect("damage the snapshot");
+    serves_what_it_served(&data, &before).await;
+    let aside = data.join("derived-state.snapshot.damaged");
+    assert_eq!(std::fs::read(aside).expect("kept for a post-mortem"), bytes);
+}
+
+/// The example's first records are recorded and the store stopped; its
+/// snapshot is kept. The rest is recorded and the store stopped again. Then
+/// the first snapshot is put back and `journal` is given the `G` key of every
+/// group the store holds: what a crash after the first snapshot would leave,
+/// with commits journaled since. The store must serve what it served.
+async fn recovered_from_an_old_snapshot_and_a_journal(
     journal: impl FnOnce(Vec<Vec<u8>>) -> Vec<(Vec<u8>, Option<Vec<u8>>)>,
 ) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
+    let mut records = example_records();
+    let rest = records.split_off(records.len() / 2);
     let mut app = spawn_app_at(data.clone()).await;
-    let records = include_str!("../fixtures/worked-example.ndjson")
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(record_from_json)
-        .collect();
     app.record_all(records).await;
-    let before = cards(&mut app).await;
-    assert!(before[0].metrics.as_ref().expect("metrics").tickets_created > 0);
     app.stop().await;
-
-    {
-        let kv = open_raw(&data);
-        assert_eq!(
-            family_count(&kv, keys::JOURNAL),
-            0,
-            "a clean stop checkpoints"
-        );
-        let mut changes = Vec::new();
-        let mut groups = Vec::new();
-        for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX] {
-            for entry in kv.scan_prefix(&[family]) {
-                let (key, _) = entry.expect("scan");
-                if family == keys::GROUP {
-                    groups.push(key.clone());
-                }
-                changes.push((key, None));
-            }
-        }
-        assert!(changes.len() > 20, "the example derives many keys");
-        assert!(groups.len() > 2, "the example changes several groups");
-        changes.extend(journal(groups));
-        kv.commit(changes).expect("simulate the crash");
-        assert_eq!(family_count(&kv, keys::AGGREGATE), 0);
-    }
-
+    let early_snapshot = std::fs::read(snapshot_file(&data)).expect("first snapshot");
     let mut app = spawn_app_at(data.clone()).await;
-    assert_eq!(app.verify().await.mismatch_count, 0);
-    assert_eq!(cards(&mut app).await, before);
+    app.record_all(rest).await;
+    let before = cards(&mut app).await;
     app.stop().await;
-    let kv = open_raw(&data);
+
+    let groups: Vec<Vec<u8>> = {
+        let store = Store::open(&options(&data)).expect("open");
+        let groups = store
+            .kv()
+            .scan_prefix(&[keys::GROUP])
+            .map(|entry| entry.expect("scan").0)
+            .collect();
+        drop(store);
+        groups
+    };
+    assert!(groups.len() > 2, "the example changes several groups");
+    std::fs::write(snapshot_file(&data), early_snapshot).expect("put the old snapshot back");
+    open_raw(&data)
+        .commit(journal(groups))
+        .expect("write the journal");
+
+    serves_what_it_served(&data, &before).await;
     assert_eq!(
-        family_count(&kv, keys::JOURNAL),
+        family_count(&open_raw(&data), keys::JOURNAL),
         0,
-        "recovery clears the journal"
+        "the next snapshot covers the journal"
     );
-    assert!(family_count(&kv, keys::AGGREGATE) > 0);
 }
 
 #[tokio::test]
-async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
+async fn groups_the_journal_names_after_the_snapshot_are_recomputed_when_the_store_opens() {
     // As commits journal them: neither entry names every group, and one
-    // group is in both.
-    recovered_after_a_crash(|groups| {
+    // group is in both. Sequences far past the old snapshot's.
+    recovered_from_an_old_snapshot_and_a_journal(|groups| {
         let (first, second) = groups.split_at(groups.len() / 2);
         let mut first = first.to_vec();
         first.push(second[0].clone());
-        [(7, first), (8, second.to_vec())]
+        [(1_000_007, first), (1_000_008, second.to_vec())]
             .into_iter()
             .map(|(sequence, groups)| journal_entry(sequence, groups).expect("journal entry"))
             .collect()
@@ -113,13 +172,56 @@ async fn groups_named_by_the_journal_are_recomputed_when_the_store_opens() {
 #[tokio::test]
 async fn a_damaged_journal_entry_recomputes_every_group() {
     // One entry names nothing it can be trusted for; the other names one group.
-    recovered_after_a_crash(|groups| {
+    recovered_from_an_old_snapshot_and_a_journal(|groups| {
         vec![
-            journal_entry(3, vec![groups[0].clone()]).expect("journal entry"),
-            (keys::journal(4), Some(b"damaged".to_vec())),
+            journal_entry(1_000_003, vec![groups[0].clone()]).expect("journal entry"),
+            (keys::journal(1_000_004), Some(b"damaged".to_vec())),
         ]
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_journal_entry_the_snapshot_covers_is_deleted_at_open() {
+    let (_dir, data, before) = example_store().await;
+    // Sequence 0 is before the snapshot's next entry: covered.
+    open_raw(&data)
+        .commit(vec![journal_entry(0, vec![b"Gt\xff".to_vec()]).expect("entry")])
+        .expect("write the journal");
+    serves_what_it_served(&data, &before).await;
+    assert_eq!(family_count(&open_raw(&data), keys::JOURNAL), 0);
+}
+
+#[tokio::test]
+async fn a_format_9_store_is_migrated_its_derived_keys_deleted_and_recomputed() {
+    let (_dir, data, before) = example_store().await;
+    std::fs::remove_file(snapshot_file(&data)).expect("format 9 had no snapshot");
+    {
+        let kv = open_raw(&data);
+        kv.commit(vec![
+            (keys::format(), Some(encoded_u32(9))),
+            (b"Gtold".to_vec(), Some(b"stale contribution".to_vec())),
+            (b"Ad-old".to_vec(), Some(b"stale aggregate".to_vec())),
+            (b"Xo-old".to_vec(), Some(b"stale index".to_vec())),
+            (keys::journal(3), Some(b"old journal".to_vec())),
+        ])
+        .expect("write what format 9 kept");
+    }
+    serves_what_it_served(&data, &before).await;
+    let kv = open_raw(&data);
+    for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX, keys::JOURNAL] {
+        assert_eq!(family_count(&kv, family), 0);
+    }
+    assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(10)));
+}
+
+/// A `u32` as the store encodes values (a CRC-32 of the payload, then the
+/// payload: a postcard varint, one byte below 128).
+fn encoded_u32(value: u8) -> Vec<u8> {
+    assert!(value < 128);
+    let mut bytes = crc32fast::hash(&[value]).to_le_bytes().to_vec();
+    bytes.push(value);
+    bytes
 }
 
 #[tokio::test]
@@ -137,12 +239,7 @@ async fn a_store_of_another_format_is_refused_with_the_way_out() {
         ])
         .expect("write");
     }
-    let error = support_metrics::store::Store::open(&SledOptions {
-        path: data.clone(),
-        cache_capacity_bytes: 8 << 20,
-        durable_acks: true,
-    })
-    .expect_err("an unmarked store with data is refused");
+    let error = Store::open(&options(&data)).expect_err("an unmarked store with data is refused");
     let message = error.to_string();
     assert!(message.contains("earlier build"), "{message}");
     assert!(message.contains("export"), "{message}");

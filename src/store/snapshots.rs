@@ -1,0 +1,246 @@
+//! Snapshot files of the derived state: every derived key and value, in key
+//! order, with the first journal sequence they do not cover, closed by a
+//! CRC-32 of everything before it.
+//!
+//! A snapshot is written to a temporary file, synced, renamed over the last
+//! one and the directory synced, so that a crash at any moment leaves either
+//! the old snapshot or the new one, whole. A file that is truncated, fails
+//! its checksum or does not parse is never loaded: the caller sets it aside
+//! and recomputes the state from the raw records.
+//!
+//! Layout (integers little-endian):
+//!
+//! | bytes | what |
+//! |---|---|
+//! | 8 | magic `SMSTATE1` |
+//! | 8 | the first journal sequence not covered |
+//! | 8 | number of entries |
+//! | per entry | key length (u32), key, value length (u32), value |
+//! | 4 | CRC-32 of every byte before it |
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+use super::state::{DerivedMap, Version};
+
+const MAGIC: &[u8; 8] = b"SMSTATE1";
+/// The file's name in the data directory.
+const FILE_NAME: &str = "derived-state.snapshot";
+
+/// Where the snapshot of the store in `dir` lives.
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+fn temporary(path: &Path) -> PathBuf {
+    path.with_extension("snapshot.tmp")
+}
+
+/// A writer that keeps the checksum of what passes through it.
+struct Checksummed<W> {
+    inner: W,
+    hasher: crc32fast::Hasher,
+    written: u64,
+}
+
+impl<W: Write> Checksummed<W> {
+    fn put(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(bytes);
+        self.written += bytes.len() as u64;
+        self.inner.write_all(bytes)
+    }
+}
+
+fn length(bytes: &[u8]) -> Result<[u8; 4]> {
+    u32::try_from(bytes.len())
+        .map(u32::to_le_bytes)
+        .map_err(|_| Error::Internal("a derived value is larger than 4 GiB".into()))
+}
+
+/// Writes `version` as the snapshot at `path` (see the module's
+/// documentation for the steps that make it crash-safe). Returns its size.
+pub fn write(path: &Path, version: &Version) -> Result<u64> {
+    let temporary = temporary(path);
+    let file = File::create(&temporary)?;
+    let mut out = Checksummed {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hasher: crc32fast::Hasher::new(),
+        written: 0,
+    };
+    out.put(MAGIC)?;
+    out.put(&version.next_journal.to_le_bytes())?;
+    out.put(&(version.map.len() as u64).to_le_bytes())?;
+    for (key, value) in version.map.iter() {
+        out.put(&length(key)?)?;
+        out.put(key)?;
+        out.put(&length(value)?)?;
+        out.put(value)?;
+    }
+    let checksum = out.hasher.clone().finalize().to_le_bytes();
+    out.inner.write_all(&checksum)?;
+    let file = out
+        .inner
+        .into_inner()
+        .map_err(|e| Error::from(e.into_error()))?;
+    file.sync_all()?;
+    drop(file);
+    std::fs::rename(&temporary, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(out.written + 4)
+}
+
+fn damaged(path: &Path, why: &str) -> Error {
+    Error::DataLoss(format!("the snapshot {} {why}", path.display()))
+}
+
+/// Reads bytes off the front of a slice.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.rest.len() < n {
+            return None;
+        }
+        let (taken, rest) = self.rest.split_at(n);
+        self.rest = rest;
+        Some(taken)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+
+    fn sized(&mut self) -> Option<&'a [u8]> {
+        let n = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
+        self.take(usize::try_from(n).ok()?)
+    }
+}
+
+/// The snapshot at `path`: `None` if there is none, data loss naming the
+/// file if it is damaged.
+pub fn load(path: &Path) -> Result<Option<Version>> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => file.read_to_end(&mut bytes)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error.into()),
+    };
+    if bytes.len() < MAGIC.len() + 8 + 8 + 4 {
+        return Err(damaged(path, "is truncated"));
+    }
+    let (body, checksum) = bytes.split_at(bytes.len() - 4);
+    if checksum != crc32fast::hash(body).to_le_bytes() {
+        return Err(damaged(path, "fails its checksum"));
+    }
+    let mut cursor = Cursor { rest: body };
+    if cursor.take(MAGIC.len()) != Some(MAGIC.as_slice()) {
+        return Err(damaged(path, "is not a snapshot of this format"));
+    }
+    let unparsable = || damaged(path, "does not parse");
+    let next_journal = cursor.u64().ok_or_else(unparsable)?;
+    let count = cursor.u64().ok_or_else(unparsable)?;
+    let mut entries = Vec::with_capacity(usize::try_from(count.min(1 << 24)).unwrap_or(0));
+    let mut previous: Option<&[u8]> = None;
+    for _ in 0..count {
+        let key = cursor.sized().ok_or_else(unparsable)?;
+        let value = cursor.sized().ok_or_else(unparsable)?;
+        if previous.is_some_and(|previous| previous >= key) {
+            return Err(damaged(path, "holds keys out of order"));
+        }
+        if !super::state::is_derived(key) {
+            return Err(damaged(path, "holds a key that is not derived state"));
+        }
+        previous = Some(key);
+        entries.push((Arc::<[u8]>::from(key), Arc::<[u8]>::from(value)));
+    }
+    if !cursor.rest.is_empty() {
+        return Err(damaged(path, "has bytes after its last entry"));
+    }
+    let map: DerivedMap = entries.into_iter().collect();
+    Ok(Some(Version { map, next_journal }))
+}
+
+/// Moves a damaged snapshot out of the way (kept for a post-mortem) and
+/// returns where it went.
+pub fn set_aside(path: &Path) -> PathBuf {
+    let aside = path.with_extension("snapshot.damaged");
+    if let Err(error) = std::fs::rename(path, &aside) {
+        tracing::error!(%error, path = %path.display(), "could not move the damaged snapshot aside");
+    }
+    aside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(entries: &[(&[u8], &[u8])], next_journal: u64) -> Version {
+        Version {
+            map: entries
+                .iter()
+                .map(|(k, v)| (Arc::<[u8]>::from(*k), Arc::<[u8]>::from(*v)))
+                .collect(),
+            next_journal,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        assert!(load(&path).unwrap().is_none());
+        let written = version(&[(b"Aday", b"one"), (b"Gtticket", b""), (b"Xr7", b"row")], 42);
+        let size = write(&path, &written).unwrap();
+        assert_eq!(size, std::fs::metadata(&path).unwrap().len());
+        let read = load(&path).unwrap().unwrap();
+        assert_eq!(read.next_journal, 42);
+        assert_eq!(read.map, written.map);
+        assert!(!temporary(&path).exists());
+    }
+
+    #[test]
+    fn every_flipped_or_cut_byte_is_refused_as_data_loss() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3)).unwrap();
+        let good = std::fs::read(&path).unwrap();
+        for at in 0..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x04;
+            std::fs::write(&path, &bad).unwrap();
+            assert!(
+                matches!(load(&path), Err(Error::DataLoss(_))),
+                "flipped byte {at}"
+            );
+            std::fs::write(&path, &good[..at]).unwrap();
+            assert!(matches!(load(&path), Err(Error::DataLoss(_))), "cut at {at}");
+        }
+    }
+
+    #[test]
+    fn a_well_checksummed_file_of_raw_keys_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        write(&path, &version(&[(b"Ri1", b"record")], 1)).unwrap();
+        let message = load(&path).unwrap_err().to_string();
+        assert!(message.contains("not derived"), "{message}");
+    }
+
+    #[test]
+    fn a_damaged_snapshot_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        std::fs::write(&path, b"garbage").unwrap();
+        let aside = set_aside(&path);
+        assert!(!path.exists());
+        assert_eq!(std::fs::read(aside).unwrap(), b"garbage");
+    }
+}

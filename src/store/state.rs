@@ -1,0 +1,611 @@
+//! The store's two halves behind one [`KvStore`]: the record log in the
+//! storage engine, the derived state in memory.
+//!
+//! A write is acknowledged once its raw records (families `R`, `I`, `P`, `M`,
+//! `T`, `C`) are durable in the engine. What is derived from them (group
+//! contributions `G`, aggregates `A`, derived indexes `X`) is never written to
+//! the engine: it lives in memory, in a persistent ordered map, and is saved
+//! now and then as a snapshot file ([`snapshots`]).
+//!
+//! Every durable commit that changes derived state also writes one journal
+//! entry `J sequence` in the same engine batch, naming the groups (tickets,
+//! customers) whose contribution it changed, or saying that every group may
+//! have changed (a rebuild). A snapshot records the first sequence it does
+//! not cover; once it is durable, the journal entries before it are deleted.
+//! At open, [`DerivedState::recover`] loads the snapshot and recomputes the
+//! groups the journal names after it from the raw records, exactly as the
+//! writer had; without a usable snapshot it recomputes every group. Nothing
+//! derived is ever read from a snapshot that fails its checksum.
+//!
+//! Readers never wait for the writer: each commit publishes a new version of
+//! the map (a clone of a persistent map is a pointer copy), and a reader
+//! reads the version that was current when it started
+//! ([`KvStore::read_consistently`]). Snapshots are written on their own thread
+//! from such a version while commits go on.
+//!
+//! [`snapshots`]: super::snapshots
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+use super::buckets;
+use super::codec::{decode, encode};
+use super::groups::{id_from_bytes, recompute};
+use super::keys::{self, Group};
+use super::kv::{AggregateDelta, Change, Entry, KvStore};
+use super::snapshots;
+use super::txn::Txn;
+
+/// A key or value of the derived state.
+pub type Bytes = Arc<[u8]>;
+
+/// The derived state: every `G`, `A` and `X` key with its stored value.
+pub type DerivedMap = imbl::OrdMap<Bytes, Bytes>;
+
+/// When the derived state is saved as a snapshot while the store is open
+/// (it always is at a clean close).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotPolicy {
+    /// Once this many groups have been journaled since the last snapshot
+    /// (what a recovery after a crash would recompute)...
+    pub after_groups: u64,
+    /// ...or once the last snapshot is this old and something has changed.
+    pub interval: Duration,
+}
+
+impl Default for SnapshotPolicy {
+    fn default() -> Self {
+        SnapshotPolicy {
+            after_groups: 200_000,
+            interval: Duration::from_secs(300),
+        }
+    }
+}
+/// A commit changing more groups than this journals "every group": a
+/// recovery then recomputes them all, which is what naming them would cost.
+const MAX_JOURNALED_GROUPS: usize = 10_000;
+/// Groups recomputed per transaction while recovering.
+const RECOVERY_BATCH_GROUPS: usize = 2_000;
+
+/// Whether a key belongs to the derived state (kept in memory).
+pub fn is_derived(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(&keys::GROUP) | Some(&keys::AGGREGATE) | Some(&keys::DERIVED_INDEX)
+    )
+}
+
+/// What one journal entry says a durable commit changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum JournalEntry {
+    /// These groups, by `G` key.
+    Groups(Vec<serde_bytes::ByteBuf>),
+    /// Possibly every group (a rebuild, or a commit changing very many).
+    Everything,
+}
+
+/// The journal entry numbered `sequence` naming the groups (by `G` key) a
+/// durable commit changed.
+pub fn journal_entry(sequence: u64, group_keys: Vec<Vec<u8>>) -> Result<Change> {
+    let entry = if group_keys.len() > MAX_JOURNALED_GROUPS {
+        JournalEntry::Everything
+    } else {
+        JournalEntry::Groups(
+            group_keys
+                .into_iter()
+                .map(serde_bytes::ByteBuf::from)
+                .collect(),
+        )
+    };
+    Ok((keys::journal(sequence), Some(encode(&entry)?)))
+}
+
+/// A published version of the derived state.
+#[derive(Debug, Clone, Default)]
+pub struct Version {
+    pub map: DerivedMap,
+    /// The sequence of the first journal entry this version does not include.
+    pub next_journal: u64,
+}
+
+thread_local! {
+    /// The version a consistent read on this thread started with, by store.
+    static PINNED: RefCell<Vec<(usize, Arc<Version>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The writer's side: the map it changes and what it knows of snapshots.
+#[derive(Debug)]
+struct Writer {
+    master: Version,
+    /// Groups journaled since the last snapshot started.
+    groups_since_snapshot: u64,
+    last_snapshot: Instant,
+    in_flight: Option<JoinHandle<Result<u64>>>,
+    /// Journal entries before this are covered by a durable snapshot and
+    /// not yet deleted.
+    covered: Option<u64>,
+}
+
+/// The engine (raw records, journal) and the derived state in memory.
+pub struct DerivedState {
+    /// Tells this store's pinned versions from another's on the same thread.
+    id: usize,
+    engine: Arc<dyn KvStore>,
+    snapshot_path: PathBuf,
+    policy: SnapshotPolicy,
+    published: RwLock<Arc<Version>>,
+    writer: Mutex<Writer>,
+}
+
+impl std::fmt::Debug for DerivedState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DerivedState")
+            .field("snapshot_path", &self.snapshot_path)
+            .finish_non_exhaustive()
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("derived state lock poisoned".into())
+}
+
+fn bytes(slice: &[u8]) -> Bytes {
+    Arc::from(slice)
+}
+
+impl DerivedState {
+    /// Opens the derived state of the store in `engine`: the snapshot in
+    /// `dir` and the journal after it (see [`DerivedState::recover`]).
+    pub fn open(
+        engine: Arc<dyn KvStore>,
+        dir: &Path,
+        policy: SnapshotPolicy,
+    ) -> Result<DerivedState> {
+        static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+        let state = DerivedState {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            engine,
+            snapshot_path: snapshots::path_in(dir),
+            policy,
+            published: RwLock::new(Arc::new(Version::default())),
+            writer: Mutex::new(Writer {
+                master: Version::default(),
+                groups_since_snapshot: 0,
+                last_snapshot: Instant::now(),
+                in_flight: None,
+                covered: None,
+            }),
+        };
+        state.recover()?;
+        Ok(state)
+    }
+
+    /// The version reads on this thread see: the pinned one inside a
+    /// consistent read, else the current one.
+    fn view(&self) -> Arc<Version> {
+        let id = self.id;
+        PINNED
+            .with(|pinned| {
+                pinned
+                    .borrow()
+                    .iter()
+                    .find(|(owner, _)| *owner == id)
+                    .map(|(_, version)| Arc::clone(version))
+            })
+            .unwrap_or_else(|| self.current())
+    }
+
+    /// The latest published version.
+    pub fn current(&self) -> Arc<Version> {
+        Arc::clone(&self.published.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn publish(&self, version: Version) {
+        *self
+            .published
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(version);
+    }
+
+    fn derived_range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
+        use std::ops::Bound;
+        let version = self.view();
+        let upper = match end {
+            Some(end) => Bound::Excluded(end),
+            None => Bound::Unbounded,
+        };
+        version
+            .map
+            .range::<_, [u8]>((Bound::Included(start), upper))
+            .map(|(key, value)| (key.to_vec(), value.to_vec()))
+            .collect()
+    }
+
+    /// Loads the snapshot, then recomputes what the journal says changed
+    /// after it; with no usable snapshot, or a journal entry that cannot be
+    /// read or names every group, recomputes every group. Journal entries
+    /// the snapshot covers are deleted.
+    fn recover(&self) -> Result<()> {
+        let started = Instant::now();
+        let snapshot = match snapshots::load(&self.snapshot_path) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                let aside = snapshots::set_aside(&self.snapshot_path);
+                tracing::error!(
+                    path = %self.snapshot_path.display(),
+                    moved_to = %aside.display(),
+                    %error,
+                    "the derived-state snapshot is damaged; it is set aside and the state \
+                     is recomputed from the raw records"
+                );
+                None
+            }
+        };
+        let loaded = snapshot.is_some();
+        let mut version = snapshot.unwrap_or_default();
+        let mut groups = BTreeSet::new();
+        let mut everything = !loaded && has_raw_records(self.engine.as_ref())?;
+        let mut covered = Vec::new();
+        let mut next_journal = version.next_journal;
+        for entry in self.engine.scan_prefix(&[keys::JOURNAL]) {
+            let (key, value) = entry?;
+            let sequence = keys::journal_sequence(&key).ok_or_else(|| {
+                Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
+            })?;
+            next_journal = next_journal.max(sequence.saturating_add(1));
+            if loaded && sequence < version.next_journal {
+                covered.push((key, None));
+                continue;
+            }
+            match decode::<JournalEntry>(&key, &value) {
+                Ok(JournalEntry::Groups(named)) => {
+                    for group_key in named {
+                        match keys::group_from_key(&group_key) {
+                            Some(group) => {
+                                groups.insert(group);
+                            }
+                            None => everything = true,
+                        }
+                    }
+                }
+                Ok(JournalEntry::Everything) => everything = true,
+                Err(error) => {
+                    tracing::error!(%error, "a journal entry is damaged; recomputing every group");
+                    everything = true;
+                }
+            }
+        }
+        version.next_journal = next_journal;
+        if everything {
+            version.map = DerivedMap::new();
+            groups = every_group(self.engine.as_ref())?;
+        }
+        let recomputed = groups.len();
+        self.publish(version.clone());
+        self.writer.lock().map_err(poisoned)?.master = version;
+        self.recompute_groups(groups)?;
+        if !covered.is_empty() {
+            self.engine.commit(covered)?;
+        }
+        let writer = self.writer.lock().map_err(poisoned)?;
+        tracing::info!(
+            snapshot = loaded,
+            groups_recomputed = recomputed,
+            derived_keys = writer.master.map.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "derived state restored"
+        );
+        Ok(())
+    }
+
+    /// Recomputes groups from the raw records into the derived state,
+    /// without journaling them (they are journaled already, or the whole
+    /// state is being recomputed). Tickets sort before customers, which read
+    /// the contact index tickets maintain.
+    fn recompute_groups(&self, groups: BTreeSet<Group>) -> Result<()> {
+        let groups: Vec<Group> = groups.into_iter().collect();
+        for batch in groups.chunks(RECOVERY_BATCH_GROUPS) {
+            let mut txn = Txn::new(self);
+            for group in batch {
+                recompute(&mut txn, group)?;
+            }
+            let (changes, deltas) = txn.into_parts()?;
+            if let Some((key, _)) = changes.iter().find(|(key, _)| !is_derived(key)) {
+                return Err(Error::Internal(format!(
+                    "recomputing a group changed the raw key {}",
+                    keys::describe_key(key)
+                )));
+            }
+            let mut writer = self.writer.lock().map_err(poisoned)?;
+            let stored = self.stored_aggregates(&writer.master, &changes, deltas)?;
+            apply(&mut writer.master.map, changes.into_iter().chain(stored));
+            self.publish(writer.master.clone());
+        }
+        Ok(())
+    }
+
+    /// The stored form of aggregate deltas added to their buckets in `map`
+    /// (after `earlier`, the same commit's byte changes).
+    fn stored_aggregates(
+        &self,
+        version: &Version,
+        earlier: &[Change],
+        deltas: Vec<AggregateDelta>,
+    ) -> Result<Vec<Change>> {
+        let (derived, engine): (Vec<_>, Vec<_>) =
+            deltas.into_iter().partition(|(key, _)| is_derived(key));
+        if !engine.is_empty() {
+            return Err(Error::Internal(
+                "an aggregate change outside the derived state".into(),
+            ));
+        }
+        buckets::aggregate_changes(earlier, derived, |key| {
+            Ok(version.map.get(key).map(|value| value.to_vec()))
+        })
+    }
+
+    /// Collects a finished snapshot: the journal entries it covers can go.
+    fn land_snapshot(&self, writer: &mut Writer, wait: bool) {
+        let finished = writer
+            .in_flight
+            .as_ref()
+            .is_some_and(|handle| wait || handle.is_finished());
+        if !finished {
+            return;
+        }
+        let Some(handle) = writer.in_flight.take() else {
+            return;
+        };
+        match handle.join() {
+            Ok(Ok(covers)) => writer.covered = Some(covers),
+            Ok(Err(error)) => {
+                tracing::error!(%error, "writing the derived-state snapshot failed; retried later");
+            }
+            Err(_) => tracing::error!("the snapshot thread panicked; retried later"),
+        }
+    }
+
+    /// Starts a snapshot of the writer's current version on its own thread.
+    fn start_snapshot(&self, writer: &mut Writer) {
+        let version = writer.master.clone();
+        let engine = Arc::clone(&self.engine);
+        let path = self.snapshot_path.clone();
+        writer.groups_since_snapshot = 0;
+        writer.last_snapshot = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name("state-snapshot".into())
+            .spawn(move || write_snapshot(engine.as_ref(), &path, &version));
+        match spawned {
+            Ok(handle) => writer.in_flight = Some(handle),
+            Err(error) => tracing::error!(%error, "could not start the snapshot thread"),
+        }
+    }
+
+    /// Writes a snapshot of everything committed so far, on this thread, and
+    /// deletes the journal it covers: a clean close, or an operator's request.
+    pub fn snapshot_now(&self) -> Result<()> {
+        let mut writer = self.writer.lock().map_err(poisoned)?;
+        self.land_snapshot(&mut writer, true);
+        let journal_empty = self.engine.scan_prefix(&[keys::JOURNAL]).next().is_none();
+        if journal_empty && self.snapshot_path.exists() {
+            return Ok(());
+        }
+        let covers = write_snapshot(self.engine.as_ref(), &self.snapshot_path, &writer.master)?;
+        writer.covered = Some(covers);
+        writer.groups_since_snapshot = 0;
+        writer.last_snapshot = Instant::now();
+        let deletes = journal_deletes(self.engine.as_ref(), covers)?;
+        if !deletes.is_empty() {
+            self.engine.commit(deletes)?;
+        }
+        writer.covered = None;
+        self.engine.flush()
+    }
+}
+
+/// Writes `version` as the snapshot, once every journal entry it covers is
+/// durable in the engine (a relaxed commit may not be yet). Returns the
+/// first sequence it does not cover.
+fn write_snapshot(engine: &dyn KvStore, path: &Path, version: &Version) -> Result<u64> {
+    let started = Instant::now();
+    engine.flush()?;
+    let bytes = snapshots::write(path, version)?;
+    tracing::info!(
+        keys = version.map.len(),
+        bytes,
+        covers = version.next_journal,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "derived-state snapshot written"
+    );
+    Ok(version.next_journal)
+}
+
+/// Deletions of the journal entries numbered below `before`.
+fn journal_deletes(engine: &dyn KvStore, before: u64) -> Result<Vec<Change>> {
+    engine
+        .range(&[keys::JOURNAL], &keys::journal(before))
+        .map(|entry| Ok((entry?.0, None)))
+        .collect()
+}
+
+fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
+    for (key, value) in changes {
+        match value {
+            Some(value) => {
+                map.insert(bytes(&key), Arc::from(value));
+            }
+            None => {
+                map.remove(key.as_slice());
+            }
+        }
+    }
+}
+
+fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
+    Ok(engine.scan_prefix(&[keys::RAW]).next().transpose()?.is_some())
+}
+
+/// A group of an id.
+type GroupOf = fn(crate::domain::records::Id) -> Group;
+
+/// Every ticket and customer the raw indexes name (`I t ticket 0 …`,
+/// `I e customer 0 …`): every group that can have a contribution (a
+/// customer without events has none).
+fn every_group(engine: &dyn KvStore) -> Result<BTreeSet<Group>> {
+    let mut groups = BTreeSet::new();
+    for (family, group) in [(b't', Group::Ticket as GroupOf), (b'e', Group::Customer)] {
+        for entry in engine.scan_prefix(&[keys::RAW_INDEX, family]) {
+            let (key, _) = entry?;
+            let id = key[2..].split(|&b| b == 0).next().unwrap_or_default();
+            groups.insert(group(id_from_bytes(id)?));
+        }
+    }
+    Ok(groups)
+}
+
+impl KvStore for DerivedState {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if is_derived(key) {
+            return Ok(self.view().map.get(key).map(|value| value.to_vec()));
+        }
+        self.engine.get(key)
+    }
+
+    fn scan_prefix<'a>(
+        &'a self,
+        prefix: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        match prefix.first() {
+            Some(_) if is_derived(prefix) => {
+                let end = keys::prefix_end(prefix);
+                Box::new(
+                    self.derived_range(prefix, end.as_deref())
+                        .into_iter()
+                        .map(Ok),
+                )
+            }
+            Some(_) => self.engine.scan_prefix(prefix),
+            None => self.range(&[], &[u8::MAX; 2]),
+        }
+    }
+
+    fn range<'a>(
+        &'a self,
+        start: &[u8],
+        end: &[u8],
+    ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        let one_family = start.first().is_some() && start.first() == end.first();
+        if one_family && is_derived(start) {
+            return Box::new(self.derived_range(start, Some(end)).into_iter().map(Ok));
+        }
+        if one_family {
+            return self.engine.range(start, end);
+        }
+        // Across families (rare: a whole-store scan): both sides, merged.
+        let derived = self.derived_range(start, Some(end));
+        let engine: Result<Vec<Entry>> = self.engine.range(start, end).collect();
+        match engine {
+            Ok(engine) => {
+                let mut all: Vec<Entry> = engine.into_iter().chain(derived).collect();
+                all.sort_by(|a, b| a.0.cmp(&b.0));
+                Box::new(all.into_iter().map(Ok))
+            }
+            Err(error) => Box::new(std::iter::once(Err(error))),
+        }
+    }
+
+    fn read_consistently(&self, read: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        let id = self.id;
+        let pinned_already =
+            PINNED.with(|pinned| pinned.borrow().iter().any(|(owner, _)| *owner == id));
+        if pinned_already {
+            return read();
+        }
+        let version = self.current();
+        PINNED.with(|pinned| pinned.borrow_mut().push((id, version)));
+        let result = read();
+        PINNED.with(|pinned| pinned.borrow_mut().retain(|(owner, _)| *owner != id));
+        result
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<()> {
+        self.commit_with_aggregates(changes, Vec::new())
+    }
+
+    /// Raw changes and the journal entry durably in the engine, then the
+    /// derived changes into memory, published as one new version. Aggregate
+    /// additions are checked before anything is committed, so a change that
+    /// would make a bucket negative fails the commit whole.
+    fn commit_with_aggregates(&self, changes: Vec<Change>, deltas: Vec<AggregateDelta>) -> Result<()> {
+        let mut writer = self.writer.lock().map_err(poisoned)?;
+        self.land_snapshot(&mut writer, false);
+        let (derived, mut durable): (Vec<Change>, Vec<Change>) =
+            changes.into_iter().partition(|(key, _)| is_derived(key));
+        let group_keys: Vec<Vec<u8>> = derived
+            .iter()
+            .filter(|(key, _)| key.first() == Some(&keys::GROUP))
+            .map(|(key, _)| key.clone())
+            .collect();
+        let stored = self.stored_aggregates(&writer.master, &derived, deltas)?;
+        let changes_derived = !derived.is_empty() || !stored.is_empty();
+        let journaled = if changes_derived {
+            let sequence = writer.master.next_journal;
+            let groups = group_keys.len().max(1) as u64;
+            durable.push(journal_entry(sequence, group_keys)?);
+            Some((sequence, groups))
+        } else {
+            None
+        };
+        if let Some(covers) = writer.covered.take() {
+            durable.extend(journal_deletes(self.engine.as_ref(), covers)?);
+        }
+        if !durable.is_empty() {
+            self.engine.commit(durable)?;
+        }
+        let Some((sequence, groups)) = journaled else {
+            return Ok(());
+        };
+        apply(&mut writer.master.map, derived.into_iter().chain(stored));
+        writer.master.next_journal = sequence + 1;
+        writer.groups_since_snapshot += groups;
+        self.publish(writer.master.clone());
+        let due = writer.groups_since_snapshot >= self.policy.after_groups
+            || writer.last_snapshot.elapsed() >= self.policy.interval;
+        if due && writer.in_flight.is_none() {
+            self.start_snapshot(&mut writer);
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.engine.flush()
+    }
+
+    fn size_on_disk(&self) -> Result<u64> {
+        let snapshot = std::fs::metadata(&self.snapshot_path).map_or(0, |m| m.len());
+        Ok(self.engine.size_on_disk()? + snapshot)
+    }
+
+    fn keys_written(&self) -> u64 {
+        self.engine.keys_written()
+    }
+}
+
+impl Drop for DerivedState {
+    /// A clean close writes a snapshot of everything, so the next open
+    /// recomputes nothing.
+    fn drop(&mut self) {
+        if let Err(error) = self.snapshot_now() {
+            tracing::error!(%error, "writing the derived-state snapshot on close failed");
+        }
+    }
+}
