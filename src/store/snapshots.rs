@@ -62,8 +62,14 @@ fn length(bytes: &[u8]) -> Result<[u8; 4]> {
 }
 
 /// Writes `version` as the snapshot at `path` (see the module's
-/// documentation for the steps that make it crash-safe). Returns its size.
-pub fn write(path: &Path, version: &Version) -> Result<u64> {
+/// documentation for the steps that make it crash-safe), calling
+/// `before_install` once the new file is durable and before it replaces the
+/// last one. Returns its size.
+pub fn write(
+    path: &Path,
+    version: &Version,
+    before_install: impl FnOnce() -> Result<()>,
+) -> Result<u64> {
     let temporary = temporary(path);
     let file = File::create(&temporary)?;
     let mut out = Checksummed {
@@ -88,6 +94,7 @@ pub fn write(path: &Path, version: &Version) -> Result<u64> {
         .map_err(|e| Error::from(e.into_error()))?;
     file.sync_all()?;
     drop(file);
+    before_install()?;
     std::fs::rename(&temporary, path)?;
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
@@ -168,6 +175,20 @@ pub fn load(path: &Path) -> Result<Option<Version>> {
     Ok(Some(Version { map, next_journal }))
 }
 
+/// Removes what a snapshot write cut short by a crash left behind; the last
+/// whole snapshot is untouched.
+pub fn remove_unfinished(path: &Path) -> Result<()> {
+    let temporary = temporary(path);
+    match std::fs::remove_file(&temporary) {
+        Ok(()) => {
+            tracing::info!(path = %temporary.display(), "removed an unfinished snapshot");
+            Ok(())
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
 /// Moves a damaged snapshot out of the way (kept for a post-mortem) and
 /// returns where it went.
 pub fn set_aside(path: &Path) -> PathBuf {
@@ -198,7 +219,7 @@ mod tests {
         let path = path_in(dir.path());
         assert!(load(&path).unwrap().is_none());
         let written = version(&[(b"Aday", b"one"), (b"Gtticket", b""), (b"Xr7", b"row")], 42);
-        let size = write(&path, &written).unwrap();
+        let size = write(&path, &written, || Ok(())).unwrap();
         assert_eq!(size, std::fs::metadata(&path).unwrap().len());
         let read = load(&path).unwrap().unwrap();
         assert_eq!(read.next_journal, 42);
@@ -210,7 +231,7 @@ mod tests {
     fn every_flipped_or_cut_byte_is_refused_as_data_loss() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3)).unwrap();
+        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3), || Ok(())).unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in 0..good.len() {
             let mut bad = good.clone();
@@ -229,9 +250,25 @@ mod tests {
     fn a_well_checksummed_file_of_raw_keys_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Ri1", b"record")], 1)).unwrap();
+        write(&path, &version(&[(b"Ri1", b"record")], 1), || Ok(())).unwrap();
         let message = load(&path).unwrap_err().to_string();
         assert!(message.contains("not derived"), "{message}");
+    }
+
+    #[test]
+    fn a_write_that_fails_before_install_leaves_the_last_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        write(&path, &version(&[(b"Aold", b"1")], 1), || Ok(())).unwrap();
+        let failed = write(&path, &version(&[(b"Anew", b"2")], 2), || {
+            Err(Error::Internal("the engine could not flush".into()))
+        });
+        assert!(failed.is_err());
+        let kept = load(&path).unwrap().unwrap();
+        assert_eq!(kept.next_journal, 1);
+        remove_unfinished(&path).unwrap();
+        assert!(!temporary(&path).exists());
+        assert_eq!(load(&path).unwrap().unwrap().next_journal, 1);
     }
 
     #[test]

@@ -236,6 +236,7 @@ impl DerivedState {
     /// the snapshot covers are deleted.
     fn recover(&self) -> Result<()> {
         let started = Instant::now();
+        snapshots::remove_unfinished(&self.snapshot_path)?;
         let snapshot = match snapshots::load(&self.snapshot_path) {
             Ok(snapshot) => snapshot,
             Err(error) => {
@@ -297,13 +298,23 @@ impl DerivedState {
             self.engine.commit(covered)?;
         }
         let writer = self.writer.lock().map_err(poisoned)?;
-        tracing::info!(
-            snapshot = loaded,
-            groups_recomputed = recomputed,
-            derived_keys = writer.master.map.len(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "derived state restored"
-        );
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let derived_keys = writer.master.map.len();
+        match (recomputed, loaded) {
+            (0, _) => tracing::info!(derived_keys, elapsed_ms, "derived state loaded from its snapshot"),
+            (groups, true) => tracing::warn!(
+                groups,
+                derived_keys,
+                elapsed_ms,
+                "recovered derived state after an unclean stop: the snapshot and the journal after it"
+            ),
+            (groups, false) => tracing::warn!(
+                groups,
+                derived_keys,
+                elapsed_ms,
+                "recovered derived state: recomputed from the raw records (no usable snapshot)"
+            ),
+        }
         Ok(())
     }
 
@@ -412,13 +423,12 @@ impl DerivedState {
     }
 }
 
-/// Writes `version` as the snapshot, once every journal entry it covers is
-/// durable in the engine (a relaxed commit may not be yet). Returns the
-/// first sequence it does not cover.
+/// Writes `version` as the snapshot, installing it only once every journal
+/// entry it covers is durable in the engine (a relaxed commit may not be
+/// yet). Returns the first sequence it does not cover.
 fn write_snapshot(engine: &dyn KvStore, path: &Path, version: &Version) -> Result<u64> {
     let started = Instant::now();
-    engine.flush()?;
-    let bytes = snapshots::write(path, version)?;
+    let bytes = snapshots::write(path, version, || engine.flush())?;
     tracing::info!(
         keys = version.map.len(),
         bytes,

@@ -108,6 +108,15 @@ async fn a_damaged_snapshot_is_set_aside_recomputed_and_never_served() {
     assert_eq!(std::fs::read(aside).expect("kept for a post-mortem"), bytes);
 }
 
+#[tokio::test]
+async fn a_snapshot_write_cut_short_is_removed_and_the_last_whole_one_loaded() {
+    let (_dir, data, before) = example_store().await;
+    let unfinished = data.join("derived-state.snapshot.tmp");
+    std::fs::write(&unfinished, b"SMSTATE1 cut short by a kill").expect("write");
+    serves_what_it_served(&data, &before).await;
+    assert!(!unfinished.exists());
+}
+
 /// The example's first records are recorded and the store stopped; its
 /// snapshot is kept. The rest is recorded and the store stopped again. Then
 /// the first snapshot is put back and `journal` is given the `G` key of every
