@@ -1,6 +1,7 @@
 //! The store: raw records, aggregates and indexes over a [`KvStore`], one writer
 //! thread with group commit, and the reads scorecards are served from.
 
+mod background;
 pub mod backup;
 pub mod buckets;
 pub mod codec;
@@ -53,15 +54,19 @@ enum Command {
     SetTerms(Id, TermsChange),
     /// A version of a team's terms from a backup, at the moment it had.
     RestoreTerms(Id, TeamTerms, i64),
-    Verify,
-    Rebuild,
+    /// The end of a verify or rebuild whose long part ran off this thread.
+    FinishVerify(Box<background::Prepared>),
+    FinishRebuild(Box<background::Prepared>),
     Snapshot,
 }
 
 impl Command {
     /// Verify, rebuild and snapshot see the whole store and run alone.
     fn is_exclusive(&self) -> bool {
-        matches!(self, Command::Verify | Command::Rebuild | Command::Snapshot)
+        matches!(
+            self,
+            Command::FinishVerify(_) | Command::FinishRebuild(_) | Command::Snapshot
+        )
     }
 
     fn record_count(&self) -> usize {
@@ -128,6 +133,10 @@ impl WeakStore {
 
 struct Inner {
     kv: Arc<dyn KvStore>,
+    /// The derived state under `kv`, for background checks.
+    state: Arc<DerivedState>,
+    /// Background checks run one at a time (they hold the journal).
+    checks: tokio::sync::Mutex<()>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     /// Where snapshots are spooled (the data directory).
@@ -164,11 +173,12 @@ impl Store {
         snapshots: SnapshotPolicy,
     ) -> Result<Store> {
         check_format(engine.as_ref())?;
-        let state = DerivedState::open(engine, &dir, snapshots)?;
-        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(Arc::new(state))?);
+        let state = Arc::new(DerivedState::open(engine, &dir, snapshots)?);
+        let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(state.clone())?);
         let spool_dir = dir;
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
+        let writer_state = Arc::clone(&state);
         let writer_spool_dir = spool_dir.clone();
         let metrics = Arc::new(Metrics::new());
         let writer_metrics = Arc::clone(&metrics);
@@ -178,6 +188,7 @@ impl Store {
             .spawn(move || {
                 run_writer(
                     writer_kv.as_ref(),
+                    &writer_state,
                     &writer_spool_dir,
                     &writer_metrics,
                     &changed,
@@ -188,6 +199,8 @@ impl Store {
         Ok(Store {
             inner: Arc::new(Inner {
                 kv,
+                state,
+                checks: tokio::sync::Mutex::new(()),
                 jobs: Some(jobs),
                 writer: Some(writer),
                 spool_dir,
@@ -287,20 +300,44 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Recomputes every derived value from the raw records and compares.
+    /// Recomputes every derived value from the raw records and compares,
+    /// while writes go on (see [`background`]).
     pub async fn verify(&self) -> Result<VerifyReport> {
-        match self.submit(Command::Verify).await? {
+        match self.background_check(false).await? {
             Reply::Verify(report) => Ok(report),
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
     }
 
-    /// Recomputes every derived value from the raw records and stores it.
+    /// Recomputes every derived value from the raw records and swaps it in,
+    /// while writes go on (see [`background`]).
     pub async fn rebuild(&self) -> Result<RebuildReport> {
-        match self.submit(Command::Rebuild).await? {
+        match self.background_check(true).await? {
             Reply::Rebuild(report) => Ok(report),
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
+    }
+
+    async fn background_check(&self, rebuild: bool) -> Result<Reply> {
+        let _one_at_a_time = self.inner.checks.lock().await;
+        let kv = Arc::clone(&self.inner.kv);
+        let state = Arc::clone(&self.inner.state);
+        let prepared =
+            tokio::task::spawn_blocking(move || background::prepare(kv.as_ref(), &state, rebuild))
+                .await
+                .map_err(|e| Error::Internal(format!("background check: {e}")))??;
+        let prepared = Box::new(prepared);
+        let command = if rebuild {
+            Command::FinishRebuild(prepared)
+        } else {
+            Command::FinishVerify(prepared)
+        };
+        let reply = self.submit(command).await;
+        if reply.is_err() {
+            // The writer never took it: nothing else releases the journal.
+            self.inner.state.release_journal()?;
+        }
+        reply
     }
 
     /// A consistent snapshot of every raw record and every team's targets:
@@ -347,7 +384,12 @@ const MIGRATION_BATCH_KEYS: usize = 10_000;
 fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
     let started = std::time::Instant::now();
     let mut deleted = 0u64;
-    for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX, keys::JOURNAL] {
+    for family in [
+        keys::GROUP,
+        keys::AGGREGATE,
+        keys::DERIVED_INDEX,
+        keys::JOURNAL,
+    ] {
         loop {
             let batch: Vec<kv::Change> = kv
                 .scan_prefix(&[family])
@@ -361,7 +403,10 @@ fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
             kv.commit(batch)?;
         }
     }
-    kv.commit(vec![(keys::format(), Some(codec::encode(&FORMAT_VERSION)?))])?;
+    kv.commit(vec![(
+        keys::format(),
+        Some(codec::encode(&FORMAT_VERSION)?),
+    )])?;
     kv.flush()?;
     tracing::warn!(
         deleted_keys = deleted,
@@ -400,6 +445,7 @@ fn check_format(kv: &dyn KvStore) -> Result<()> {
 
 fn run_writer(
     kv: &dyn KvStore,
+    state: &DerivedState,
     spool_dir: &std::path::Path,
     metrics: &Metrics,
     changed: &watch::Sender<u64>,
@@ -412,10 +458,14 @@ fn run_writer(
             break;
         };
         if first.command.is_exclusive() {
-            let result = match &first.command {
-                Command::Verify => verify::verify(kv).map(Reply::Verify),
-                Command::Snapshot => Snapshot::take(kv, spool_dir).map(Reply::Snapshot),
-                _ => verify::rebuild(kv).map(Reply::Rebuild),
+            let result = match first.command {
+                Command::FinishVerify(prepared) => {
+                    background::finish_verify(kv, state, *prepared).map(Reply::Verify)
+                }
+                Command::FinishRebuild(prepared) => {
+                    background::finish_rebuild(kv, state, *prepared).map(Reply::Rebuild)
+                }
+                _ => Snapshot::take(kv, spool_dir).map(Reply::Snapshot),
             };
             if matches!(result, Ok(Reply::Rebuild(_))) {
                 bump();
@@ -584,7 +634,7 @@ fn apply_command(txn: &mut Txn<'_>, counters: &mut Counters, command: &Command) 
             writes::put_terms(txn, team, terms, *effective_from)?;
             Ok(Reply::Effective(*effective_from))
         }
-        Command::Verify | Command::Rebuild | Command::Snapshot => {
+        Command::FinishVerify(_) | Command::FinishRebuild(_) | Command::Snapshot => {
             Err(Error::Internal("exclusive command in a group".into()))
         }
     }

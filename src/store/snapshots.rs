@@ -218,7 +218,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
         assert!(load(&path).unwrap().is_none());
-        let written = version(&[(b"Aday", b"one"), (b"Gtticket", b""), (b"Xr7", b"row")], 42);
+        let written = version(
+            &[(b"Aday", b"one"), (b"Gtticket", b""), (b"Xr7", b"row")],
+            42,
+        );
         let size = write(&path, &written, || Ok(())).unwrap();
         assert_eq!(size, std::fs::metadata(&path).unwrap().len());
         let read = load(&path).unwrap().unwrap();
@@ -231,7 +234,10 @@ mod tests {
     fn every_flipped_or_cut_byte_is_refused_as_data_loss() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3), || Ok(())).unwrap();
+        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3), || {
+            Ok(())
+        })
+        .unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in 0..good.len() {
             let mut bad = good.clone();
@@ -242,7 +248,10 @@ mod tests {
                 "flipped byte {at}"
             );
             std::fs::write(&path, &good[..at]).unwrap();
-            assert!(matches!(load(&path), Err(Error::DataLoss(_))), "cut at {at}");
+            assert!(
+                matches!(load(&path), Err(Error::DataLoss(_))),
+                "cut at {at}"
+            );
         }
     }
 

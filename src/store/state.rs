@@ -133,6 +133,19 @@ struct Writer {
     /// Journal entries before this are covered by a durable snapshot and
     /// not yet deleted.
     covered: Option<u64>,
+    /// Journal entries from this on are kept for a background check.
+    journal_hold: Option<u64>,
+}
+
+impl Writer {
+    /// The journal entries before this may be deleted now, if any.
+    fn deletable(&mut self) -> Option<u64> {
+        let covers = self.covered.take()?;
+        Some(match self.journal_hold {
+            Some(hold) => covers.min(hold),
+            None => covers,
+        })
+    }
 }
 
 /// The engine (raw records, journal) and the derived state in memory.
@@ -140,7 +153,8 @@ pub struct DerivedState {
     /// Tells this store's pinned versions from another's on the same thread.
     id: usize,
     engine: Arc<dyn KvStore>,
-    snapshot_path: PathBuf,
+    /// `None` for a scratch state, which is never saved.
+    snapshot_path: Option<PathBuf>,
     policy: SnapshotPolicy,
     published: RwLock<Arc<Version>>,
     writer: Mutex<Writer>,
@@ -170,23 +184,102 @@ impl DerivedState {
         dir: &Path,
         policy: SnapshotPolicy,
     ) -> Result<DerivedState> {
+        let state = DerivedState::new(
+            engine,
+            Some(snapshots::path_in(dir)),
+            policy,
+            Version::default(),
+        );
+        state.recover()?;
+        Ok(state)
+    }
+
+    fn new(
+        engine: Arc<dyn KvStore>,
+        snapshot_path: Option<PathBuf>,
+        policy: SnapshotPolicy,
+        version: Version,
+    ) -> DerivedState {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
-        let state = DerivedState {
+        DerivedState {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             engine,
-            snapshot_path: snapshots::path_in(dir),
+            snapshot_path,
             policy,
-            published: RwLock::new(Arc::new(Version::default())),
+            published: RwLock::new(Arc::new(version.clone())),
             writer: Mutex::new(Writer {
-                master: Version::default(),
+                master: version,
                 groups_since_snapshot: 0,
                 last_snapshot: Instant::now(),
                 in_flight: None,
                 covered: None,
+                journal_hold: None,
             }),
-        };
-        state.recover()?;
-        Ok(state)
+        }
+    }
+
+    /// The storage engine under the derived state.
+    pub fn engine(&self) -> Arc<dyn KvStore> {
+        Arc::clone(&self.engine)
+    }
+
+    /// A state that only a background check changes, reading raw records
+    /// from `engine`: it starts as `map`, journals nothing and is never saved.
+    pub fn scratch_over(&self, engine: Arc<dyn KvStore>, map: DerivedMap) -> DerivedState {
+        DerivedState::new(
+            engine,
+            None,
+            self.policy,
+            Version {
+                map,
+                next_journal: 0,
+            },
+        )
+    }
+
+    /// The map a scratch state ended with.
+    pub fn into_map(self) -> Result<DerivedMap> {
+        Ok(self.writer.lock().map_err(poisoned)?.master.map.clone())
+    }
+
+    /// Keeps the journal entries from `sequence` on, even once a snapshot
+    /// covers them, until [`DerivedState::release_journal`]: a background
+    /// check reads them to catch up with the writes made while it ran.
+    /// Returns `sequence`: the next entry to be written.
+    pub fn hold_journal(&self) -> Result<u64> {
+        let mut writer = self.writer.lock().map_err(poisoned)?;
+        let next = writer.master.next_journal;
+        writer.journal_hold = Some(next);
+        Ok(next)
+    }
+
+    pub fn release_journal(&self) -> Result<()> {
+        self.writer.lock().map_err(poisoned)?.journal_hold = None;
+        Ok(())
+    }
+
+    /// The groups the journal names from `sequence` on; `None` if an entry
+    /// says every group may have changed, or cannot be read.
+    pub fn journaled_since(&self, sequence: u64) -> Result<Option<BTreeSet<Group>>> {
+        let mut groups = BTreeSet::new();
+        for entry in self
+            .engine
+            .range(&keys::journal(sequence), &[keys::JOURNAL + 1])
+        {
+            let (key, value) = entry?;
+            match decode::<JournalEntry>(&key, &value) {
+                Ok(JournalEntry::Groups(named)) => {
+                    for group_key in named {
+                        match keys::group_from_key(&group_key) {
+                            Some(group) => groups.insert(group),
+                            None => return Ok(None),
+                        };
+                    }
+                }
+                Ok(JournalEntry::Everything) | Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(groups))
     }
 
     /// The version reads on this thread see: the pinned one inside a
@@ -206,7 +299,12 @@ impl DerivedState {
 
     /// The latest published version.
     pub fn current(&self) -> Arc<Version> {
-        Arc::clone(&self.published.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(
+            &self
+                .published
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     fn publish(&self, version: Version) {
@@ -236,13 +334,16 @@ impl DerivedState {
     /// the snapshot covers are deleted.
     fn recover(&self) -> Result<()> {
         let started = Instant::now();
-        snapshots::remove_unfinished(&self.snapshot_path)?;
-        let snapshot = match snapshots::load(&self.snapshot_path) {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(());
+        };
+        snapshots::remove_unfinished(path)?;
+        let snapshot = match snapshots::load(path) {
             Ok(snapshot) => snapshot,
             Err(error) => {
-                let aside = snapshots::set_aside(&self.snapshot_path);
+                let aside = snapshots::set_aside(path);
                 tracing::error!(
-                    path = %self.snapshot_path.display(),
+                    path = %path.display(),
                     moved_to = %aside.display(),
                     %error,
                     "the derived-state snapshot is damaged; it is set aside and the state \
@@ -322,7 +423,7 @@ impl DerivedState {
     /// without journaling them (they are journaled already, or the whole
     /// state is being recomputed). Tickets sort before customers, which read
     /// the contact index tickets maintain.
-    fn recompute_groups(&self, groups: BTreeSet<Group>) -> Result<()> {
+    pub fn recompute_groups(&self, groups: BTreeSet<Group>) -> Result<()> {
         let groups: Vec<Group> = groups.into_iter().collect();
         for batch in groups.chunks(RECOVERY_BATCH_GROUPS) {
             let mut txn = Txn::new(self);
@@ -387,9 +488,11 @@ impl DerivedState {
 
     /// Starts a snapshot of the writer's current version on its own thread.
     fn start_snapshot(&self, writer: &mut Writer) {
+        let Some(path) = self.snapshot_path.clone() else {
+            return;
+        };
         let version = writer.master.clone();
         let engine = Arc::clone(&self.engine);
-        let path = self.snapshot_path.clone();
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
         let spawned = std::thread::Builder::new()
@@ -404,21 +507,25 @@ impl DerivedState {
     /// Writes a snapshot of everything committed so far, on this thread, and
     /// deletes the journal it covers: a clean close, or an operator's request.
     pub fn snapshot_now(&self) -> Result<()> {
+        let Some(path) = &self.snapshot_path else {
+            return Ok(());
+        };
         let mut writer = self.writer.lock().map_err(poisoned)?;
         self.land_snapshot(&mut writer, true);
         let journal_empty = self.engine.scan_prefix(&[keys::JOURNAL]).next().is_none();
-        if journal_empty && self.snapshot_path.exists() {
+        if journal_empty && path.exists() {
             return Ok(());
         }
-        let covers = write_snapshot(self.engine.as_ref(), &self.snapshot_path, &writer.master)?;
+        let covers = write_snapshot(self.engine.as_ref(), path, &writer.master)?;
         writer.covered = Some(covers);
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
-        let deletes = journal_deletes(self.engine.as_ref(), covers)?;
-        if !deletes.is_empty() {
-            self.engine.commit(deletes)?;
+        if let Some(before) = writer.deletable() {
+            let deletes = journal_deletes(self.engine.as_ref(), before)?;
+            if !deletes.is_empty() {
+                self.engine.commit(deletes)?;
+            }
         }
-        writer.covered = None;
         self.engine.flush()
     }
 }
@@ -461,7 +568,11 @@ fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
 }
 
 fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
-    Ok(engine.scan_prefix(&[keys::RAW]).next().transpose()?.is_some())
+    Ok(engine
+        .scan_prefix(&[keys::RAW])
+        .next()
+        .transpose()?
+        .is_some())
 }
 
 /// A group of an id.
@@ -513,7 +624,7 @@ impl KvStore for DerivedState {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-        let one_family = start.first().is_some() && start.first() == end.first();
+        let one_family = !start.is_empty() && start.first() == end.first();
         if one_family && is_derived(start) {
             return Box::new(self.derived_range(start, Some(end)).into_iter().map(Ok));
         }
@@ -555,7 +666,11 @@ impl KvStore for DerivedState {
     /// derived changes into memory, published as one new version. Aggregate
     /// additions are checked before anything is committed, so a change that
     /// would make a bucket negative fails the commit whole.
-    fn commit_with_aggregates(&self, changes: Vec<Change>, deltas: Vec<AggregateDelta>) -> Result<()> {
+    fn commit_with_aggregates(
+        &self,
+        changes: Vec<Change>,
+        deltas: Vec<AggregateDelta>,
+    ) -> Result<()> {
         let mut writer = self.writer.lock().map_err(poisoned)?;
         self.land_snapshot(&mut writer, false);
         let (derived, mut durable): (Vec<Change>, Vec<Change>) =
@@ -575,8 +690,8 @@ impl KvStore for DerivedState {
         } else {
             None
         };
-        if let Some(covers) = writer.covered.take() {
-            durable.extend(journal_deletes(self.engine.as_ref(), covers)?);
+        if let Some(before) = writer.deletable() {
+            durable.extend(journal_deletes(self.engine.as_ref(), before)?);
         }
         if !durable.is_empty() {
             self.engine.commit(durable)?;
@@ -601,7 +716,11 @@ impl KvStore for DerivedState {
     }
 
     fn size_on_disk(&self) -> Result<u64> {
-        let snapshot = std::fs::metadata(&self.snapshot_path).map_or(0, |m| m.len());
+        let snapshot = self
+            .snapshot_path
+            .as_ref()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .map_or(0, |m| m.len());
         Ok(self.engine.size_on_disk()? + snapshot)
     }
 

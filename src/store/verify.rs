@@ -105,7 +105,7 @@ fn is_source(key: &[u8]) -> bool {
 }
 
 /// What to do with a source value (a raw record or targets) that is damaged.
-enum OnDamage<'a> {
+pub(super) enum OnDamage<'a> {
     /// Fail: rebuilding from a damaged record would silently drop it.
     Fail,
     /// Note its key and go on without it, to report every problem at once.
@@ -114,7 +114,7 @@ enum OnDamage<'a> {
 
 /// Source values read, and the keys of those that are damaged.
 #[derive(Default)]
-struct SourceCheck {
+pub(super) struct SourceCheck {
     checked: u64,
     damaged: Vec<Vec<u8>>,
 }
@@ -144,7 +144,7 @@ fn raw_records<T: serde::de::DeserializeOwned>(
 }
 
 /// Decodes every stored targets value.
-fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result<()> {
+pub(super) fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result<()> {
     for entry in KvStore::scan_prefix(kv, &[keys::TARGETS]) {
         let (key, value) = entry?;
         check.checked += 1;
@@ -158,22 +158,30 @@ fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result<()> {
 }
 
 /// Every derived key with its encoded value, and the number of groups computed.
-struct Derived {
-    entries: BTreeMap<Vec<u8>, Vec<u8>>,
-    groups: u64,
+pub(super) struct Derived {
+    pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub groups: u64,
 }
 
-/// Every derived key and value, recomputed from the raw records.
-fn recompute_derived(
+/// The raw indexes, pending markers and counters the raw records imply
+/// (`I`, `P`, `M`), and every group (tickets first: customers read the
+/// contact index the tickets produce).
+pub(super) struct RawIndexes {
+    pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
+    pub groups: Vec<Group>,
+}
+
+/// The raw indexes, pending markers and counters, recomputed from the raw
+/// records (one pass over them).
+pub(super) fn recompute_raw_indexes(
     kv: &dyn KvStore,
-    terms: Option<&TermsVersions>,
-    mut on_damage: OnDamage<'_>,
-) -> Result<Derived> {
+    on_damage: &mut OnDamage<'_>,
+) -> Result<RawIndexes> {
     let mut derived = BTreeMap::new();
     let empty = encode(&())?;
     let mut counters = Counters::default();
 
-    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction, &mut on_damage)?;
+    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction, on_damage)?;
     let known: BTreeSet<&Id> = interactions.iter().map(|i| &i.interaction_id).collect();
     let mut tickets = BTreeSet::new();
     for interaction in &interactions {
@@ -196,7 +204,7 @@ fn recompute_derived(
             }
         }
     };
-    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey, &mut on_damage)?;
+    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey, on_damage)?;
     for survey in &surveys {
         feedback(
             &survey.interaction_id,
@@ -205,7 +213,7 @@ fn recompute_derived(
             &mut counters,
         );
     }
-    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review, &mut on_damage)?;
+    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review, on_damage)?;
     for review in &reviews {
         feedback(
             &review.interaction_id,
@@ -217,7 +225,7 @@ fn recompute_derived(
     counters.survey_responses = surveys.len() as i64;
     counters.quality_reviews = reviews.len() as i64;
 
-    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event, &mut on_damage)?;
+    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event, on_damage)?;
     let mut customers = BTreeSet::new();
     for event in &events {
         derived.insert(
@@ -227,16 +235,31 @@ fn recompute_derived(
         customers.insert(event.customer_id.clone());
     }
     counters.customer_events = events.len() as i64;
-
-    let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
-    let mut day_listings: BTreeMap<Vec<u8>, ListingChange> = BTreeMap::new();
-    let groups: Vec<Group> = tickets
+    if counters != Counters::default() {
+        derived.insert(keys::stats(), encode(&counters)?);
+    }
+    let groups = tickets
         .into_iter()
         .map(Group::Ticket)
         .chain(customers.into_iter().map(Group::Customer))
         .collect();
-    // Tickets come first: customers read the contact index the tickets produce.
-    for group in &groups {
+    Ok(RawIndexes {
+        entries: derived,
+        groups,
+    })
+}
+
+/// The derived state (`G`, `A`, `X`) of every group, recomputed from the raw
+/// records, reading the raw indexes from `indexes`, not from the store.
+pub(super) fn recompute_group_state(
+    kv: &dyn KvStore,
+    terms: Option<&TermsVersions>,
+    indexes: &RawIndexes,
+) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+    let mut derived = indexes.entries.clone();
+    let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
+    let mut day_listings: BTreeMap<Vec<u8>, ListingChange> = BTreeMap::new();
+    for group in &indexes.groups {
         let contribution = compute(
             &RecomputingReader {
                 kv,
@@ -272,23 +295,31 @@ fn recompute_derived(
             derived.insert(key, value);
         }
     }
-    if counters != Counters::default() {
-        derived.insert(keys::stats(), encode(&counters)?);
-    }
-    Ok(Derived {
-        entries: derived,
-        groups: groups.len() as u64,
-    })
+    derived.retain(|key, _| !indexes.entries.contains_key(key));
+    Ok(derived)
+}
+
+/// Every derived key and value, recomputed from the raw records.
+fn recompute_derived(
+    kv: &dyn KvStore,
+    terms: Option<&TermsVersions>,
+    mut on_damage: OnDamage<'_>,
+) -> Result<Derived> {
+    let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
+    let mut entries = recompute_group_state(kv, terms, &indexes)?;
+    let groups = indexes.groups.len() as u64;
+    entries.extend(indexes.entries);
+    Ok(Derived { entries, groups })
 }
 
 /// Team terms keys and values.
-type TermsVersions = BTreeMap<Vec<u8>, Vec<u8>>;
+pub(super) type TermsVersions = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Each team's current terms (calendar and SLA policy) made to apply to all of
 /// history: its latest version takes effect from the beginning of time and the
 /// earlier ones go (a team whose latest version has neither keeps no version).
 /// Returns the terms keys as they will be, and the changes that make them so.
-fn collapsed_terms(kv: &dyn KvStore) -> Result<(TermsVersions, Vec<Change>)> {
+pub(super) fn collapsed_terms(kv: &dyn KvStore) -> Result<(TermsVersions, Vec<Change>)> {
     let mut latest: BTreeMap<Id, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
     let mut stored = Vec::new();
     for entry in KvStore::scan_prefix(kv, &[keys::TERMS]) {
@@ -328,10 +359,21 @@ fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ 
 pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
     let mut sources = SourceCheck::default();
     let Derived {
-        entries: mut expected,
+        entries: expected,
         groups,
     } = recompute_derived(kv, None, OnDamage::Collect(&mut sources))?;
     check_targets(kv, &mut sources)?;
+    compare(kv, expected, &sources, groups)
+}
+
+/// Compares every stored derived value with `expected`, reporting `sources`
+/// (the raw records and targets decoded on the way) too.
+pub(super) fn compare(
+    kv: &dyn KvStore,
+    mut expected: BTreeMap<Vec<u8>, Vec<u8>>,
+    sources: &SourceCheck,
+    groups: u64,
+) -> Result<VerifyReport> {
     let mut report = VerifyReport {
         groups_checked: groups,
         values_checked: sources.checked,

@@ -270,3 +270,51 @@ async fn verify_and_rebuild_on_an_empty_store_find_nothing_to_do() {
     assert_eq!(rebuilt.groups_rebuilt, 0);
     assert_eq!(app.verify().await.mismatch_count, 0);
 }
+
+/// Verify and rebuild recompute off the writer's thread while writes go on,
+/// then catch up with the groups written meanwhile: every check made during
+/// the writes finds nothing wrong, every write is acknowledged, and the
+/// state they leave equals the offline scrub's recomputation (which holds
+/// the store alone).
+#[tokio::test]
+async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
+    let mut app = spawn_app().await;
+    let mut records = generated_records(31, 6_000);
+    let during = records.split_off(records.len() / 3);
+    let written_during = during.len();
+    app.record_all(records).await;
+
+    let mut ingest = app.ingest.clone();
+    let writes = tokio::spawn(async move {
+        let mut acknowledged = 0;
+        for chunk in during.chunks(25) {
+            let response = ingest
+                .record_batch(pb::RecordBatchRequest {
+                    records: chunk.to_vec(),
+                })
+                .await
+                .expect("writes go on during the checks")
+                .into_inner();
+            acknowledged += response.results.len();
+        }
+        acknowledged
+    });
+    let mut checks = 0;
+    while !writes.is_finished() {
+        let verify = app.verify().await;
+        assert_eq!(verify.mismatch_count, 0, "{:?}", verify.mismatches);
+        assert!(app.rebuild().await.groups_rebuilt > 0);
+        checks += 1;
+    }
+    assert_eq!(writes.await.expect("writer task"), written_during);
+    assert!(checks > 0);
+    let verify = app.verify().await;
+    assert_eq!(verify.mismatch_count, 0, "{:?}", verify.mismatches);
+
+    let data_dir = app.data_dir.clone();
+    let dir = app.stop().await;
+    let mut report = Vec::new();
+    let clean = support_metrics::tools::verify(&tool_config(data_dir), &mut report).expect("scrub");
+    assert!(clean, "{}", String::from_utf8_lossy(&report));
+    drop(dir);
+}

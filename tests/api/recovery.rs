@@ -78,9 +78,17 @@ async fn a_clean_stop_leaves_a_snapshot_and_no_journal_and_no_derived_keys_in_th
     assert!(snapshot_file(&data).exists());
     {
         let kv = open_raw(&data);
-        assert_eq!(family_count(&kv, keys::JOURNAL), 0, "a clean stop covers it");
+        assert_eq!(
+            family_count(&kv, keys::JOURNAL),
+            0,
+            "a clean stop covers it"
+        );
         for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX] {
-            assert_eq!(family_count(&kv, family), 0, "derived state stays in memory");
+            assert_eq!(
+                family_count(&kv, family),
+                0,
+                "derived state stays in memory"
+            );
         }
         assert!(family_count(&kv, keys::RAW) > 10);
     }
@@ -195,7 +203,9 @@ async fn a_journal_entry_the_snapshot_covers_is_deleted_at_open() {
     let (_dir, data, before) = example_store().await;
     // Sequence 0 is before the snapshot's next entry: covered.
     open_raw(&data)
-        .commit(vec![journal_entry(0, vec![b"Gt\xff".to_vec()]).expect("entry")])
+        .commit(vec![
+            journal_entry(0, vec![b"Gt\xff".to_vec()]).expect("entry")
+        ])
         .expect("write the journal");
     serves_what_it_served(&data, &before).await;
     assert_eq!(family_count(&open_raw(&data), keys::JOURNAL), 0);
@@ -218,7 +228,12 @@ async fn a_format_9_store_is_migrated_its_derived_keys_deleted_and_recomputed() 
     }
     serves_what_it_served(&data, &before).await;
     let kv = open_raw(&data);
-    for family in [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX, keys::JOURNAL] {
+    for family in [
+        keys::GROUP,
+        keys::AGGREGATE,
+        keys::DERIVED_INDEX,
+        keys::JOURNAL,
+    ] {
         assert_eq!(family_count(&kv, family), 0);
     }
     assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(10)));
