@@ -106,72 +106,96 @@ fn damaged(path: &Path, why: &str) -> Error {
     Error::DataLoss(format!("the snapshot {} {why}", path.display()))
 }
 
-/// Reads bytes off the front of a slice.
-struct Cursor<'a> {
-    rest: &'a [u8],
+/// Reads a snapshot file front to back, keeping the checksum of what it read.
+struct Reader<R> {
+    inner: R,
+    hasher: crc32fast::Hasher,
 }
 
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.rest.len() < n {
-            return None;
+impl<R: Read> Reader<R> {
+    /// Fills `buffer` from the file; `false` if the file ends first.
+    fn fill(&mut self, buffer: &mut [u8]) -> std::io::Result<bool> {
+        match self.inner.read_exact(buffer) {
+            Ok(()) => {
+                self.hasher.update(buffer);
+                Ok(true)
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(error) => Err(error),
         }
-        let (taken, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        Some(taken)
     }
 
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    fn u64(&mut self) -> std::io::Result<Option<u64>> {
+        let mut bytes = [0; 8];
+        Ok(self.fill(&mut bytes)?.then(|| u64::from_le_bytes(bytes)))
     }
 
-    fn sized(&mut self) -> Option<&'a [u8]> {
-        let n = u32::from_le_bytes(self.take(4)?.try_into().ok()?);
-        self.take(usize::try_from(n).ok()?)
+    /// A length-prefixed byte string no longer than `limit`.
+    fn sized(&mut self, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+        let mut length = [0; 4];
+        if !self.fill(&mut length)? {
+            return Ok(None);
+        }
+        let length = u64::from(u32::from_le_bytes(length));
+        if length > limit {
+            return Ok(None);
+        }
+        let mut bytes = vec![0; length as usize];
+        Ok(self.fill(&mut bytes)?.then_some(bytes))
     }
 }
 
 /// The snapshot at `path`: `None` if there is none, data loss naming the
-/// file if it is damaged.
+/// file if it is damaged. Read in one pass, entry by entry, so that loading
+/// takes little more memory than the state itself.
 pub fn load(path: &Path) -> Result<Option<Version>> {
-    let mut bytes = Vec::new();
-    match File::open(path) {
-        Ok(mut file) => file.read_to_end(&mut bytes)?,
+    let file = match File::open(path) {
+        Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(error) => return Err(error.into()),
     };
-    if bytes.len() < MAGIC.len() + 8 + 8 + 4 {
-        return Err(damaged(path, "is truncated"));
+    let size = file.metadata()?.len();
+    let mut reader = Reader {
+        inner: std::io::BufReader::with_capacity(1 << 20, file),
+        hasher: crc32fast::Hasher::new(),
+    };
+    let truncated = || damaged(path, "is truncated or does not parse");
+    let mut magic = [0; 8];
+    if !reader.fill(&mut magic)? {
+        return Err(truncated());
     }
-    let (body, checksum) = bytes.split_at(bytes.len() - 4);
-    if checksum != crc32fast::hash(body).to_le_bytes() {
-        return Err(damaged(path, "fails its checksum"));
-    }
-    let mut cursor = Cursor { rest: body };
-    if cursor.take(MAGIC.len()) != Some(MAGIC.as_slice()) {
+    if &magic != MAGIC {
         return Err(damaged(path, "is not a snapshot of this format"));
     }
-    let unparsable = || damaged(path, "does not parse");
-    let next_journal = cursor.u64().ok_or_else(unparsable)?;
-    let count = cursor.u64().ok_or_else(unparsable)?;
-    let mut entries = Vec::with_capacity(usize::try_from(count.min(1 << 24)).unwrap_or(0));
-    let mut previous: Option<&[u8]> = None;
+    let next_journal = reader.u64()?.ok_or_else(truncated)?;
+    let count = reader.u64()?.ok_or_else(truncated)?;
+    let mut map = DerivedMap::new();
+    let mut previous: Option<Arc<[u8]>> = None;
     for _ in 0..count {
-        let key = cursor.sized().ok_or_else(unparsable)?;
-        let value = cursor.sized().ok_or_else(unparsable)?;
-        if previous.is_some_and(|previous| previous >= key) {
+        let key = reader.sized(size)?.ok_or_else(truncated)?;
+        let value = reader.sized(size)?.ok_or_else(truncated)?;
+        if previous.as_deref().is_some_and(|previous| previous >= key.as_slice()) {
             return Err(damaged(path, "holds keys out of order"));
         }
-        if !super::state::is_derived(key) {
+        if !super::state::is_derived(&key) {
             return Err(damaged(path, "holds a key that is not derived state"));
         }
-        previous = Some(key);
-        entries.push((Arc::<[u8]>::from(key), Arc::<[u8]>::from(value)));
+        let key: Arc<[u8]> = Arc::from(key);
+        previous = Some(Arc::clone(&key));
+        map.insert(key, Arc::from(value));
     }
-    if !cursor.rest.is_empty() {
-        return Err(damaged(path, "has bytes after its last entry"));
+    let computed = reader.hasher.clone().finalize().to_le_bytes();
+    let mut stored = [0; 4];
+    if reader.inner.read_exact(&mut stored).is_err() {
+        return Err(truncated());
     }
-    let map: DerivedMap = entries.into_iter().collect();
+    if stored != computed {
+        return Err(damaged(path, "fails its checksum"));
+    }
+    let mut rest = [0; 1];
+    if reader.inner.read(&mut rest)? != 0 {
+        return Err(damaged(path, "has bytes after its checksum"));
+    }
     Ok(Some(Version { map, next_journal }))
 }
 
