@@ -21,6 +21,7 @@ mod live;
 mod metrics;
 mod model;
 mod recovery;
+mod replay;
 mod reflection_and_health;
 mod scorecard;
 mod sla;
