@@ -7,11 +7,11 @@
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// How long memory stays free before mimalloc gives it back to the kernel.
-/// Its default, 1 s, is the writer's checkpoint interval: pages freed by one
-/// second's work were given back and faulted in again, zeroed, by the next.
-/// A `demo` load of 10,000 interactions took 100,000–260,000 page faults;
-/// with 10 s, ~1,000, and 10–20% less CPU (docs/benchmarks.md). 10 s keeps
-/// memory across checkpoints and still gives back what a burst leaves behind.
+/// With its default, 1 s, pages freed by one second's writes were given back
+/// and faulted in again, zeroed, by the next: a `demo` load of 10,000
+/// interactions took 100,000–260,000 page faults; with 10 s, ~1,000, and
+/// 10–20% less CPU (measured with store format 9). 10 s keeps memory across
+/// bursts and still gives back what a burst leaves behind.
 const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 
 /// Sets [`PURGE_DELAY_MS`] unless the environment (`MIMALLOC_PURGE_DELAY`)

@@ -45,6 +45,10 @@ pub enum Command {
         /// File to write (created or truncated, then fsynced); standard output if absent.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Salvage: leave damaged values out instead of failing, list each on
+        /// standard error, and exit 2 if any was left out.
+        #[arg(long)]
+        skip_damaged: bool,
     },
     /// Copy the store, key for key, into a new directory, leaving behind the
     /// space sled's log has not reclaimed; the copy is reopened and compared

@@ -43,9 +43,25 @@ async fn run() -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
-        Command::Export { output } => {
-            tokio::task::spawn_blocking(move || tools::export(&config, output.as_deref()))
-                .await??;
+        Command::Export {
+            output,
+            skip_damaged,
+        } => {
+            let summary = tokio::task::spawn_blocking(move || {
+                tools::export(&config, output.as_deref(), skip_damaged)
+            })
+            .await??;
+            if !summary.skipped.is_empty() {
+                eprintln!(
+                    "salvage: {} items written, {} damaged values left out:",
+                    summary.items,
+                    summary.skipped.len()
+                );
+                for why in &summary.skipped {
+                    eprintln!("  {why}");
+                }
+                std::process::exit(2);
+            }
         }
         Command::Compact { into } => {
             let from = config.data_dir.clone();

@@ -102,8 +102,9 @@ impl Metrics {
             IntGauge::new("store_size_bytes", "Bytes the store occupies on disk").expect("valid");
         let store_keys_written = IntCounter::new(
             "store_keys_written_total",
-            "Keys written to the storage engine (puts and deletes): derived state counts \
-             once per checkpoint, however many writes changed it",
+            "Keys written to the storage engine (puts and deletes): raw records, their \
+             indexes, counters and one journal entry per commit; derived state is never \
+             written there",
         )
         .expect("valid metric");
         let pending_records = IntGaugeVec::new(

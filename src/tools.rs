@@ -81,14 +81,43 @@ pub fn compact(config: &Config, into: &Path) -> anyhow::Result<Compaction> {
     })
 }
 
-/// Writes the backup to `output` (a file, fsynced) or standard output.
-pub fn export(config: &Config, output: Option<&Path>) -> anyhow::Result<u64> {
-    let store = open(config, true)?;
-    let snapshot = store.snapshot_now()?;
+/// What an export wrote, and what a salvage skipped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExportSummary {
+    pub items: u64,
+    /// Damaged values left out (`--skip-damaged`), each naming its key.
+    pub skipped: Vec<String>,
+}
+
+/// Writes the backup to `output` (a file, fsynced) or standard output. It
+/// reads only the record log, so a store whose derived state cannot be
+/// restored still exports. A damaged record fails the export, naming it;
+/// with `skip_damaged` (a salvage) it is left out and listed instead.
+pub fn export(
+    config: &Config,
+    output: Option<&Path>,
+    skip_damaged: bool,
+) -> anyhow::Result<ExportSummary> {
+    if !config.data_dir.join("db").exists() {
+        bail!("{} holds no store", config.data_dir.display());
+    }
+    let log = crate::store::open_record_log(&config.sled_options(true))
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let snapshot = crate::store::Snapshot::take(&log, &config.data_dir)?;
+    let mut skipped = Vec::new();
     let write = |out: &mut dyn Write| -> anyhow::Result<u64> {
         let mut count = 0;
         for item in snapshot {
-            let line = ndjson::to_line(&convert::backup_item(&item?));
+            let item = match item {
+                Ok(item) => item,
+                Err(crate::error::Error::DataLoss(why)) if skip_damaged => {
+                    tracing::error!(%why, "salvage: a damaged value is left out");
+                    skipped.push(why);
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            let line = ndjson::to_line(&convert::backup_item(&item));
             writeln!(out, "{line}")?;
             count += 1;
         }
@@ -113,8 +142,11 @@ pub fn export(config: &Config, output: Option<&Path>) -> anyhow::Result<u64> {
             count
         }
     };
-    tracing::info!(items = count, "exported");
-    Ok(count)
+    tracing::info!(items = count, skipped = skipped.len(), "exported");
+    Ok(ExportSummary {
+        items: count,
+        skipped,
+    })
 }
 
 /// What an import did.

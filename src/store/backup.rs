@@ -77,10 +77,11 @@ impl Snapshot {
         self.remaining == 0
     }
 
-    fn next_item(&mut self) -> Result<BackupItem> {
+    /// The next key and value from the spool file.
+    fn next_entry(&mut self) -> Result<(Vec<u8>, Vec<u8>)> {
         let key = read_part(&mut self.spool)?;
         let value = read_part(&mut self.spool)?;
-        item(&key, &value)
+        Ok((key, value))
     }
 }
 
@@ -92,12 +93,16 @@ impl Iterator for Snapshot {
             return None;
         }
         self.remaining -= 1;
-        let item = self.next_item();
-        if item.is_err() {
-            // A damaged spool cannot be resynchronised; stop after reporting.
-            self.remaining = 0;
+        match self.next_entry() {
+            // A damaged value is reported and the next one read: a salvage
+            // (`export --skip-damaged`) goes on past it.
+            Ok((key, value)) => Some(item(&key, &value)),
+            Err(error) => {
+                // A damaged spool cannot be resynchronised; stop after reporting.
+                self.remaining = 0;
+                Some(Err(error))
+            }
         }
-        Some(item)
     }
 }
 

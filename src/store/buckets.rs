@@ -47,8 +47,8 @@ pub struct HourParts {
 
 /// The quarter buckets of an hour that are not zero, in index order, held
 /// as a vector exactly as long as it needs: a `BTreeMap` keeps even one
-/// entry in a node with room for eleven aggregates (~8 KB), and hours wait
-/// decoded for checkpoints by the ten thousand. Stored as a map from index
+/// entry in a node with room for eleven aggregates (~8 KB), and a commit
+/// decodes hours by the hundred. Stored as a map from index
 /// to aggregate, byte for byte what a `BTreeMap<u8, Aggregate>` was.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Quarters(Vec<(u8, Aggregate)>);

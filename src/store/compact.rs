@@ -149,7 +149,9 @@ fn compact_with(from: &SledOptions, into: &Path, copier: Copier) -> Result<Compa
     };
     let store = SledStore::open(from)?;
     let size_before = store.size_on_disk()?;
-    match copy_and_check(&store, &copy_options, copier) {
+    let copied = copy_and_check(&store, &copy_options, copier)
+        .and_then(|copied| copy_snapshot(&from.path, into).map(|()| copied));
+    match copied {
         Ok((copied, size_after)) => Ok(Compaction {
             keys: copied.keys,
             live_bytes: copied.live_bytes,
@@ -176,6 +178,20 @@ fn compact_with(from: &SledOptions, into: &Path, copier: Copier) -> Result<Compa
             Err(error)
         }
     }
+}
+
+/// Copies the derived-state snapshot beside the store, if there is one, so
+/// that the copy starts from it instead of recomputing everything.
+fn copy_snapshot(from: &Path, into: &Path) -> Result<()> {
+    let snapshot = super::snapshots::path_in(from);
+    if !snapshot.exists() {
+        return Ok(());
+    }
+    let target = super::snapshots::path_in(into);
+    std::fs::copy(&snapshot, &target)?;
+    std::fs::File::open(&target)?.sync_all()?;
+    std::fs::File::open(into)?.sync_all()?;
+    Ok(())
 }
 
 /// Copies, reopens the copy (sled writes its page table's snapshot when it

@@ -246,7 +246,11 @@ fn open_sled(options: &SledOptions) -> Result<sled::Db> {
         .cache_capacity(options.cache_capacity_bytes);
     let deadline = std::time::Instant::now() + LOCK_WAIT;
     loop {
-        match config.open() {
+        // sled 0.34 panics on some damage to its log ("tried to serialize
+        // Uninitialized"); a damaged store is an error naming the way out.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|panic| damaged_store(&options.path, &panic_message(panic.as_ref())))?;
+        match opened {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if is_lock_conflict(&io) => {
                 if std::time::Instant::now() >= deadline {
@@ -259,9 +263,33 @@ fn open_sled(options: &SledOptions) -> Result<sled::Db> {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            Err(sled::Error::Corruption { at, .. }) => {
+                return Err(damaged_store(
+                    &options.path,
+                    &format!("it reports corruption at {at:?}"),
+                ))
+            }
             Err(other) => return Err(Error::from(other)),
         }
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "an unknown panic".to_owned())
+}
+
+/// The error for a store sled cannot open.
+fn damaged_store(path: &Path, why: &str) -> Error {
+    Error::DataLoss(format!(
+        "sled cannot open the store in {} ({why}): its files are damaged. Keep the \
+         directory for a post-mortem and restore the last backup into an empty one \
+         (`support-metrics import`; docs/operations.md, \"When the store is damaged\")",
+        path.display()
+    ))
 }
 
 fn is_lock_conflict(io: &std::io::Error) -> bool {

@@ -172,6 +172,7 @@ impl Store {
         dir: PathBuf,
         snapshots: SnapshotPolicy,
     ) -> Result<Store> {
+        refuse_an_emptied_store(engine.as_ref(), &dir)?;
         check_format(engine.as_ref())?;
         let state = Arc::new(DerivedState::open(engine, &dir, snapshots)?);
         let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(state.clone())?);
@@ -414,6 +415,47 @@ fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
         "store migrated from format 9: derived state is now kept in memory and recomputed"
     );
     Ok(())
+}
+
+/// A store that sled opens as empty while a snapshot of its derived state
+/// lies beside it has lost its files (damaged beyond sled's reading, or
+/// replaced): serving the snapshot would show numbers no record backs.
+fn refuse_an_emptied_store(engine: &dyn KvStore, dir: &std::path::Path) -> Result<()> {
+    let empty = engine.scan_prefix(&[]).next().transpose()?.is_none();
+    if empty && snapshots::path_in(dir).exists() {
+        return Err(Error::DataLoss(format!(
+            "the store in {} holds no records, yet its derived-state snapshot is there: \
+             sled's files are damaged or were replaced. Keep the directory for a post-mortem \
+             and restore the last backup into an empty one (`support-metrics import`; \
+             docs/operations.md, \"When the store is damaged\")",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Opens only the record log of a stopped store (no derived state is
+/// restored), for reading its raw records: a backup or a salvage. Format 9
+/// stores hold the same raw records and are read as they are.
+pub fn open_record_log(options: &SledOptions) -> Result<SledStore> {
+    let engine = SledStore::open(options)?;
+    refuse_an_emptied_store(&engine, &options.path)?;
+    let key = keys::format();
+    let version: Option<u32> = engine
+        .get(&key)?
+        .map(|bytes| codec::decode(&key, &bytes))
+        .transpose()?;
+    match version {
+        Some(9 | FORMAT_VERSION) => Ok(engine),
+        Some(other) => Err(Error::Unavailable(format!(
+            "the store has format {other}, this build reads formats 9 and {FORMAT_VERSION}: \
+             export it with the build that wrote it"
+        ))),
+        None => Err(Error::Unavailable(
+            "the store was written by an earlier build (format 1): export it with that build"
+                .into(),
+        )),
+    }
 }
 
 /// Marks a new store with the format version, and refuses a store of another.

@@ -174,7 +174,10 @@ pub fn load(path: &Path) -> Result<Option<Version>> {
     for _ in 0..count {
         let key = reader.sized(size)?.ok_or_else(truncated)?;
         let value = reader.sized(size)?.ok_or_else(truncated)?;
-        if previous.as_deref().is_some_and(|previous| previous >= key.as_slice()) {
+        if previous
+            .as_deref()
+            .is_some_and(|previous| previous >= key.as_slice())
+        {
             return Err(damaged(path, "holds keys out of order"));
         }
         if !super::state::is_derived(&key) {

@@ -219,8 +219,10 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
     let keep = source.stop().await;
     let scratch = tempfile::tempdir().unwrap();
     let offline_file = scratch.path().join("offline.ndjson");
-    let written = tools::export(&tool_config(source_dir), Some(&offline_file)).expect("export");
-    assert_eq!(written, lines.len() as u64);
+    let written =
+        tools::export(&tool_config(source_dir), Some(&offline_file), false).expect("export");
+    assert_eq!(written.items, lines.len() as u64);
+    assert!(written.skipped.is_empty());
     let offline = std::fs::read_to_string(&offline_file).unwrap();
     assert_same_lines(
         &offline.lines().map(str::to_owned).collect::<Vec<_>>(),

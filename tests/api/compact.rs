@@ -40,6 +40,11 @@ async fn a_compacted_store_serves_what_the_store_served() {
         .expect("demo runs");
     let compaction = tools::compact(&tool_config(data.clone()), &copy).expect("compacts");
     assert!(compaction.keys > 2_000, "{compaction:?}");
+    // The derived state's snapshot comes along, byte for byte.
+    let snapshot = |dir: &std::path::Path| {
+        std::fs::read(dir.join("derived-state.snapshot")).expect("a snapshot")
+    };
+    assert_eq!(snapshot(&data), snapshot(&copy));
 
     let month = days_before(end, 30);
     let mut original = spawn_app_at(data.clone()).await;

@@ -115,6 +115,25 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
     assert!(report.contains("T: damaged"), "{report}");
     assert!(report.contains("restore them from a backup"), "{report}");
 
+    // A backup refuses to skip them; a salvage writes everything else and
+    // names what it left out.
+    let export_to = data_dir.with_extension("ndjson");
+    let refused = tools::export(&tool_config(data_dir.clone()), Some(&export_to), false)
+        .expect_err("a backup never skips a record");
+    assert!(format!("{refused:#}").contains("Rii1"), "{refused:#}");
+    let salvaged = tools::export(&tool_config(data_dir.clone()), Some(&export_to), true)
+        .expect("a salvage goes on past damage");
+    assert_eq!(salvaged.skipped.len(), injected);
+    assert!(salvaged.skipped.iter().any(|why| why.contains("Rii1")));
+    assert!(salvaged.skipped.iter().any(|why| why.contains("key T ")));
+    let written = std::fs::read_to_string(&export_to).expect("salvage file");
+    assert_eq!(written.lines().count() as u64, salvaged.items);
+    assert_eq!(
+        salvaged.items + injected as u64,
+        worked_example().len() as u64 + 1,
+        "every other record and the targets' line... less the damaged targets"
+    );
+
     // Online: the same report, and DATA_LOSS wherever the damage would be read.
     let mut app = spawn_app_at(data_dir).await;
     let verify = app.verify().await;
@@ -152,6 +171,39 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
         .expect_err("the damaged record is not overwritten blindly");
     assert_eq!(status.code(), Code::DataLoss);
     assert!(status.message().contains("Rii1"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_store_whose_sled_files_are_damaged_is_refused_naming_the_way_out() {
+    let (_dir, data_dir) = example_store().await;
+    let db = data_dir.join("db");
+    let mut bytes = std::fs::read(&db).expect("read sled's log");
+    // Damage all of it: sled cannot read its log.
+    for byte in bytes.iter_mut() {
+        *byte ^= 0xa5;
+    }
+    std::fs::write(&db, &bytes).expect("damage sled's log");
+    for opened in [
+        Store::open(&SledOptions {
+            path: data_dir.clone(),
+            cache_capacity_bytes: 8 << 20,
+            durable_acks: true,
+            snapshots: Default::default(),
+        })
+        .map(drop)
+        .map_err(|e| e.to_string()),
+        tools::export(&tool_config(data_dir.clone()), None, true)
+            .map(drop)
+            .map_err(|e| format!("{e:#}")),
+    ] {
+        let message = opened.expect_err("a damaged store is refused, not served");
+        assert!(message.contains("damaged"), "{message}");
+        assert!(message.contains("restore the last backup"), "{message}");
+        assert!(
+            message.contains(&data_dir.display().to_string()),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -33,11 +33,16 @@ fn options(path: &Path, after_groups: u64) -> SledOptions {
 
 /// Every derived entry and the counters, as the store serves them.
 fn derived_state(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    [keys::GROUP, keys::AGGREGATE, keys::DERIVED_INDEX, keys::META]
-        .into_iter()
-        .flat_map(|family| store.kv().scan_prefix(&[family]).collect::<Vec<_>>())
-        .map(|entry| entry.expect("scan"))
-        .collect()
+    [
+        keys::GROUP,
+        keys::AGGREGATE,
+        keys::DERIVED_INDEX,
+        keys::META,
+    ]
+    .into_iter()
+    .flat_map(|family| store.kv().scan_prefix(&[family]).collect::<Vec<_>>())
+    .map(|entry| entry.expect("scan"))
+    .collect()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
