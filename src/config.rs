@@ -185,7 +185,7 @@ pub struct Config {
     #[arg(
         long,
         env = "SUPPORT_METRICS_SNAPSHOT_AFTER_GROUPS",
-        default_value_t = 200_000,
+        default_value_t = 100_000,
         value_parser = clap::value_parser!(u64).range(1..),
         global = true
     )]

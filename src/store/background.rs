@@ -13,14 +13,13 @@
 
 use std::collections::BTreeMap;
 
-use imbl::ordmap::DiffItem;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
 use super::keys;
 use super::kv::{Change, Entry, KvStore};
-use super::state::{DerivedMap, DerivedState};
+use super::state::{difference, DerivedMap, DerivedState};
 use super::verify::{
     self, check_targets, collapsed_terms, compare, recompute_group_state, recompute_raw_indexes,
     OnDamage, RebuildReport, SourceCheck, TermsVersions, VerifyReport,
@@ -158,16 +157,7 @@ pub fn finish_rebuild(
     );
     // What differs from the state served, as one commit through the layers
     // above (the open-ticket copy follows it) that journals the groups.
-    let served = state.current();
-    for item in served.map.diff(&fresh) {
-        match item {
-            DiffItem::Add(key, value)
-            | DiffItem::Update {
-                new: (key, value), ..
-            } => changes.push((key.to_vec(), Some(value.to_vec()))),
-            DiffItem::Remove(key, _) => changes.push((key.to_vec(), None)),
-        }
-    }
+    changes.extend(difference(&state.current().map, &fresh));
     let keys_written = changes.len() as u64;
     kv.commit(changes)
         .map_err(|e| Error::Internal(format!("rebuild commit failed: {e}")))?;

@@ -428,8 +428,14 @@ pub fn aggregate_changes(
     deltas: Vec<AggregateDelta>,
     stored: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
 ) -> Result<Vec<Change>> {
-    let base = |key: &[u8]| match earlier.iter().rev().find(|(k, _)| k == key) {
-        Some((_, value)) => Ok(value.clone()),
+    // The last change of a key wins; a recomputation's commit holds
+    // thousands of changes, so they are looked up by key, not scanned.
+    let earlier: HashMap<&[u8], &Option<Vec<u8>>> = earlier
+        .iter()
+        .map(|(key, value)| (key.as_slice(), value))
+        .collect();
+    let base = |key: &[u8]| match earlier.get(key) {
+        Some(value) => Ok((*value).clone()),
         None => stored(key),
     };
     let Added { own, hours } = added(summed_by_bucket(deltas), base)?;

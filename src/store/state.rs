@@ -65,7 +65,7 @@ pub struct SnapshotPolicy {
 impl Default for SnapshotPolicy {
     fn default() -> Self {
         SnapshotPolicy {
-            after_groups: 200_000,
+            after_groups: 100_000,
             interval: Duration::from_secs(300),
         }
     }
@@ -565,6 +565,22 @@ fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
             }
         }
     }
+}
+
+/// What turns `served` into `fresh`: puts of what is new or different,
+/// deletions of what is gone.
+pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
+    use imbl::ordmap::DiffItem;
+    served
+        .diff(fresh)
+        .map(|item| match item {
+            DiffItem::Add(key, value)
+            | DiffItem::Update {
+                new: (key, value), ..
+            } => (key.to_vec(), Some(value.to_vec())),
+            DiffItem::Remove(key, _) => (key.to_vec(), None),
+        })
+        .collect()
 }
 
 fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {

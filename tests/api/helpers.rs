@@ -52,7 +52,7 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
         log: String::new(),
         max_message_mb: 16,
         max_in_flight: 512,
-        snapshot_after_groups: 200_000,
+        snapshot_after_groups: 100_000,
         snapshot_interval_secs: 300,
         tokens_file: None,
         tokens: None,
