@@ -70,6 +70,7 @@ impl Default for SnapshotPolicy {
         }
     }
 }
+
 /// A commit changing more groups than this journals "every group": a
 /// recovery then recomputes them all, which is what naming them would cost.
 const MAX_JOURNALED_GROUPS: usize = 10_000;
@@ -337,70 +338,32 @@ impl DerivedState {
         let Some(path) = &self.snapshot_path else {
             return Ok(());
         };
-        snapshots::remove_unfinished(path)?;
-        let snapshot = match snapshots::load(path) {
-            Ok(snapshot) => snapshot,
-            Err(error) => {
-                let aside = snapshots::set_aside(path);
-                tracing::error!(
-                    path = %path.display(),
-                    moved_to = %aside.display(),
-                    %error,
-                    "the derived-state snapshot is damaged; it is set aside and the state \
-                     is recomputed from the raw records"
-                );
-                None
-            }
-        };
+        let snapshot = load_snapshot(path)?;
         let loaded = snapshot.is_some();
         let mut version = snapshot.unwrap_or_default();
-        let mut groups = BTreeSet::new();
-        let mut everything = !loaded && has_raw_records(self.engine.as_ref())?;
-        let mut covered = Vec::new();
-        let mut next_journal = version.next_journal;
-        for entry in self.engine.scan_prefix(&[keys::JOURNAL]) {
-            let (key, value) = entry?;
-            let sequence = keys::journal_sequence(&key).ok_or_else(|| {
-                Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
-            })?;
-            next_journal = next_journal.max(sequence.saturating_add(1));
-            if loaded && sequence < version.next_journal {
-                covered.push((key, None));
-                continue;
-            }
-            match decode::<JournalEntry>(&key, &value) {
-                Ok(JournalEntry::Groups(named)) => {
-                    for group_key in named {
-                        match keys::group_from_key(&group_key) {
-                            Some(group) => {
-                                groups.insert(group);
-                            }
-                            None => everything = true,
-                        }
-                    }
-                }
-                Ok(JournalEntry::Everything) => everything = true,
-                Err(error) => {
-                    tracing::error!(%error, "a journal entry is damaged; recomputing every group");
-                    everything = true;
-                }
-            }
-        }
-        version.next_journal = next_journal;
-        if everything {
+        let journal = self.scan_journal(loaded.then_some(version.next_journal))?;
+        version.next_journal = version.next_journal.max(journal.next);
+        let groups = if journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?) {
             version.map = DerivedMap::new();
-            groups = every_group(self.engine.as_ref())?;
-        }
+            every_group(self.engine.as_ref())?
+        } else {
+            journal.groups
+        };
         let recomputed = groups.len();
         self.publish(version.clone());
         self.writer.lock().map_err(poisoned)?.master = version;
         self.recompute_groups(groups)?;
-        if !covered.is_empty() {
-            self.engine.commit(covered)?;
+        if !journal.covered.is_empty() {
+            self.engine.commit(journal.covered)?;
         }
-        let writer = self.writer.lock().map_err(poisoned)?;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let mut writer = self.writer.lock().map_err(poisoned)?;
+        if recomputed > 0 {
+            // Saved at once, so that another crash does not recompute it all again.
+            self.start_snapshot(&mut writer);
+        }
         let derived_keys = writer.master.map.len();
+        drop(writer);
+        let elapsed_ms = started.elapsed().as_millis() as u64;
         match (recomputed, loaded) {
             (0, _) => tracing::info!(derived_keys, elapsed_ms, "derived state loaded from its snapshot"),
             (groups, true) => tracing::warn!(
@@ -417,6 +380,42 @@ impl DerivedState {
             ),
         }
         Ok(())
+    }
+
+    /// What the journal says: the groups named from `covers` on (every entry
+    /// without a snapshot), whether one may have changed every group, the
+    /// deletions of the entries before `covers`, and the next sequence.
+    fn scan_journal(&self, covers: Option<u64>) -> Result<JournalScan> {
+        let mut scan = JournalScan::default();
+        for entry in self.engine.scan_prefix(&[keys::JOURNAL]) {
+            let (key, value) = entry?;
+            let sequence = keys::journal_sequence(&key).ok_or_else(|| {
+                Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
+            })?;
+            scan.next = scan.next.max(sequence.saturating_add(1));
+            if covers.is_some_and(|covers| sequence < covers) {
+                scan.covered.push((key, None));
+                continue;
+            }
+            match decode::<JournalEntry>(&key, &value) {
+                Ok(JournalEntry::Groups(named)) => {
+                    for group_key in named {
+                        match keys::group_from_key(&group_key) {
+                            Some(group) => {
+                                scan.groups.insert(group);
+                            }
+                            None => scan.everything = true,
+                        }
+                    }
+                }
+                Ok(JournalEntry::Everything) => scan.everything = true,
+                Err(error) => {
+                    tracing::error!(%error, "a journal entry is damaged; recomputing every group");
+                    scan.everything = true;
+                }
+            }
+        }
+        Ok(scan)
     }
 
     /// Recomputes groups from the raw records into the derived state,
@@ -527,6 +526,35 @@ impl DerivedState {
             }
         }
         self.engine.flush()
+    }
+}
+
+/// What [`DerivedState::scan_journal`] found.
+#[derive(Debug, Default)]
+struct JournalScan {
+    groups: BTreeSet<Group>,
+    everything: bool,
+    covered: Vec<Change>,
+    next: u64,
+}
+
+/// The snapshot at `path`, if there is a usable one: one cut short by a
+/// crash is removed, a damaged one set aside (never loaded).
+fn load_snapshot(path: &Path) -> Result<Option<Version>> {
+    snapshots::remove_unfinished(path)?;
+    match snapshots::load(path) {
+        Ok(snapshot) => Ok(snapshot),
+        Err(error) => {
+            let aside = snapshots::set_aside(path);
+            tracing::error!(
+                path = %path.display(),
+                moved_to = %aside.display(),
+                %error,
+                "the derived-state snapshot is damaged; it is set aside and the state \
+                 is recomputed from the raw records"
+            );
+            Ok(None)
+        }
     }
 }
 
