@@ -21,8 +21,8 @@ use super::keys;
 use super::kv::{Change, Entry, KvStore};
 use super::state::{difference, DerivedMap, DerivedState};
 use super::verify::{
-    self, check_targets, collapsed_terms, compare, recompute_group_state, recompute_raw_indexes,
-    OnDamage, RebuildReport, SourceCheck, TermsVersions, VerifyReport,
+    self, check_targets, collapsed_terms, commit_rebuild, compare, recompute_group_state,
+    recompute_raw_indexes, OnDamage, RebuildReport, SourceCheck, TermsVersions, VerifyReport,
 };
 
 /// What the long part of a check computed, and from when.
@@ -159,13 +159,7 @@ pub fn finish_rebuild(
     // above (the open-ticket copy follows it) that journals the groups.
     changes.extend(difference(&state.current().map, &fresh));
     let keys_written = changes.len() as u64;
-    kv.commit(changes)
-        .map_err(|e| Error::Internal(format!("rebuild commit failed: {e}")))?;
-    tracing::info!(groups, keys_written, "aggregates rebuilt");
-    Ok(RebuildReport {
-        groups_rebuilt: groups,
-        keys_written,
-    })
+    commit_rebuild(kv, changes, groups, keys_written)
 }
 
 /// The engine as a rebuild computes with it: team terms are the collapsed

@@ -454,6 +454,16 @@ pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
     }
     let keys_written = expected.len() as u64;
     changes.extend(expected.into_iter().map(|(key, value)| (key, Some(value))));
+    commit_rebuild(kv, changes, groups, keys_written)
+}
+
+/// Commits what a rebuild changes, in one commit, and reports it.
+pub(super) fn commit_rebuild(
+    kv: &dyn KvStore,
+    changes: Vec<Change>,
+    groups: u64,
+    keys_written: u64,
+) -> Result<RebuildReport> {
     kv.commit(changes)
         .map_err(|e| Error::Internal(format!("rebuild commit failed: {e}")))?;
     tracing::info!(groups, keys_written, "aggregates rebuilt");
