@@ -284,3 +284,104 @@ async fn a_second_process_on_the_same_data_directory_exits_and_harms_nothing() {
     assert_eq!(server::stats(&restarted).await.interactions, 2);
     assert_eq!(server::verify(&restarted).await.mismatch_count, 0);
 }
+
+/// Resident memory of a process, and its peak, in bytes (from /proc).
+fn resident_memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kib| kib.parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The sizing docs/operations.md gives (and the Kubernetes manifests are set
+/// from) holds at a scale CI can afford: a server on a 20,000-interaction
+/// demo store, after its scorecards are read, stays within ~100 MiB plus
+/// 2.5 KB per interaction, and its peak, the derived-state snapshot loaded,
+/// within that plus half again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resident_memory_stays_within_the_documented_sizing() {
+    const INTERACTIONS: u64 = 20_000;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
+        .args(["--log", "warn", "--data-dir"])
+        .arg(&data_dir)
+        .args([
+            "demo",
+            "--interactions",
+            &INTERACTIONS.to_string(),
+            "--days",
+            "30",
+        ])
+        .output()
+        .expect("demo runs");
+    assert!(
+        demo.status.success(),
+        "{}",
+        String::from_utf8_lossy(&demo.stderr)
+    );
+
+    let server = Server::start(&data_dir, &[]).await;
+    let mut scorecards =
+        pb::scorecard_service_client::ScorecardServiceClient::new(server.channel().await);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let to = now - now.rem_euclid(900);
+    for (kind, team_id) in [
+        (pb::ScopeKind::Organization, ""),
+        (pb::ScopeKind::Team, "billing"),
+    ] {
+        for days in [1, 30] {
+            let card = scorecards
+                .get_scorecard(pb::GetScorecardRequest {
+                    scope: Some(pb::Scope {
+                        kind: kind as i32,
+                        team_id: team_id.into(),
+                        ..Default::default()
+                    }),
+                    window: Some(pb::Window {
+                        from: Some(prost_types::Timestamp {
+                            seconds: to - days * 86_400,
+                            nanos: 0,
+                        }),
+                        to: Some(prost_types::Timestamp {
+                            seconds: to,
+                            nanos: 0,
+                        }),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .expect("scorecard")
+                .into_inner();
+            let metrics = card
+                .scorecard
+                .and_then(|card| card.metrics)
+                .expect("metrics");
+            assert!(metrics.interactions > 0, "the demo's data is in the window");
+        }
+    }
+    let (resident, peak) = resident_memory(server.pid().as_raw() as u32);
+    let bound = (100 << 20) + 2_500 * INTERACTIONS;
+    println!(
+        "{INTERACTIONS} interactions: resident {} MiB, peak {} MiB, bound {} MiB",
+        resident >> 20,
+        peak >> 20,
+        bound >> 20
+    );
+    assert!(resident < bound, "resident {resident} B over {bound} B");
+    assert!(
+        peak < bound + bound / 2,
+        "peak {peak} B over 1.5 × {bound} B"
+    );
+    server.kill();
+}
