@@ -275,10 +275,14 @@ async fn verify_and_rebuild_on_an_empty_store_find_nothing_to_do() {
 /// then catch up with the groups written meanwhile: every check made during
 /// the writes finds nothing wrong, every write is acknowledged, and the
 /// state they leave equals the offline scrub's recomputation (which holds
-/// the store alone).
+/// the store alone). Snapshots land every few groups meanwhile, so the
+/// journal a check catches up from must outlive them.
 #[tokio::test]
 async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
-    let mut app = spawn_app().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = tool_config(dir.path().join("data"));
+    config.snapshot_after_groups = 50;
+    let mut app = spawn_app_with(config).await;
     let mut records = generated_records(31, 6_000);
     let during = records.split_off(records.len() / 3);
     let written_during = during.len();
@@ -312,9 +316,8 @@ async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
     assert_eq!(verify.mismatch_count, 0, "{:?}", verify.mismatches);
 
     let data_dir = app.data_dir.clone();
-    let dir = app.stop().await;
+    app.stop().await;
     let mut report = Vec::new();
     let clean = support_metrics::tools::verify(&tool_config(data_dir), &mut report).expect("scrub");
     assert!(clean, "{}", String::from_utf8_lossy(&report));
-    drop(dir);
 }
