@@ -1,4 +1,6 @@
-//! The store: raw records, aggregates and indexes over a [`KvStore`], one writer
+//! The store: the record log (raw records, their indexes, a journal) in a
+//! storage engine behind [`KvStore`], the derived state (contributions,
+//! aggregates, indexes) in memory with its snapshots ([`state`]), one writer
 //! thread with group commit, and the reads scorecards are served from.
 
 mod background;
@@ -310,8 +312,8 @@ impl Store {
         }
     }
 
-    /// Recomputes every derived value from the raw records and swaps it in,
-    /// while writes go on (see [`background`]).
+    /// Recomputes every derived value from the raw records and commits what
+    /// differs, while writes go on (see [`background`]).
     pub async fn rebuild(&self) -> Result<RebuildReport> {
         match self.background_check(true).await? {
             Reply::Rebuild(report) => Ok(report),
@@ -349,12 +351,6 @@ impl Store {
             Reply::Snapshot(snapshot) => Ok(snapshot),
             _ => Err(Error::Internal("writer answered the wrong command".into())),
         }
-    }
-
-    /// The same snapshot without the writer's queue, for tools that own the
-    /// store and write nothing meanwhile.
-    pub fn snapshot_now(&self) -> Result<Snapshot> {
-        Snapshot::take(self.kv(), &self.inner.spool_dir)
     }
 }
 
