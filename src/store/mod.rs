@@ -141,8 +141,6 @@ struct Inner {
     checks: tokio::sync::Mutex<()>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
-    /// Where snapshots are spooled (the data directory).
-    spool_dir: PathBuf,
     metrics: Arc<Metrics>,
     /// The number of commits that changed the store, for live readers.
     changes: watch::Receiver<u64>,
@@ -178,11 +176,11 @@ impl Store {
         check_format(engine.as_ref())?;
         let state = Arc::new(DerivedState::open(engine, &dir, snapshots)?);
         let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(state.clone())?);
-        let spool_dir = dir;
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
         let writer_kv = Arc::clone(&kv);
         let writer_state = Arc::clone(&state);
-        let writer_spool_dir = spool_dir.clone();
+        // Backups spool in the data directory.
+        let writer_spool_dir = dir;
         let metrics = Arc::new(Metrics::new());
         let writer_metrics = Arc::clone(&metrics);
         let (changed, changes) = watch::channel(0u64);
@@ -206,7 +204,6 @@ impl Store {
                 checks: tokio::sync::Mutex::new(()),
                 jobs: Some(jobs),
                 writer: Some(writer),
-                spool_dir,
                 metrics,
                 changes,
             }),
