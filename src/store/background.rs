@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 
 use super::keys;
 use super::kv::{Change, Entry, KvStore};
-use super::state::{difference, DerivedMap, DerivedState};
+use super::state::{difference, without_contributions, DerivedMap, DerivedState};
 use super::verify::{
     self, check_targets, collapsed_terms, commit_rebuild, compare, recompute_group_state,
     recompute_raw_indexes, OnDamage, RebuildReport, SourceCheck, TermsVersions, VerifyReport,
@@ -30,7 +30,8 @@ use super::verify::{
 pub struct Prepared {
     /// The first journal entry the recomputation may not have seen.
     since: u64,
-    /// The recomputed `G`, `A` and `X` entries.
+    /// The recomputed `G`, `A` and `X` entries (`G`: what the catch-up
+    /// retracts).
     group_state: BTreeMap<Vec<u8>, Vec<u8>>,
     /// The collapsed terms a rebuild computed with.
     terms: Option<TermsVersions>,
@@ -54,7 +55,7 @@ pub fn prepare(kv: &dyn KvStore, state: &DerivedState, rebuild: bool) -> Result<
             OnDamage::Collect(&mut sources)
         };
         let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
-        let group_state = recompute_group_state(kv, terms.as_ref(), &indexes)?;
+        let group_state = recompute_group_state(kv, terms.as_ref(), &indexes, true)?;
         Ok(Prepared {
             since,
             group_state,
@@ -91,7 +92,7 @@ fn caught_up(
     );
     let scratch = state.scratch_over(engine, map);
     scratch.recompute_groups(changed)?;
-    Ok(Some(scratch.into_map()?))
+    Ok(Some(without_contributions(scratch.into_map()?)))
 }
 
 /// Finishes a verify on the writer's thread.

@@ -332,11 +332,33 @@ pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<(OpenTicket, Vec<V
     Ok((entry.ticket, scopes))
 }
 
-/// Recomputes a group and replaces its stored contribution: the old one is
-/// retracted and the new one applied, touching only what changed.
-pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
+/// What a group contributed before a recomputation, to be retracted.
+#[derive(Debug)]
+pub enum Retract {
+    /// Its contribution recomputed from the records as they were when the
+    /// transaction's record began ([`Txn::before`]): the live store keeps
+    /// no contributions.
+    AsBefore,
+    /// Its contribution as stored under its `G` key, which the
+    /// recomputation replaces (a background check's scratch state).
+    Stored,
+    /// This contribution.
+    This(Contribution),
+}
+
+/// Recomputes a group: the old contribution is retracted and the new one
+/// applied, touching only what changed. A change writes the group's `G`
+/// key: the new contribution where they are [`Retract::Stored`], else a
+/// deletion, which names the group to the journal and is all a store that
+/// keeps no contributions sees of it.
+pub fn recompute(txn: &mut Txn<'_>, group: &Group, retract: Retract) -> Result<()> {
     let key = keys::group(group);
-    let old: Contribution = txn.get_decoded(&key)?.unwrap_or_default();
+    let stored = matches!(retract, Retract::Stored);
+    let old: Contribution = match retract {
+        Retract::AsBefore => compute(&txn.before(), group)?,
+        Retract::Stored => txn.get_decoded(&key)?.unwrap_or_default(),
+        Retract::This(old) => old,
+    };
     let new = compute(txn, group)?;
     if old == new {
         return Ok(());
@@ -375,7 +397,7 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group) -> Result<()> {
     for (day, position) in new_listings.difference(&old_listings) {
         txn.change_listing(day.clone(), position.clone(), true);
     }
-    if new.facts.is_empty() && new.index.is_empty() {
+    if !stored || (new.facts.is_empty() && new.index.is_empty()) {
         txn.delete(key);
     } else {
         txn.put(key, &new)?;

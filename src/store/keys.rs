@@ -7,7 +7,7 @@
 //! | `R` raw record | `R kind id` | the record |
 //! | `I` raw index | `I t ticket 0 interaction`, `I f interaction 0 kind id`, `I e customer 0 event` | empty |
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
-//! | `G` group contribution | `G t ticket`, `G c customer` | the contribution |
+//! | `G` group contribution | `G t ticket`, `G c customer` | the contribution, kept only while a background check recomputes; elsewhere a change to the key names the group to the journal |
 //! | `A` aggregate | `A level scope start` (day `d`, month `m`, total `t`) | the aggregate |
 //! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
 //! | `X` derived index | `X o ticket` (the open ticket and the scopes counting it), `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
@@ -15,7 +15,7 @@
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
 //! | `V` version | `V` | the store's format version (neither raw nor derived) |
-//! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed, or "every group" (see `state`); deleted once a snapshot covers it |
+//! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed and the earlier values of the `R`, `I`, `P`, `C` keys it changed, or "every group" (see `state`); deleted once a snapshot covers it |
 
 use crate::domain::aggregate::Scope;
 use crate::domain::records::{Channel, Id};
@@ -139,6 +139,10 @@ pub enum Group {
     Ticket(Id),
     Customer(Id),
 }
+
+/// A `G` key that names no group: a commit that changes it (a rebuild)
+/// is journaled as changing every group.
+pub const EVERY_GROUP: [u8; 2] = [GROUP, b'*'];
 
 pub fn group(group: &Group) -> Vec<u8> {
     match group {

@@ -367,13 +367,18 @@ impl Store {
 /// no longer in the store but in memory and in a snapshot file (`state`);
 /// journal entries may say "every group". A version 9 store is migrated on
 /// open: its derived keys and journal are deleted and the state recomputed.
-const FORMAT_VERSION: u32 = 10;
+/// 11: no group contributions kept; journal entries hold the earlier values
+/// of the records a commit changed. A version 10 store is opened as it is:
+/// its snapshot's contributions are dropped as it loads, and a journal left
+/// by an unclean stop (which names groups only) is replayed by recomputing
+/// every group.
+const FORMAT_VERSION: u32 = 11;
 
 /// Keys deleted per batch when a version 9 store is migrated.
 const MIGRATION_BATCH_KEYS: usize = 10_000;
 
 /// Deletes what a version 9 store kept of its derived state (and its
-/// journal, which named groups of that state), then marks it version 10.
+/// journal, which named groups of that state), then marks it current.
 /// A crash part-way leaves it version 9, to be migrated again.
 fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
     let started = std::time::Instant::now();
@@ -439,9 +444,9 @@ pub fn open_record_log(options: &SledOptions) -> Result<SledStore> {
         .map(|bytes| codec::decode(&key, &bytes))
         .transpose()?;
     match version {
-        Some(9 | FORMAT_VERSION) => Ok(engine),
+        Some(9 | 10 | FORMAT_VERSION) => Ok(engine),
         Some(other) => Err(Error::Unavailable(format!(
-            "the store has format {other}, this build reads formats 9 and {FORMAT_VERSION}: \
+            "the store has format {other}, this build reads formats 9 to {FORMAT_VERSION}: \
              export it with the build that wrote it"
         ))),
         None => Err(Error::Unavailable(
@@ -459,6 +464,9 @@ fn check_format(kv: &dyn KvStore) -> Result<()> {
             let version: u32 = codec::decode(&key, &bytes)?;
             if version == 9 {
                 return migrate_from_version_9(kv);
+            }
+            if version == 10 {
+                return kv.commit(vec![(key, Some(codec::encode(&FORMAT_VERSION)?))]);
             }
             if version != FORMAT_VERSION {
                 return Err(Error::Unavailable(format!(

@@ -2,20 +2,26 @@
 //! storage engine, the derived state in memory.
 //!
 //! A write is acknowledged once its raw records (families `R`, `I`, `P`, `M`,
-//! `T`, `C`) are durable in the engine. What is derived from them (group
-//! contributions `G`, aggregates `A`, derived indexes `X`) is never written to
-//! the engine: it lives in memory, in a persistent ordered map, and is saved
-//! now and then as a snapshot file ([`snapshots`]).
+//! `T`, `C`) are durable in the engine. What is derived from them
+//! (aggregates `A`, derived indexes `X`) is never written to the engine: it
+//! lives in memory, in a persistent ordered map, and is saved now and then as
+//! a snapshot file ([`snapshots`]). Group contributions (`G`) are not kept at
+//! all: a write retracts what a ticket or customer contributed before it by
+//! recomputing that from the records as they were ([`Retract::AsBefore`]).
 //!
-//! Every durable commit that changes derived state also writes one journal
-//! entry `J sequence` in the same engine batch, naming the groups (tickets,
-//! customers) whose contribution it changed, or saying that every group may
-//! have changed (a rebuild). A snapshot records the first sequence it does
-//! not cover; once it is durable, the journal entries before it are deleted.
-//! At open, [`DerivedState::recover`] loads the snapshot and recomputes the
-//! groups the journal names after it from the raw records, exactly as the
-//! writer had; without a usable snapshot it recomputes every group. Nothing
-//! derived is ever read from a snapshot that fails its checksum.
+//! Every durable commit that changes records a replay reads (`R`, `I`, `P`,
+//! `C`) or derived state also writes one journal entry `J sequence` in the
+//! same engine batch: the groups (tickets, customers) whose contribution it
+//! changed, or "every group" (a rebuild), and the value each record key it
+//! changed had before it. A snapshot records the first sequence it does not
+//! cover; once it is durable, the journal entries before it are deleted. At
+//! open, [`DerivedState::recover`] loads the snapshot and, for each group the
+//! journal names after it, retracts its contribution computed from the
+//! records as the snapshot saw them (today's records with the journal's
+//! earliest earlier values put back) and applies the one computed from the
+//! records now, exactly as the writer had; without a usable snapshot it
+//! recomputes every group. Nothing derived is ever read from a snapshot that
+//! fails its checksum.
 //!
 //! Readers never wait for the writer: each commit publishes a new version of
 //! the map (a clone of a persistent map is a pointer copy), and a reader
@@ -26,7 +32,7 @@
 //! [`snapshots`]: super::snapshots
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -39,16 +45,17 @@ use crate::error::{Error, Result};
 
 use super::buckets;
 use super::codec::{decode, encode};
-use super::groups::{id_from_bytes, recompute};
+use super::groups::{compute, id_from_bytes, recompute, Retract};
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::snapshots;
-use super::txn::Txn;
+use super::txn::{Reader, Txn};
 
 /// A key or value of the derived state.
 pub type Bytes = Arc<[u8]>;
 
-/// The derived state: every `G`, `A` and `X` key with its stored value.
+/// The derived state: every `A` and `X` key with its stored value (and
+/// `G`, in a background check's scratch state).
 pub type DerivedMap = imbl::OrdMap<Bytes, Bytes>;
 
 /// When the derived state is saved as a snapshot while the store is open
@@ -85,29 +92,143 @@ pub fn is_derived(key: &[u8]) -> bool {
     )
 }
 
+/// Whether a key is a record a replay reads (through [`compute`]), whose
+/// earlier values the journal keeps.
+fn is_replayed(key: &[u8]) -> bool {
+    matches!(
+        key.first(),
+        Some(&keys::RAW) | Some(&keys::RAW_INDEX) | Some(&keys::PENDING) | Some(&keys::TERMS)
+    )
+}
+
+/// A record key's value before a commit (`None`: it had none).
+pub type EarlierValue = (serde_bytes::ByteBuf, Option<serde_bytes::ByteBuf>);
+
 /// What one journal entry says a durable commit changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JournalEntry {
-    /// These groups, by `G` key.
+    /// These groups, by `G` key (format 10, which kept contributions: a
+    /// replay cannot retract what they were, so it recomputes every group).
     Groups(Vec<serde_bytes::ByteBuf>),
     /// Possibly every group (a rebuild, or a commit changing very many).
     Everything,
+    /// These groups, by `G` key (a key that names none, such as
+    /// [`keys::EVERY_GROUP`], means every group), and the record keys the
+    /// commit changed with their values before it.
+    Changes {
+        groups: Vec<serde_bytes::ByteBuf>,
+        before: Vec<EarlierValue>,
+    },
 }
 
-/// The journal entry numbered `sequence` naming the groups (by `G` key) a
-/// durable commit changed.
-pub fn journal_entry(sequence: u64, group_keys: Vec<Vec<u8>>) -> Result<Change> {
-    let entry = if group_keys.len() > MAX_JOURNALED_GROUPS {
+/// Whether a commit changing the groups with these `G` keys is journaled
+/// as changing every group: too many to name, or a key naming none.
+fn changes_every_group(group_keys: &[Vec<u8>]) -> bool {
+    group_keys.len() > MAX_JOURNALED_GROUPS
+        || group_keys
+            .iter()
+            .any(|key| keys::group_from_key(key).is_none())
+}
+
+/// The journal entry numbered `sequence` of a durable commit that changed
+/// the groups with these `G` keys and these record keys, which had these
+/// values before it (not kept where it changes every group).
+pub fn journal_entry(
+    sequence: u64,
+    group_keys: Vec<Vec<u8>>,
+    before: Vec<EarlierValue>,
+) -> Result<Change> {
+    let entry = if changes_every_group(&group_keys) {
         JournalEntry::Everything
     } else {
-        JournalEntry::Groups(
-            group_keys
+        JournalEntry::Changes {
+            groups: group_keys
                 .into_iter()
                 .map(serde_bytes::ByteBuf::from)
                 .collect(),
-        )
+            before,
+        }
     };
     Ok((keys::journal(sequence), Some(encode(&entry)?)))
+}
+
+/// The record keys among `changes` with their values in `engine` now.
+fn earlier_values(engine: &dyn KvStore, changes: &[Change]) -> Result<Vec<EarlierValue>> {
+    changes
+        .iter()
+        .filter(|(key, _)| is_replayed(key))
+        .map(|(key, _)| {
+            Ok((
+                serde_bytes::ByteBuf::from(key.clone()),
+                engine.get(key)?.map(serde_bytes::ByteBuf::from),
+            ))
+        })
+        .collect()
+}
+
+/// The store as a snapshot saw it: the derived state it holds, and the
+/// records as they were then (today's, with the value each key changed
+/// since had before its first change, from the journal).
+struct AsAtSnapshot<'a> {
+    engine: &'a dyn KvStore,
+    map: DerivedMap,
+    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+}
+
+impl Reader for AsAtSnapshot<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if is_derived(key) {
+            return Ok(self.map.get(key).map(|value| value.to_vec()));
+        }
+        match self.before.get(key) {
+            Some(value) => Ok(value.clone()),
+            None => self.engine.get(key),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let end = keys::prefix_end(prefix);
+        if is_derived(prefix) {
+            return Ok(map_range(&self.map, prefix, end.as_deref()));
+        }
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            self.engine.scan_prefix(prefix).collect::<Result<_>>()?;
+        for (key, value) in self
+            .before
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+        {
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+/// The entries of `map` from `start` up to `end` (to its end if `None`).
+fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
+    use std::ops::Bound;
+    let upper = match end {
+        Some(end) => Bound::Excluded(end),
+        None => Bound::Unbounded,
+    };
+    map.range::<_, [u8]>((Bound::Included(start), upper))
+        .map(|(key, value)| (key.to_vec(), value.to_vec()))
+        .collect()
+}
+
+/// Takes every `G` key out of `map`.
+pub fn without_contributions(mut map: DerivedMap) -> DerivedMap {
+    let contributions: Vec<Vec<u8>> = map_range(&map, &[keys::GROUP], Some(&[keys::GROUP + 1]))
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    for key in contributions {
+        map.remove(key.as_slice());
+    }
+    map
 }
 
 /// A published version of the derived state.
@@ -156,6 +277,9 @@ pub struct DerivedState {
     engine: Arc<dyn KvStore>,
     /// `None` for a scratch state, which is never saved.
     snapshot_path: Option<PathBuf>,
+    /// Whether group contributions are kept (`G`): only in a scratch state,
+    /// whose recomputations retract what it stored.
+    keeps_contributions: bool,
     policy: SnapshotPolicy,
     published: RwLock<Arc<Version>>,
     writer: Mutex<Writer>,
@@ -205,6 +329,7 @@ impl DerivedState {
         DerivedState {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             engine,
+            keeps_contributions: snapshot_path.is_none(),
             snapshot_path,
             policy,
             published: RwLock::new(Arc::new(version.clone())),
@@ -225,7 +350,8 @@ impl DerivedState {
     }
 
     /// A state that only a background check changes, reading raw records
-    /// from `engine`: it starts as `map`, journals nothing and is never saved.
+    /// from `engine`: it starts as `map` (with the contributions it retracts
+    /// as `G` keys), journals nothing and is never saved.
     pub fn scratch_over(&self, engine: Arc<dyn KvStore>, map: DerivedMap) -> DerivedState {
         DerivedState::new(
             engine,
@@ -269,7 +395,7 @@ impl DerivedState {
         {
             let (key, value) = entry?;
             match decode::<JournalEntry>(&key, &value) {
-                Ok(JournalEntry::Groups(named)) => {
+                Ok(JournalEntry::Groups(named) | JournalEntry::Changes { groups: named, .. }) => {
                     for group_key in named {
                         match keys::group_from_key(&group_key) {
                             Some(group) => groups.insert(group),
@@ -316,17 +442,7 @@ impl DerivedState {
     }
 
     fn derived_range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
-        use std::ops::Bound;
-        let version = self.view();
-        let upper = match end {
-            Some(end) => Bound::Excluded(end),
-            None => Bound::Unbounded,
-        };
-        version
-            .map
-            .range::<_, [u8]>((Bound::Included(start), upper))
-            .map(|(key, value)| (key.to_vec(), value.to_vec()))
-            .collect()
+        map_range(&self.view().map, start, end)
     }
 
     /// Loads the snapshot, then recomputes what the journal says changed
@@ -343,16 +459,23 @@ impl DerivedState {
         let mut version = snapshot.unwrap_or_default();
         let journal = self.scan_journal(loaded.then_some(version.next_journal))?;
         version.next_journal = version.next_journal.max(journal.next);
-        let groups = if journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?) {
+        let everything = journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?);
+        let (groups, as_at_snapshot) = if everything {
             version.map = DerivedMap::new();
-            every_group(self.engine.as_ref())?
+            (every_group(self.engine.as_ref())?, None)
         } else {
-            journal.groups
+            let as_at_snapshot = AsAtSnapshot {
+                engine: self.engine.as_ref(),
+                map: version.map.clone(),
+                before: journal.before,
+            };
+            (journal.groups, Some(as_at_snapshot))
         };
         let recomputed = groups.len();
         self.publish(version.clone());
         self.writer.lock().map_err(poisoned)?.master = version;
-        self.recompute_groups(groups)?;
+        self.recompute_groups_since(groups, as_at_snapshot.as_ref())?;
+        drop(as_at_snapshot);
         if !journal.covered.is_empty() {
             self.engine.commit(journal.covered)?;
         }
@@ -383,7 +506,8 @@ impl DerivedState {
     }
 
     /// What the journal says: the groups named from `covers` on (every entry
-    /// without a snapshot), whether one may have changed every group, the
+    /// without a snapshot) and the earliest earlier value of each record key
+    /// changed since, whether one may have changed every group, the
     /// deletions of the entries before `covers`, and the next sequence.
     fn scan_journal(&self, covers: Option<u64>) -> Result<JournalScan> {
         let mut scan = JournalScan::default();
@@ -398,8 +522,8 @@ impl DerivedState {
                 continue;
             }
             match decode::<JournalEntry>(&key, &value) {
-                Ok(JournalEntry::Groups(named)) => {
-                    for group_key in named {
+                Ok(JournalEntry::Changes { groups, before }) => {
+                    for group_key in groups {
                         match keys::group_from_key(&group_key) {
                             Some(group) => {
                                 scan.groups.insert(group);
@@ -407,8 +531,13 @@ impl DerivedState {
                             None => scan.everything = true,
                         }
                     }
+                    for (key, value) in before {
+                        scan.before
+                            .entry(key.into_vec())
+                            .or_insert_with(|| value.map(serde_bytes::ByteBuf::into_vec));
+                    }
                 }
-                Ok(JournalEntry::Everything) => scan.everything = true,
+                Ok(JournalEntry::Everything | JournalEntry::Groups(_)) => scan.everything = true,
                 Err(error) => {
                     tracing::error!(%error, "a journal entry is damaged; recomputing every group");
                     scan.everything = true;
@@ -420,14 +549,30 @@ impl DerivedState {
 
     /// Recomputes groups from the raw records into the derived state,
     /// without journaling them (they are journaled already, or the whole
-    /// state is being recomputed). Tickets sort before customers, which read
-    /// the contact index tickets maintain.
+    /// state is being recomputed). What each contributed before is
+    /// retracted: as stored, in a state that keeps contributions; else as
+    /// computed from `as_at_snapshot`; else nothing (a state recomputed
+    /// from empty). Tickets sort before customers, which read the contact
+    /// index tickets maintain.
     pub fn recompute_groups(&self, groups: BTreeSet<Group>) -> Result<()> {
+        self.recompute_groups_since(groups, None)
+    }
+
+    fn recompute_groups_since(
+        &self,
+        groups: BTreeSet<Group>,
+        as_at_snapshot: Option<&AsAtSnapshot<'_>>,
+    ) -> Result<()> {
         let groups: Vec<Group> = groups.into_iter().collect();
         for batch in groups.chunks(RECOVERY_BATCH_GROUPS) {
             let mut txn = Txn::new(self);
             for group in batch {
-                recompute(&mut txn, group)?;
+                let retract = match as_at_snapshot {
+                    _ if self.keeps_contributions => Retract::Stored,
+                    Some(view) => Retract::This(compute(view, group)?),
+                    None => Retract::This(Default::default()),
+                };
+                recompute(&mut txn, group, retract)?;
             }
             let (changes, deltas) = txn.into_parts()?;
             if let Some((key, _)) = changes.iter().find(|(key, _)| !is_derived(key)) {
@@ -438,10 +583,20 @@ impl DerivedState {
             }
             let mut writer = self.writer.lock().map_err(poisoned)?;
             let stored = self.stored_aggregates(&writer.master, &changes, deltas)?;
-            apply(&mut writer.master.map, changes.into_iter().chain(stored));
+            let kept = self.kept(changes);
+            apply(&mut writer.master.map, kept.into_iter().chain(stored));
             self.publish(writer.master.clone());
         }
         Ok(())
+    }
+
+    /// The derived changes this state keeps: all but the `G` keys' where it
+    /// keeps no contributions (they only name groups to the journal).
+    fn kept(&self, mut derived: Vec<Change>) -> Vec<Change> {
+        if !self.keeps_contributions {
+            derived.retain(|(key, _)| key.first() != Some(&keys::GROUP));
+        }
+        derived
     }
 
     /// The stored form of aggregate deltas added to their buckets in `map`
@@ -533,6 +688,7 @@ impl DerivedState {
 #[derive(Debug, Default)]
 struct JournalScan {
     groups: BTreeSet<Group>,
+    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     everything: bool,
     covered: Vec<Change>,
     next: u64,
@@ -543,7 +699,11 @@ struct JournalScan {
 fn load_snapshot(path: &Path) -> Result<Option<Version>> {
     snapshots::remove_unfinished(path)?;
     match snapshots::load(path) {
-        Ok(snapshot) => Ok(snapshot),
+        // A format 10 snapshot holds contributions, which are no longer kept.
+        Ok(snapshot) => Ok(snapshot.map(|version| Version {
+            map: without_contributions(version.map),
+            next_journal: version.next_journal,
+        })),
         Err(error) => {
             let aside = snapshots::set_aside(path);
             tracing::error!(
@@ -725,11 +885,17 @@ impl KvStore for DerivedState {
             .map(|(key, _)| key.clone())
             .collect();
         let stored = self.stored_aggregates(&writer.master, &derived, deltas)?;
-        let changes_derived = !derived.is_empty() || !stored.is_empty();
-        let journaled = if changes_derived {
+        let derived = self.kept(derived);
+        let before = if changes_every_group(&group_keys) {
+            Vec::new()
+        } else {
+            earlier_values(self.engine.as_ref(), &durable)?
+        };
+        let changes_replayed = !derived.is_empty() || !stored.is_empty() || !before.is_empty();
+        let journaled = if changes_replayed || !group_keys.is_empty() {
             let sequence = writer.master.next_journal;
             let groups = group_keys.len().max(1) as u64;
-            durable.push(journal_entry(sequence, group_keys)?);
+            durable.push(journal_entry(sequence, group_keys, before)?);
             Some((sequence, groups))
         } else {
             None

@@ -52,6 +52,9 @@ pub struct Txn<'a> {
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     aggregates: HashMap<Vec<u8>, Aggregate>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
+    /// Since [`Txn::begin_record`]: each key written since, with what this
+    /// transaction held for it before (`None`: nothing, the store's value).
+    undo: Option<BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>>,
 }
 
 impl std::fmt::Debug for Txn<'_> {
@@ -71,21 +74,44 @@ impl<'a> Txn<'a> {
             writes: BTreeMap::new(),
             aggregates: HashMap::new(),
             listings: BTreeMap::new(),
+            undo: None,
         }
     }
 
+    /// Marks the state a record's application starts from, which
+    /// [`Txn::before`] reads until the next mark.
+    pub fn begin_record(&mut self) {
+        self.undo = Some(BTreeMap::new());
+    }
+
+    /// The store as this transaction had it at [`Txn::begin_record`] (as it
+    /// has it now, if never called): what a record's groups contributed
+    /// before it, recomputed, is what its application retracts.
+    pub fn before(&self) -> Before<'_, 'a> {
+        Before { txn: self }
+    }
+
+    fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        if let Some(undo) = &mut self.undo {
+            if !undo.contains_key(&key) {
+                undo.insert(key.clone(), self.writes.get(&key).cloned());
+            }
+        }
+        self.writes.insert(key, value);
+    }
+
     pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<()> {
-        self.writes.insert(key, Some(encode(value)?));
+        self.write(key, Some(encode(value)?));
         Ok(())
     }
 
     /// Puts an already encoded value.
     pub fn put_encoded(&mut self, key: Vec<u8>, value: Vec<u8>) {
-        self.writes.insert(key, Some(value));
+        self.write(key, Some(value));
     }
 
     pub fn delete(&mut self, key: Vec<u8>) {
-        self.writes.insert(key, None);
+        self.write(key, None);
     }
 
     /// Adds `delta` to the aggregate of the bucket at `key`: to
@@ -116,6 +142,7 @@ impl<'a> Txn<'a> {
     /// make an aggregate negative). Each changed day listing is read here and
     /// rewritten with its changes.
     pub fn into_parts(mut self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
+        self.undo = None;
         for (key, change) in std::mem::take(&mut self.listings) {
             let stored = match self.get(&key)? {
                 Some(value) => DayListing::decode(&key, &value)?,
@@ -162,6 +189,54 @@ impl Reader for Txn<'_> {
                 Some(value) => merged.insert(key.clone(), value.clone()),
                 None => merged.remove(key),
             };
+        }
+        Ok(merged.into_iter().collect())
+    }
+}
+
+/// A transaction's reads as of its last [`Txn::begin_record`].
+#[derive(Debug)]
+pub struct Before<'t, 'a> {
+    txn: &'t Txn<'a>,
+}
+
+impl Before<'_, '_> {
+    /// What the transaction held for `key` at the mark: `None` if it had
+    /// not written it (the store's value stands), else its write then.
+    fn held(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+        match self.txn.undo.as_ref().and_then(|undo| undo.get(key)) {
+            Some(earlier) => earlier.clone(),
+            None => self.txn.writes.get(key).cloned(),
+        }
+    }
+}
+
+impl Reader for Before<'_, '_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.held(key) {
+            Some(value) => Ok(value),
+            None => KvStore::get(self.txn.kv, key),
+        }
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
+        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
+            KvStore::scan_prefix(self.txn.kv, prefix).collect::<Result<_>>()?;
+        for (key, _) in self
+            .txn
+            .writes
+            .range(prefix.to_vec()..)
+            .take_while(|(key, _)| key.starts_with(prefix))
+        {
+            match self.held(key) {
+                Some(Some(value)) => {
+                    merged.insert(key.clone(), value);
+                }
+                Some(None) => {
+                    merged.remove(key);
+                }
+                None => {}
+            }
         }
         Ok(merged.into_iter().collect())
     }

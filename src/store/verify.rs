@@ -249,12 +249,14 @@ pub(super) fn recompute_raw_indexes(
     })
 }
 
-/// The derived state (`G`, `A`, `X`) of every group, recomputed from the raw
+/// The derived state (`A`, `X`, and with `keep_contributions` the `G` keys
+/// a later catch-up retracts) of every group, recomputed from the raw
 /// records, reading the raw indexes from `indexes`, not from the store.
 pub(super) fn recompute_group_state(
     kv: &dyn KvStore,
     terms: Option<&TermsVersions>,
     indexes: &RawIndexes,
+    keep_contributions: bool,
 ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
     let mut derived = indexes.entries.clone();
     let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
@@ -282,7 +284,7 @@ pub(super) fn recompute_group_state(
         for (day, position) in listings(&contribution) {
             day_listings.entry(day).or_default().added.insert(position);
         }
-        if !(contribution.facts.is_empty() && contribution.index.is_empty()) {
+        if keep_contributions && !(contribution.facts.is_empty() && contribution.index.is_empty()) {
             derived.insert(keys::group(group), encode(&contribution)?);
         }
     }
@@ -306,7 +308,7 @@ fn recompute_derived(
     mut on_damage: OnDamage<'_>,
 ) -> Result<Derived> {
     let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
-    let mut entries = recompute_group_state(kv, terms, &indexes)?;
+    let mut entries = recompute_group_state(kv, terms, &indexes, false)?;
     let groups = indexes.groups.len() as u64;
     entries.extend(indexes.entries);
     Ok(Derived { entries, groups })
@@ -464,6 +466,9 @@ pub(super) fn commit_rebuild(
     groups: u64,
     keys_written: u64,
 ) -> Result<RebuildReport> {
+    let mut changes = changes;
+    // Journaled as changing every group: a replay recomputes them all.
+    changes.push((keys::EVERY_GROUP.to_vec(), None));
     kv.commit(changes)
         .map_err(|e| Error::Internal(format!("rebuild commit failed: {e}")))?;
     tracing::info!(groups, keys_written, "aggregates rebuilt");

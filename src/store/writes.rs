@@ -13,7 +13,7 @@ use crate::domain::scorecard::Targets;
 use crate::domain::sla::TeamTerms;
 use crate::error::{Error, Result};
 
-use super::groups::recompute;
+use super::groups::{recompute, Retract};
 use super::keys::{self, Group, RecordKind};
 use super::txn::{Reader, Txn};
 
@@ -75,6 +75,7 @@ pub fn apply_record(
     counters: &mut Counters,
     record: &Record,
 ) -> Result<Outcome> {
+    txn.begin_record();
     match record {
         Record::Interaction(interaction) => apply_interaction(txn, counters, interaction),
         Record::SurveyResponse(survey) => apply_feedback(txn, counters, &Feedback::Survey(survey)),
@@ -287,10 +288,10 @@ fn apply_event(txn: &mut Txn<'_>, counters: &mut Counters, new: &CustomerEvent) 
 /// Tickets first: they maintain the customer-contact index that customers read.
 fn recompute_all(txn: &mut Txn<'_>, tickets: BTreeSet<Id>, customers: BTreeSet<Id>) -> Result<()> {
     for ticket in tickets {
-        recompute(txn, &Group::Ticket(ticket))?;
+        recompute(txn, &Group::Ticket(ticket), Retract::AsBefore)?;
     }
     for customer in customers {
-        recompute(txn, &Group::Customer(customer))?;
+        recompute(txn, &Group::Customer(customer), Retract::AsBefore)?;
     }
     Ok(())
 }

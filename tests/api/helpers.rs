@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use prost_types::{Duration, Timestamp};
 use support_metrics::app::Application;
@@ -497,4 +497,21 @@ pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     let (status, body) = http_get(app, "/metrics").await;
     assert!(status.contains("200"), "{status}");
     parse(&body)
+}
+
+/// Copies a store's directory as a killed process leaves it (call it after
+/// the writes to keep were acknowledged, or the store flushed): a crash,
+/// taken in process.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create the copy");
+    for entry in std::fs::read_dir(from).expect("read the store's directory") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            // A snapshot thread may rename its file away meanwhile.
+            let _ = std::fs::copy(entry.path(), &target);
+        }
+    }
 }

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use support_metrics::proto::v1 as pb;
 use support_metrics::store::keys;
-use support_metrics::store::{journal_entry, KvStore, SledOptions, SledStore, Store};
+use support_metrics::store::{
+    journal_entry, JournalEntry, KvStore, SledOptions, SledStore, Store,
+};
 
 use crate::helpers::*;
 
@@ -125,14 +127,12 @@ async fn a_snapshot_write_cut_short_is_removed_and_the_last_whole_one_loaded() {
     assert!(!unfinished.exists());
 }
 
-/// The example's first records are recorded and the store stopped; its
-/// snapshot is kept. The rest is recorded and the store stopped again. Then
-/// the first snapshot is put back and `journal` is given the `G` key of every
-/// group the store holds: what a crash after the first snapshot would leave,
-/// with commits journaled since. The store must serve what it served.
-async fn recovered_from_an_old_snapshot_and_a_journal(
-    journal: impl FnOnce(Vec<Vec<u8>>) -> Vec<(Vec<u8>, Option<Vec<u8>>)>,
-) {
+/// The example's first records are recorded and the store stopped (a
+/// snapshot). The rest is recorded, and the store crashes: its directory is
+/// copied as the acknowledged commits left it, the journal after the
+/// snapshot included, which `change` may then alter. The copy must serve
+/// what the store served.
+async fn recovered_from_a_snapshot_and_the_journal_after_it(change: impl FnOnce(&SledStore)) {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("data");
     let mut records = example_records();
@@ -140,31 +140,25 @@ async fn recovered_from_an_old_snapshot_and_a_journal(
     let mut app = spawn_app_at(data.clone()).await;
     app.record_all(records).await;
     app.stop().await;
-    let early_snapshot = std::fs::read(snapshot_file(&data)).expect("first snapshot");
     let mut app = spawn_app_at(data.clone()).await;
-    app.record_all(rest).await;
+    for record in rest {
+        app.record_all(vec![record]).await;
+    }
     let before = cards(&mut app).await;
+    let crashed = dir.path().join("crashed");
+    copy_dir(&data, &crashed);
     app.stop().await;
-
-    let groups: Vec<Vec<u8>> = {
-        let store = Store::open(&options(&data)).expect("open");
-        let groups = store
-            .kv()
-            .scan_prefix(&[keys::GROUP])
-            .map(|entry| entry.expect("scan").0)
-            .collect();
-        drop(store);
-        groups
-    };
-    assert!(groups.len() > 2, "the example changes several groups");
-    std::fs::write(snapshot_file(&data), early_snapshot).expect("put the old snapshot back");
-    open_raw(&data)
-        .commit(journal(groups))
-        .expect("write the journal");
-
-    serves_what_it_served(&data, &before).await;
+    {
+        let kv = open_raw(&crashed);
+        assert!(
+            family_count(&kv, keys::JOURNAL) > 2,
+            "the commits after the snapshot are journaled"
+        );
+        change(&kv);
+    }
+    serves_what_it_served(&crashed, &before).await;
     assert_eq!(
-        family_count(&open_raw(&data), keys::JOURNAL),
+        family_count(&open_raw(&crashed), keys::JOURNAL),
         0,
         "the next snapshot covers the journal"
     );
@@ -172,28 +166,43 @@ async fn recovered_from_an_old_snapshot_and_a_journal(
 
 #[tokio::test]
 async fn groups_the_journal_names_after_the_snapshot_are_recomputed_when_the_store_opens() {
-    // As commits journal them: neither entry names every group, and one
-    // group is in both. Sequences far past the old snapshot's.
-    recovered_from_an_old_snapshot_and_a_journal(|groups| {
-        let (first, second) = groups.split_at(groups.len() / 2);
-        let mut first = first.to_vec();
-        first.push(second[0].clone());
-        [(1_000_007, first), (1_000_008, second.to_vec())]
-            .into_iter()
-            .map(|(sequence, groups)| journal_entry(sequence, groups).expect("journal entry"))
-            .collect()
+    // Retracting what each contributed as the snapshot saw it: updates and
+    // late records among the example's second half.
+    recovered_from_a_snapshot_and_the_journal_after_it(|_| {}).await;
+}
+
+#[tokio::test]
+async fn a_damaged_journal_entry_recomputes_every_group() {
+    recovered_from_a_snapshot_and_the_journal_after_it(|kv| {
+        let (last, _) = kv
+            .scan_prefix(&[keys::JOURNAL])
+            .last()
+            .expect("an entry")
+            .expect("scan");
+        kv.commit(vec![(last, Some(b"damaged".to_vec()))])
+            .expect("damage it");
     })
     .await;
 }
 
 #[tokio::test]
-async fn a_damaged_journal_entry_recomputes_every_group() {
-    // One entry names nothing it can be trusted for; the other names one group.
-    recovered_from_an_old_snapshot_and_a_journal(|groups| {
-        vec![
-            journal_entry(1_000_003, vec![groups[0].clone()]).expect("journal entry"),
-            (keys::journal(1_000_004), Some(b"damaged".to_vec())),
-        ]
+async fn a_format_10_journal_which_names_groups_only_recomputes_every_group() {
+    // Format 10 kept contributions, so its entries named groups and nothing
+    // a replay could retract with: an unclean stop before an upgrade.
+    recovered_from_a_snapshot_and_the_journal_after_it(|kv| {
+        let mut changes = vec![(keys::format(), Some(encoded_u32(10)))];
+        for entry in kv.scan_prefix(&[keys::JOURNAL]) {
+            let (key, value) = entry.expect("scan");
+            let groups = match postcard::from_bytes::<JournalEntry>(&value[4..]) {
+                Ok(JournalEntry::Changes { groups, .. }) => groups,
+                other => panic!("a commit journals its changes, got {other:?}"),
+            };
+            let payload = postcard::to_stdvec(&JournalEntry::Groups(groups)).expect("encode");
+            let mut value = crc32fast::hash(&payload).to_le_bytes().to_vec();
+            value.extend(payload);
+            changes.push((key, Some(value)));
+        }
+        kv.commit(changes).expect("write a format 10 journal");
     })
     .await;
 }
@@ -204,7 +213,7 @@ async fn a_journal_entry_the_snapshot_covers_is_deleted_at_open() {
     // Sequence 0 is before the snapshot's next entry: covered.
     open_raw(&data)
         .commit(vec![
-            journal_entry(0, vec![b"Gt\xff".to_vec()]).expect("entry")
+            journal_entry(0, vec![b"Gt\xff".to_vec()], Vec::new()).expect("entry")
         ])
         .expect("write the journal");
     serves_what_it_served(&data, &before).await;
@@ -236,7 +245,7 @@ async fn a_format_9_store_is_migrated_its_derived_keys_deleted_and_recomputed() 
     ] {
         assert_eq!(family_count(&kv, family), 0);
     }
-    assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(10)));
+    assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(11)));
 }
 
 /// A `u32` as the store encodes values (a CRC-32 of the payload, then the

@@ -19,6 +19,8 @@ use support_metrics::store::keys;
 use support_metrics::store::{SledOptions, SnapshotPolicy, Store};
 use support_metrics::workload::{self, WorkloadConfig};
 
+use crate::helpers::copy_dir;
+
 fn options(path: &Path, after_groups: u64) -> SledOptions {
     SledOptions {
         path: path.to_owned(),
@@ -43,20 +45,6 @@ fn derived_state(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
     .flat_map(|family| store.kv().scan_prefix(&[family]).collect::<Vec<_>>())
     .map(|entry| entry.expect("scan"))
     .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("create the copy");
-    for entry in std::fs::read_dir(from).expect("read the store's directory") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            // A snapshot thread may rename its file away meanwhile.
-            let _ = std::fs::copy(entry.path(), &target);
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
