@@ -496,8 +496,21 @@ fn run_writer(
 ) {
     let bump = || changed.send_modify(|commits| *commits += 1);
     let mut held_back: Option<Job> = None;
+    let idle = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(idle) => Some(idle),
+        Err(error) => {
+            tracing::error!(%error, "no timer for the writer: snapshots wait for writes");
+            None
+        }
+    };
     loop {
-        let Some(first) = held_back.take().or_else(|| receiver.blocking_recv()) else {
+        let Some(first) = held_back
+            .take()
+            .or_else(|| next_job(idle.as_ref(), state, &mut receiver))
+        else {
             break;
         };
         if first.command.is_exclusive() {
@@ -533,6 +546,31 @@ fn run_writer(
         }
         if commit_group(kv, metrics, group) {
             bump();
+        }
+    }
+}
+
+/// How often an idle writer looks whether a snapshot is due.
+const IDLE_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The next job (`None` once the queue is closed and empty). While none
+/// comes, the writer saves the changes of its last writes as a snapshot once
+/// one is due ([`DerivedState::snapshot_if_due`]), so that an idle server
+/// does not leave them to its journal.
+fn next_job(
+    idle: Option<&tokio::runtime::Runtime>,
+    state: &DerivedState,
+    receiver: &mut mpsc::Receiver<Job>,
+) -> Option<Job> {
+    let Some(idle) = idle else {
+        return receiver.blocking_recv();
+    };
+    loop {
+        let waited =
+            idle.block_on(async { tokio::time::timeout(IDLE_CHECK, receiver.recv()).await });
+        match waited {
+            Ok(job) => return job,
+            Err(_) => state.snapshot_if_due(),
         }
     }
 }

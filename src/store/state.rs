@@ -658,6 +658,29 @@ impl DerivedState {
         }
     }
 
+    /// Between writes: collects a finished snapshot (and deletes the journal
+    /// it covers), and starts one if something changed since the last and
+    /// that is older than the policy's interval.
+    pub fn snapshot_if_due(&self) {
+        let Ok(mut writer) = self.writer.lock() else {
+            return;
+        };
+        self.land_snapshot(&mut writer, false);
+        if let Some(before) = writer.deletable() {
+            let deleted = journal_deletes(self.engine.as_ref(), before)
+                .and_then(|deletes| self.engine.commit(deletes));
+            if let Err(error) = deleted {
+                tracing::error!(%error, "deleting the journal a snapshot covers failed");
+                writer.covered = Some(before);
+            }
+        }
+        let due = writer.groups_since_snapshot > 0
+            && writer.last_snapshot.elapsed() >= self.policy.interval;
+        if due && writer.in_flight.is_none() {
+            self.start_snapshot(&mut writer);
+        }
+    }
+
     /// Writes a snapshot of everything committed so far, on this thread, and
     /// deletes the journal it covers: a clean close, or an operator's request.
     pub fn snapshot_now(&self) -> Result<()> {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use support_metrics::proto::v1 as pb;
 use support_metrics::store::keys;
 use support_metrics::store::{
-    journal_entry, JournalEntry, KvStore, SledOptions, SledStore, Store,
+    journal_entry, JournalEntry, KvStore, SledOptions, SledStore, SnapshotPolicy, Store,
 };
 
 use crate::helpers::*;
@@ -276,4 +276,62 @@ async fn a_store_of_another_format_is_refused_with_the_way_out() {
     let message = error.to_string();
     assert!(message.contains("earlier build"), "{message}");
     assert!(message.contains("export"), "{message}");
+}
+
+#[tokio::test]
+async fn an_idle_store_saves_its_last_changes_as_a_snapshot_once_one_is_due() {
+    use support_metrics::workload::{self, WorkloadConfig};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let store = Store::open(&SledOptions {
+        snapshots: SnapshotPolicy {
+            after_groups: 1_000_000,
+            interval: std::time::Duration::from_secs(1),
+        },
+        ..options(&data)
+    })
+    .expect("open");
+    let config = WorkloadConfig::new(
+        7,
+        200,
+        5,
+        support_metrics::domain::time::Instant::from_seconds(1_767_225_600),
+    );
+    store
+        .record(workload::generate(&config))
+        .await
+        .expect("recorded");
+    // No write follows: the writer, idle, must save the state within a few
+    // seconds and delete the journal the snapshot covers.
+    let crashed = dir.path().join("crashed");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        copy_dir(&data, &crashed);
+        let saved = snapshot_file(&crashed).exists()
+            && family_count(&open_raw(&crashed), keys::JOURNAL) == 0;
+        if saved {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "an idle store left its changes to the journal"
+        );
+        std::fs::remove_dir_all(&crashed).expect("remove the copy");
+    }
+    let recovered = Store::open(&options(&crashed)).expect("open the copy");
+    for family in [keys::AGGREGATE, keys::DERIVED_INDEX] {
+        let served: Vec<_> = store
+            .kv()
+            .scan_prefix(&[family])
+            .map(|e| e.expect("scan"))
+            .collect();
+        let restored: Vec<_> = recovered
+            .kv()
+            .scan_prefix(&[family])
+            .map(|e| e.expect("scan"))
+            .collect();
+        assert!(!served.is_empty());
+        assert_eq!(served, restored, "the snapshot holds the last writes");
+    }
 }
