@@ -186,9 +186,15 @@ pub struct TokenSources {
 impl TokenSources {
     /// Reads and parses every source; errors name the source and entry.
     pub fn load(&self) -> Result<Tokens, String> {
-        let mut tokens = match &self.file {
-            Some(path) => Tokens::parse(&read_file(path)?, &file_source(path))?,
-            None => Tokens::default(),
+        let text = self.file.as_deref().map(read_file).transpose()?;
+        self.parse(text.as_deref())
+    }
+
+    /// The tokens of the file's `text`, as read, and the inline ones.
+    fn parse(&self, text: Option<&str>) -> Result<Tokens, String> {
+        let mut tokens = match (&self.file, text) {
+            (Some(path), Some(text)) => Tokens::parse(text, &file_source(path))?,
+            _ => Tokens::default(),
         };
         if let Some(inline) = &self.inline {
             tokens.extend(Tokens::parse(inline, "SUPPORT_METRICS_TOKENS")?);
@@ -231,12 +237,15 @@ impl LiveTokens {
         Arc::clone(&current)
     }
 
-    /// Reads the sources again and puts their tokens in force, unless they
-    /// cannot be read, do not parse or hold no token (which would turn
-    /// authentication off): then the tokens in force stay, and the error is
-    /// returned.
+    /// Reads the sources again and puts their tokens in force (see
+    /// [`LiveTokens::put_in_force`]); the number of tokens in force.
     pub fn reload(&self, sources: &TokenSources) -> Result<usize, String> {
-        let tokens = sources.load()?;
+        self.put_in_force(sources.load()?)
+    }
+
+    /// Puts `tokens` in force, unless there are none (which would turn
+    /// authentication off): then the tokens in force stay.
+    fn put_in_force(&self, tokens: Tokens) -> Result<usize, String> {
         if tokens.is_empty() {
             return Err("the tokens file holds no token".into());
         }
@@ -283,17 +292,20 @@ impl LiveTokens {
                 }
                 continue;
             };
-            // Unreadable now (a Secret being swapped): looked at again next time.
-            let text = read_file(path).ok();
-            let changed = text.is_some() && text != seen;
+            // Unreadable now (a Secret being swapped): looked at again next
+            // time, unless SIGHUP asks now.
+            let read = read_file(path);
+            let changed = read.as_ref().is_ok_and(|text| seen.as_ref() != Some(text));
             if !hangup && !changed {
                 continue;
             }
-            if text.is_some() {
-                seen = text;
-            }
+            let tokens = read.and_then(|text| {
+                let tokens = sources.parse(Some(&text));
+                seen = Some(text);
+                tokens
+            });
             let why = if hangup { "SIGHUP" } else { "the file changed" };
-            match self.reload(&sources) {
+            match tokens.and_then(|tokens| self.put_in_force(tokens)) {
                 Ok(count) => {
                     tracing::info!(tokens = count, path = %path.display(), why, "tokens reloaded")
                 }
