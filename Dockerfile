@@ -10,8 +10,8 @@ RUN cargo build --release --locked --bin support-metrics
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/support-metrics /usr/local/bin/support-metrics
 USER 65532:65532
-EXPOSE 50051 9090
+EXPOSE 50051 9464
 ENV SUPPORT_METRICS_LISTEN=0.0.0.0:50051 \
-    SUPPORT_METRICS_METRICS_LISTEN=0.0.0.0:9090 \
+    SUPPORT_METRICS_METRICS_LISTEN=0.0.0.0:9464 \
     SUPPORT_METRICS_DATA_DIR=/data
 ENTRYPOINT ["/usr/local/bin/support-metrics"]

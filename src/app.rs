@@ -12,12 +12,12 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
-use crate::auth::Tokens;
+use crate::auth::{self, LiveTokens, TokenSources, Tokens};
 use crate::config::Config;
 use crate::gate::GateLayer;
 use crate::limit::InFlightLimit;
 use crate::live::LiveScorecards;
-use crate::metrics::{self, StoreReading};
+use crate::metrics::{self, ServerReading, StoreReading};
 use crate::proto::v1::admin_service_server::AdminServiceServer;
 use crate::proto::v1::ingest_service_server::IngestServiceServer;
 use crate::proto::v1::scorecard_service_server::ScorecardServiceServer;
@@ -36,9 +36,11 @@ pub struct Application {
     listener: TcpListener,
     metrics_listener: TcpListener,
     store: Store,
+    data_dir: std::path::PathBuf,
     max_message_bytes: usize,
     max_in_flight: usize,
-    tokens: Tokens,
+    tokens: Arc<LiveTokens>,
+    token_sources: TokenSources,
     reflection: bool,
     tls: Option<ServerTlsConfig>,
 }
@@ -70,18 +72,12 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
 
 /// The configured tokens, and the refusal to serve a network unauthenticated
 /// unless told to.
-fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
-    let mut tokens = Tokens::default();
-    if let Some(path) = &config.tokens_file {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("reading the tokens file {}: {e}", path.display()))?;
-        let source = format!("the tokens file {}", path.display());
-        tokens = Tokens::parse(&text, &source).map_err(anyhow::Error::msg)?;
-    }
-    if let Some(inline) = &config.tokens {
-        let more = Tokens::parse(inline, "SUPPORT_METRICS_TOKENS").map_err(anyhow::Error::msg)?;
-        tokens.extend(more);
-    }
+fn load_tokens(config: &Config) -> anyhow::Result<(Tokens, TokenSources)> {
+    let sources = TokenSources {
+        file: config.tokens_file.clone(),
+        inline: config.tokens.clone(),
+    };
+    let tokens = sources.load().map_err(anyhow::Error::msg)?;
     if tokens.is_empty() {
         if !config.listen.ip().is_loopback() && !config.insecure {
             anyhow::bail!(
@@ -97,7 +93,39 @@ fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
     } else {
         tracing::info!(tokens = tokens.len(), "bearer-token authentication on");
     }
-    Ok(tokens)
+    Ok((tokens, sources))
+}
+
+/// What a scrape of `/metrics` renders: the store's figures while it is open.
+fn scrape(
+    store: &Store,
+    data_dir: std::path::PathBuf,
+    in_flight: Arc<InFlightLimit>,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
+    let scraped = store.downgrade();
+    let metrics = store.metrics();
+    Arc::new(move || {
+        let server = ServerReading {
+            requests_in_flight: in_flight.in_flight(),
+            max_in_flight: in_flight.limit(),
+        };
+        let Some(store) = scraped.upgrade() else {
+            return metrics.render(StoreReading::default(), server);
+        };
+        let counters = reads::counters(store.kv()).unwrap_or_default();
+        let snapshot_age_seconds = crate::store::snapshot_written_at(&data_dir)
+            .map(|written| written.elapsed().unwrap_or_default().as_secs_f64());
+        let reading = StoreReading {
+            size_bytes: store.kv().size_on_disk().unwrap_or(0),
+            keys_written: store.kv().keys_written(),
+            pending_surveys: counters.pending_survey_responses,
+            pending_reviews: counters.pending_quality_reviews,
+            writer_queue: store.writer_queue(),
+            snapshot_age_seconds,
+            disk: metrics::disk_space(&data_dir),
+        };
+        metrics.render(reading, server)
+    })
 }
 
 impl Application {
@@ -110,7 +138,7 @@ impl Application {
                  a crash loses the most recent ones"
             );
         }
-        let tokens = load_tokens(config)?;
+        let (tokens, token_sources) = load_tokens(config)?;
         let tls = load_tls(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen).await?;
@@ -121,9 +149,11 @@ impl Application {
             listener,
             metrics_listener,
             store,
+            data_dir: config.data_dir.clone(),
             max_message_bytes: config.max_message_mb * 1024 * 1024,
             max_in_flight: config.max_in_flight.max(1),
-            tokens,
+            tokens: Arc::new(LiveTokens::new(tokens)),
+            token_sources,
             reflection: !config.disable_reflection,
             tls,
         })
@@ -170,21 +200,12 @@ impl Application {
         tracing::info!(%addr, %metrics_addr, "serving gRPC, and metrics at /metrics");
         let store = self.store;
         let metrics = store.metrics();
-        let scraped = store.downgrade();
-        let scrape_metrics = Arc::clone(&metrics);
-        let render = Arc::new(move || match scraped.upgrade() {
-            Some(store) => {
-                let counters = reads::counters(store.kv()).unwrap_or_default();
-                store.metrics().render(StoreReading {
-                    size_bytes: store.kv().size_on_disk().unwrap_or(0),
-                    keys_written: store.kv().keys_written(),
-                    pending_surveys: counters.pending_survey_responses,
-                    pending_reviews: counters.pending_quality_reviews,
-                })
-            }
-            None => scrape_metrics.render(StoreReading::default()),
-        });
+        let in_flight = Arc::new(InFlightLimit::new(self.max_in_flight));
+        let render = scrape(&store, self.data_dir.clone(), Arc::clone(&in_flight));
         let metrics_server = tokio::spawn(metrics::serve(self.metrics_listener, render));
+        let token_watcher = tokio::spawn(
+            Arc::clone(&self.tokens).watch(self.token_sources, auth::RELOAD_CHECK_INTERVAL),
+        );
         let live = Arc::new(LiveScorecards::new(&store));
         let stopping_live = Arc::clone(&live);
         let stopping_health = health.clone();
@@ -219,10 +240,8 @@ impl Application {
             // Outermost first: metrics see every answer, auth refusals cost
             // no in-flight permit.
             .layer(GateLayer::new(metrics))
-            .layer(GateLayer::new(Arc::new(self.tokens)))
-            .layer(GateLayer::new(Arc::new(InFlightLimit::new(
-                self.max_in_flight,
-            ))))
+            .layer(GateLayer::new(self.tokens))
+            .layer(GateLayer::new(in_flight))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
@@ -261,6 +280,7 @@ impl Application {
             ),
         }
         metrics_server.abort();
+        token_watcher.abort();
         // The last handle closes the writer after it has committed what it holds.
         tokio::task::spawn_blocking(move || drop(store)).await?;
         tracing::info!("stopped");

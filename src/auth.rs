@@ -4,6 +4,16 @@
 //! helpdesk backend is a `writer` (IngestService), the BI service a `reader`
 //! (ScorecardService except SetTargets, SetCalendar and SetSlaPolicy), operators `admin` (everything). Health
 //! checks are always open, so probes need no token.
+//!
+//! The tokens file is read again when its content changes (checked every
+//! second: a Kubernetes Secret volume is updated by swapping a symlink, which
+//! file-change notification on the path would miss) and on SIGHUP, without a
+//! restart; a file that cannot be read, does not parse or holds no token is
+//! logged and the tokens in force are kept.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -164,11 +174,162 @@ fn check(tokens: &Tokens, path: &str, authorization: Option<&[u8]>) -> Result<()
     }
 }
 
+/// Where the tokens come from, so that they can be read again.
+#[derive(Debug, Clone, Default)]
+pub struct TokenSources {
+    /// The tokens file (`--tokens-file`).
+    pub file: Option<PathBuf>,
+    /// Inline tokens (`--tokens`), added to the file's.
+    pub inline: Option<String>,
+}
+
+impl TokenSources {
+    /// Reads and parses every source; errors name the source and entry.
+    pub fn load(&self) -> Result<Tokens, String> {
+        let text = self.file.as_deref().map(read_file).transpose()?;
+        self.parse(text.as_deref())
+    }
+
+    /// The tokens of the file's `text`, as read, and the inline ones.
+    fn parse(&self, text: Option<&str>) -> Result<Tokens, String> {
+        let mut tokens = match (&self.file, text) {
+            (Some(path), Some(text)) => Tokens::parse(text, &file_source(path))?,
+            _ => Tokens::default(),
+        };
+        if let Some(inline) = &self.inline {
+            tokens.extend(Tokens::parse(inline, "SUPPORT_METRICS_TOKENS")?);
+        }
+        Ok(tokens)
+    }
+}
+
+fn file_source(path: &Path) -> String {
+    format!("the tokens file {}", path.display())
+}
+
+fn read_file(path: &Path) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("reading the tokens file {}: {e}", path.display()))
+}
+
+/// The tokens in force, replaced whole on a reload.
+#[derive(Debug)]
+pub struct LiveTokens {
+    current: RwLock<Arc<Tokens>>,
+}
+
+/// How often the tokens file is checked for a change.
+pub const RELOAD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+impl LiveTokens {
+    pub fn new(tokens: Tokens) -> LiveTokens {
+        LiveTokens {
+            current: RwLock::new(Arc::new(tokens)),
+        }
+    }
+
+    /// The tokens in force now.
+    pub fn current(&self) -> Arc<Tokens> {
+        let current = self
+            .current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(&current)
+    }
+
+    /// Reads the sources again and puts their tokens in force (see
+    /// [`LiveTokens::put_in_force`]); the number of tokens in force.
+    pub fn reload(&self, sources: &TokenSources) -> Result<usize, String> {
+        self.put_in_force(sources.load()?)
+    }
+
+    /// Puts `tokens` in force, unless there are none (which would turn
+    /// authentication off): then the tokens in force stay.
+    fn put_in_force(&self, tokens: Tokens) -> Result<usize, String> {
+        if tokens.is_empty() {
+            return Err("the tokens file holds no token".into());
+        }
+        let count = tokens.len();
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(tokens);
+        Ok(count)
+    }
+
+    /// Reloads whenever the tokens file's content changes (checked every
+    /// `interval`) or the process gets SIGHUP, logging each reload and each
+    /// refusal. Runs until dropped; with no tokens file, SIGHUP is only logged.
+    pub async fn watch(self: Arc<Self>, sources: TokenSources, interval: Duration) {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; the tokens file is still watched");
+                None
+            }
+        };
+        let mut seen = sources
+            .file
+            .as_deref()
+            .and_then(|path| read_file(path).ok());
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let hangup = tokio::select! {
+                _ = ticks.tick() => false,
+                Some(()) = async {
+                    match hangups.as_mut() {
+                        Some(hangups) => hangups.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => true,
+            };
+            let Some(path) = sources.file.as_deref() else {
+                if hangup {
+                    tracing::info!("SIGHUP: no tokens file to reload");
+                }
+                continue;
+            };
+            // Unreadable now (a Secret being swapped): looked at again next
+            // time, unless SIGHUP asks now.
+            let read = read_file(path);
+            let changed = read.as_ref().is_ok_and(|text| seen.as_ref() != Some(text));
+            if !hangup && !changed {
+                continue;
+            }
+            let tokens = read.and_then(|text| {
+                let tokens = sources.parse(Some(&text));
+                seen = Some(text);
+                tokens
+            });
+            let why = if hangup { "SIGHUP" } else { "the file changed" };
+            match tokens.and_then(|tokens| self.put_in_force(tokens)) {
+                Ok(count) => {
+                    tracing::info!(tokens = count, path = %path.display(), why, "tokens reloaded")
+                }
+                Err(error) => tracing::error!(
+                    %error,
+                    why,
+                    "tokens not reloaded; the tokens in force are kept"
+                ),
+            }
+        }
+    }
+}
+
 /// Refuses requests whose token does not grant their method; admits every
 /// request when no token is configured.
-impl Admission for Tokens {
+impl Admission for LiveTokens {
     type Ticket = ();
 
+    fn admit<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
+        self.current().admit(request)
+    }
+}
+
+impl Tokens {
     fn admit<B>(&self, request: &http::Request<B>) -> Result<(), Status> {
         if self.is_empty() {
             return Ok(());
@@ -274,5 +435,62 @@ mod tests {
             let path = format!("/supportmetrics.v1.ScorecardService/{getter}");
             assert_eq!(code(Some(&reader), &path), None, "{getter}");
         }
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_the_tokens_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, format!("admin {WRITER}\n")).unwrap();
+        let sources = TokenSources {
+            file: Some(path.clone()),
+            inline: None,
+        };
+        let live = Arc::new(LiveTokens::new(sources.load().unwrap()));
+        // Listening here too, so that SIGHUP never meets the default action
+        // (ending the process) before the watcher listens.
+        let mut hangups =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+        // Checks of the file so rare that only SIGHUP can explain a reload.
+        let watcher = tokio::spawn(Arc::clone(&live).watch(sources, Duration::from_secs(3600)));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        std::fs::write(&path, "reader reader-token-0123456789\n").unwrap();
+        nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
+        hangups.recv().await;
+        for _ in 0..100 {
+            if live.current().role_of("reader-token-0123456789").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tokens = live.current();
+        assert_eq!(
+            tokens.role_of("reader-token-0123456789"),
+            Some(Role::Reader)
+        );
+        assert_eq!(tokens.role_of(WRITER), None);
+        watcher.abort();
+    }
+
+    #[test]
+    fn a_reload_that_would_turn_authentication_off_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, format!("writer {WRITER}\n")).unwrap();
+        let sources = TokenSources {
+            file: Some(path.clone()),
+            inline: None,
+        };
+        let live = LiveTokens::new(sources.load().unwrap());
+        std::fs::write(&path, "# nothing\n").unwrap();
+        assert!(live.reload(&sources).unwrap_err().contains("no token"));
+        std::fs::write(&path, "writer short\n").unwrap();
+        assert!(live.reload(&sources).unwrap_err().contains("entry 1"));
+        std::fs::remove_file(&path).unwrap();
+        assert!(live
+            .reload(&sources)
+            .unwrap_err()
+            .contains("reading the tokens file"));
+        assert_eq!(live.current().role_of(WRITER), Some(Role::Writer));
     }
 }

@@ -101,7 +101,7 @@ pub struct Config {
     #[arg(
         long,
         env = "SUPPORT_METRICS_METRICS_LISTEN",
-        default_value = "127.0.0.1:9090"
+        default_value = "127.0.0.1:9464"
     )]
     pub metrics_listen: SocketAddr,
 

@@ -21,9 +21,19 @@ pub trait Admission: Send + Sync + 'static {
     /// Admits the request, or refuses it with the status it is answered with.
     fn admit<B>(&self, request: &http::Request<B>) -> Result<Self::Ticket, Status>;
 
-    /// Called when an admitted request has its response (`None`: it failed
-    /// below gRPC); the ticket is dropped after.
-    fn finish(&self, _ticket: Self::Ticket, _response: Option<&http::Response<Body>>) {}
+    /// Called with an admitted request's response before it is sent, and
+    /// returns the response to send: an admission that follows the call to
+    /// its end (a stream's last message) moves its ticket into the body. By
+    /// default the ticket is dropped here, when the response headers are
+    /// ready. A request that failed below gRPC drops its ticket unanswered.
+    fn respond(
+        &self,
+        ticket: Self::Ticket,
+        response: http::Response<Body>,
+    ) -> http::Response<Body> {
+        drop(ticket);
+        response
+    }
 }
 
 /// Puts an [`Admission`] in front of the services.
@@ -94,11 +104,7 @@ where
             Ok(ticket) => {
                 let admission = Arc::clone(&self.admission);
                 let response = self.inner.call(request);
-                Box::pin(async move {
-                    let response = response.await;
-                    admission.finish(ticket, response.as_ref().ok());
-                    response
-                })
+                Box::pin(async move { Ok(admission.respond(ticket, response.await?)) })
             }
             Err(status) => Box::pin(std::future::ready(Ok(status.into_http()))),
         }

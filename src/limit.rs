@@ -28,6 +28,16 @@ impl InFlightLimit {
             limit,
         }
     }
+
+    /// Requests holding a permit now.
+    pub fn in_flight(&self) -> usize {
+        self.limit - self.permits.available_permits()
+    }
+
+    /// The bound.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
 }
 
 impl Admission for InFlightLimit {

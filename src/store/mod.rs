@@ -115,6 +115,14 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// When the derived-state snapshot in `dir` was last written, if there is one
+/// (for the metrics endpoint).
+pub fn snapshot_written_at(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(snapshots::path_in(dir))
+        .and_then(|metadata| metadata.modified())
+        .ok()
+}
+
 /// A store handle that does not keep the store open (for observers such as the
 /// metrics endpoint).
 #[derive(Clone)]
@@ -224,6 +232,17 @@ impl Store {
     /// The service's metrics; the writer records commits and outcomes in them.
     pub fn metrics(&self) -> Arc<Metrics> {
         Arc::clone(&self.inner.metrics)
+    }
+
+    /// Writes waiting for the writer, and how many may wait (for the metrics
+    /// endpoint).
+    pub fn writer_queue(&self) -> (usize, usize) {
+        self.inner
+            .jobs
+            .as_ref()
+            .map_or((0, WRITE_QUEUE_DEPTH), |jobs| {
+                (jobs.max_capacity() - jobs.capacity(), jobs.max_capacity())
+            })
     }
 
     /// The key-value store, for reads.

@@ -163,3 +163,87 @@ async fn reflection_can_be_turned_off() {
         .expect_err("no reflection service");
     assert_eq!(status.code(), Code::Unimplemented);
 }
+
+/// The code GetStats answers with `token`.
+async fn stats_code(app: &TestApp, token: &str) -> Code {
+    app.admin
+        .clone()
+        .get_stats(with_token(pb::GetStatsRequest {}, Some(token)))
+        .await
+        .err()
+        .map_or(Code::Ok, |s| s.code())
+}
+
+/// Replaces a file whole, as Kubernetes updates a Secret volume.
+fn replace(path: &std::path::Path, text: &str) {
+    let next = path.with_extension("next");
+    std::fs::write(&next, text).unwrap();
+    std::fs::rename(&next, path).unwrap();
+}
+
+/// Waits (up to 10 s) until `token` gets `code`; the code it got last.
+async fn once_answered(app: &TestApp, token: &str, code: Code) -> Code {
+    let mut got = stats_code(app, token).await;
+    for _ in 0..100 {
+        if got == code {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        got = stats_code(app, token).await;
+    }
+    got
+}
+
+const NEW_ADMIN: &str = "new-admin-token-0123456789";
+
+#[tokio::test]
+async fn a_changed_tokens_file_is_read_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens_file = dir.path().join("tokens");
+    std::fs::write(&tokens_file, format!("admin {ADMIN}\n")).unwrap();
+    let mut config = tool_config(dir.path().join("data"));
+    config.tokens_file = Some(tokens_file.clone());
+    let app = spawn_app_with(config).await;
+    assert_eq!(stats_code(&app, ADMIN).await, Code::Ok);
+    assert_eq!(stats_code(&app, NEW_ADMIN).await, Code::Unauthenticated);
+
+    replace(&tokens_file, &format!("admin {NEW_ADMIN}\n"));
+    assert_eq!(once_answered(&app, NEW_ADMIN, Code::Ok).await, Code::Ok);
+    assert_eq!(
+        stats_code(&app, ADMIN).await,
+        Code::Unauthenticated,
+        "a token taken out of the file is refused"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_tokens_file_is_refused_and_the_tokens_in_force_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens_file = dir.path().join("tokens");
+    std::fs::write(&tokens_file, format!("admin {ADMIN}\n")).unwrap();
+    let mut config = tool_config(dir.path().join("data"));
+    config.tokens_file = Some(tokens_file.clone());
+    let app = spawn_app_with(config).await;
+    let checks = support_metrics::auth::RELOAD_CHECK_INTERVAL * 3;
+
+    // A bad entry, then a file without any token (which would turn
+    // authentication off): each is refused, the old tokens stay in force.
+    for bad in [
+        format!("admin {ADMIN}\nowner {NEW_ADMIN}\n"),
+        "# emptied\n".into(),
+    ] {
+        replace(&tokens_file, &bad);
+        tokio::time::sleep(checks).await;
+        assert_eq!(stats_code(&app, ADMIN).await, Code::Ok, "after {bad:?}");
+        let anonymous = app
+            .admin
+            .clone()
+            .get_stats(pb::GetStatsRequest {})
+            .await
+            .expect_err("still authenticated");
+        assert_eq!(anonymous.code(), Code::Unauthenticated, "after {bad:?}");
+    }
+    // The watch goes on after a refusal.
+    replace(&tokens_file, &format!("admin {NEW_ADMIN}\n"));
+    assert_eq!(once_answered(&app, NEW_ADMIN, Code::Ok).await, Code::Ok);
+}
