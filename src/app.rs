@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -77,6 +78,13 @@ fn load_tokens(config: &Config) -> anyhow::Result<Tokens> {
             .map_err(|e| anyhow::anyhow!("reading the tokens file {}: {e}", path.display()))?;
         let source = format!("the tokens file {}", path.display());
         tokens = Tokens::parse(&text, &source).map_err(anyhow::Error::msg)?;
+        // A file that was meant to hold tokens must not turn authentication off.
+        if tokens.is_empty() {
+            anyhow::bail!(
+                "{source} holds no token: give it `<role> <token>` lines, or leave out \
+                 --tokens-file to serve without authentication (loopback only)"
+            );
+        }
     }
     if let Some(inline) = &config.tokens {
         let more = Tokens::parse(inline, "SUPPORT_METRICS_TOKENS").map_err(anyhow::Error::msg)?;
@@ -113,7 +121,9 @@ impl Application {
         let tokens = load_tokens(config)?;
         let tls = load_tls(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", config.listen))?;
         let metrics_listener = metrics::bind(config.metrics_listen).await.map_err(|e| {
             anyhow::anyhow!("binding the metrics address {}: {e}", config.metrics_listen)
         })?;
@@ -153,10 +163,14 @@ impl Application {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.BadRequest and friends, so that grpcurl can print
+            // the error details of a refusal instead of base64.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let (reflection_v1, reflection_v1alpha) = if self.reflection {
             (Some(reflection_v1), Some(reflection_v1alpha))

@@ -311,15 +311,9 @@ async fn resident_memory_stays_within_the_documented_sizing() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let demo = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
-        .args(["--log", "warn", "--data-dir"])
+        .args(["demo", "--log", "warn", "--data-dir"])
         .arg(&data_dir)
-        .args([
-            "demo",
-            "--interactions",
-            &INTERACTIONS.to_string(),
-            "--days",
-            "30",
-        ])
+        .args(["--interactions", &INTERACTIONS.to_string(), "--days", "30"])
         .output()
         .expect("demo runs");
     assert!(
