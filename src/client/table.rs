@@ -77,7 +77,8 @@ pub fn rounded(x: f64) -> String {
     }
 }
 
-/// Seconds as a person reads them: `42s`, `12m 05s`, `2h 03m`, `3d 04h`.
+/// Seconds as a person reads them, rounded to the last unit shown: `42s`,
+/// `12m 05s`, `2h 03m`, `3d 04h`.
 pub fn duration(seconds: f64) -> String {
     if seconds < 0.0 {
         return format!("-{}", duration(-seconds));
@@ -85,20 +86,16 @@ pub fn duration(seconds: f64) -> String {
     if seconds < 60.0 {
         return format!("{}s", rounded(seconds));
     }
-    let whole = seconds.round() as u64;
-    let (days, hours, minutes, secs) = (
-        whole / 86_400,
-        whole / 3600 % 24,
-        whole / 60 % 60,
-        whole % 60,
-    );
-    if days > 0 {
-        format!("{days}d {hours:02}h")
-    } else if hours > 0 {
-        format!("{hours}h {minutes:02}m")
-    } else {
-        format!("{minutes}m {secs:02}s")
+    let whole_seconds = seconds.round() as u64;
+    if whole_seconds < 3600 {
+        return format!("{}m {:02}s", whole_seconds / 60, whole_seconds % 60);
     }
+    let whole_minutes = (seconds / 60.0).round() as u64;
+    if whole_minutes < 24 * 60 {
+        return format!("{}h {:02}m", whole_minutes / 60, whole_minutes % 60);
+    }
+    let whole_hours = (seconds / 3600.0).round() as u64;
+    format!("{}d {:02}h", whole_hours / 24, whole_hours % 24)
 }
 
 #[cfg(test)]
@@ -113,6 +110,8 @@ mod tests {
         assert_eq!(duration(600.0), "10m 00s");
         assert_eq!(duration(219_600.0), "2d 13h");
         assert_eq!(duration(0.0), "0s");
+        assert_eq!(duration(3599.6), "1h 00m");
+        assert_eq!(duration(86_399.0), "1d 00h");
     }
 
     #[test]
@@ -145,9 +144,18 @@ mod tests {
         assert!(text.contains("metrics.fcr_rate_percent"), "{text}");
         assert!(text.contains("66.67\n"), "{text}");
         assert!(text.contains("89d 09h"), "{text}");
-        assert!(
-            text.contains("metrics.csat.score_counts[score 5]  3"),
-            "{text}"
+        let row = |path: &str| {
+            text.lines()
+                .find(|line| line.starts_with(&format!("{path} ")))
+                .map(|line| line[path.len()..].trim().to_owned())
+        };
+        assert_eq!(
+            row("metrics.csat.score_counts[score 5]").as_deref(),
+            Some("3")
+        );
+        assert_eq!(
+            row("metrics.csat.score_counts[score 1]").as_deref(),
+            Some("0")
         );
         assert!(text.contains("metrics.tickets_created"), "{text}");
         assert!(text.contains("30m 00s"), "{text}");

@@ -131,8 +131,7 @@ async fn an_empty_tokens_file_is_refused_not_read_as_authentication_off() {
     config.tokens_file = Some(tokens_file.clone());
     let error = Application::build(&config)
         .await
-        .err()
-        .expect("an empty tokens file is an error");
+        .expect_err("an empty tokens file is an error");
     let text = format!("{error:#}");
     assert!(text.contains(&tokens_file.display().to_string()), "{text}");
     assert!(text.contains("holds no token"), "{text}");
@@ -147,8 +146,7 @@ async fn a_busy_grpc_port_names_the_address() {
     config.listen = address;
     let error = Application::build(&config)
         .await
-        .err()
-        .expect("the port is taken");
+        .expect_err("the port is taken");
     let text = format!("{error:#}");
     assert!(text.contains(&format!("gRPC address {address}")), "{text}");
 }
