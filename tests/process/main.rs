@@ -200,6 +200,13 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
         );
     }
     assert!(!log_before.contains("ERROR"), "{log_before}");
+    // Its logs go to a file: text without colour codes (the WARN line at start
+    // was coloured before).
+    assert!(log_before.contains("WARN"), "{log_before}");
+    assert!(
+        !log_before.contains('\x1b'),
+        "colour codes in {log_before:?}"
+    );
 
     let server = Server::start(&data_dir, &[]).await;
     let findings = check(&server, &ledger, 0, true, &mut Rng::new(seed)).await;
