@@ -139,6 +139,69 @@ mod tests {
         assert_eq!(base64(b"ping"), "cGluZw==");
     }
 
+    fn printed(message: &impl prost::Message, name: &str) -> String {
+        let pool = prost_reflect::DescriptorPool::decode(crate::proto::FILE_DESCRIPTOR_SET)
+            .expect("descriptors");
+        let descriptor = pool.get_message_by_name(name).expect("a message");
+        let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())
+            .expect("decodes");
+        serde_json::to_string_pretty(&super::message(&dynamic)).expect("prints")
+    }
+
+    /// What `grpcurl -emit-defaults` (v1.8.6, Go's jsonpb) prints for the same
+    /// messages, written out by hand: every field in declaration order, zero
+    /// values included, 64-bit integers quoted, an unset `optional` left out,
+    /// an unset message `null`, an empty list `[]`.
+    #[test]
+    fn messages_print_as_grpcurl_prints_them() {
+        use crate::proto::v1 as pb;
+        let target = pb::TargetResult {
+            metric: pb::Metric::CsatPercent as i32,
+            direction: pb::Direction::AtLeast as i32,
+            target: 85.0,
+            actual: None,
+            status: pb::TargetStatus::NoData as i32,
+            from_organization_default: true,
+            sample_size: 0,
+        };
+        assert_eq!(
+            printed(&target, "supportmetrics.v1.TargetResult"),
+            r#"{
+  "metric": "CSAT_PERCENT",
+  "direction": "AT_LEAST",
+  "target": 85,
+  "status": "NO_DATA",
+  "from_organization_default": true,
+  "sample_size": "0"
+}"#
+        );
+        let scorecard = pb::Scorecard {
+            scope: Some(pb::Scope {
+                kind: pb::ScopeKind::Team as i32,
+                team_id: "billing".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let text = printed(&scorecard, "supportmetrics.v1.Scorecard");
+        assert!(
+            text.starts_with(
+                r#"{
+  "scope": {
+    "kind": "TEAM",
+    "team_id": "billing",
+    "agent_id": "",
+    "channel": "CHANNEL_UNSPECIFIED",
+    "team_ids": [],
+    "tag": ""
+  },
+  "window": null,
+  "metrics": null,"#
+            ),
+            "{text}"
+        );
+    }
+
     #[test]
     fn whole_doubles_print_like_go() {
         assert_eq!(float(100.0).to_string(), "100");
