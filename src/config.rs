@@ -18,8 +18,8 @@ pub enum LogFormat {
 }
 
 /// support-metrics: records customer-support interactions and serves per-team
-/// quality scorecards over gRPC. Without a command it serves (the flags of
-/// `serve` then go before nothing else).
+/// quality scorecards over gRPC. Without a command it serves, with the flags
+/// `serve` takes; a command's own flags go after its name.
 #[derive(Debug, Clone, Parser)]
 #[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Cli {

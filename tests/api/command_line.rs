@@ -52,6 +52,7 @@ fn serve_accepts_every_server_flag_as_does_no_command() {
 
 #[test]
 fn each_command_lists_only_the_flags_it_uses() {
+    Cli::command().debug_assert(); // clap's own checks of the definitions
     let mut cli = Cli::command();
     cli.build(); // hands the global flags (--log, --log-format) down
     let help = |name: &str| {
