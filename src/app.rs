@@ -6,6 +6,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use anyhow::Context;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
@@ -141,7 +142,9 @@ impl Application {
         let (tokens, token_sources) = load_tokens(config)?;
         let tls = load_tls(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
-        let listener = TcpListener::bind(config.listen).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the gRPC address {}", config.listen))?;
         let metrics_listener = metrics::bind(config.metrics_listen).await.map_err(|e| {
             anyhow::anyhow!("binding the metrics address {}: {e}", config.metrics_listen)
         })?;
@@ -149,7 +152,7 @@ impl Application {
             listener,
             metrics_listener,
             store,
-            data_dir: config.data_dir.clone(),
+            data_dir: config.store.data_dir.clone(),
             max_message_bytes: config.max_message_mb * 1024 * 1024,
             max_in_flight: config.max_in_flight.max(1),
             tokens: Arc::new(LiveTokens::new(tokens)),
@@ -183,10 +186,14 @@ impl Application {
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc.BadRequest and friends, so that grpcurl can print
+            // the error details of a refusal instead of base64.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1()?;
         let reflection_v1alpha = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
         let (reflection_v1, reflection_v1alpha) = if self.reflection {
             (Some(reflection_v1), Some(reflection_v1alpha))

@@ -193,7 +193,18 @@ impl TokenSources {
     /// The tokens of the file's `text`, as read, and the inline ones.
     fn parse(&self, text: Option<&str>) -> Result<Tokens, String> {
         let mut tokens = match (&self.file, text) {
-            (Some(path), Some(text)) => Tokens::parse(text, &file_source(path))?,
+            (Some(path), Some(text)) => {
+                let source = file_source(path);
+                let tokens = Tokens::parse(text, &source)?;
+                // A file meant to hold tokens must not turn authentication off.
+                if tokens.is_empty() {
+                    return Err(format!(
+                        "{source} holds no token: give it `<role> <token>` lines, or leave \
+                         out --tokens-file to serve without authentication (loopback only)"
+                    ));
+                }
+                tokens
+            }
             _ => Tokens::default(),
         };
         if let Some(inline) = &self.inline {

@@ -12,12 +12,45 @@ pub struct FieldViolation {
 }
 
 impl FieldViolation {
+    /// A violation; a description past 1 KiB is cut (values in it should
+    /// already be [`shown`], this is the backstop).
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
         FieldViolation {
-            field: field.into(),
-            description: description.into(),
+            field: bounded(field.into(), MAX_DESCRIPTION_BYTES),
+            description: bounded(description.into(), MAX_DESCRIPTION_BYTES),
         }
     }
+}
+
+/// How many characters of a caller's value an error message may echo.
+pub const ECHO_CHARS: usize = 64;
+/// The longest field description and message an answer carries; anything
+/// longer is cut (a long value must not turn INVALID_ARGUMENT into a
+/// RESOURCE_EXHAUSTED "metadata size exceeds hard limit" on the client).
+const MAX_DESCRIPTION_BYTES: usize = 1_024;
+const MAX_MESSAGE_BYTES: usize = 4_096;
+
+/// A caller's value as error messages show it: quoted, and cut to its first
+/// [`ECHO_CHARS`] characters with its length when longer, e.g.
+/// `"aaaa…" (1048576 bytes)`.
+pub fn shown(value: &str) -> String {
+    match value.char_indices().nth(ECHO_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &value[..cut], value.len()),
+    }
+}
+
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+fn bounded(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut cut = max;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("… (cut)");
+    }
+    text
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -73,6 +106,11 @@ impl Error {
         }
     }
 
+    /// The message answered to the caller, at most 4 KiB whatever went into it.
+    pub fn message(&self) -> String {
+        bounded(self.to_string(), MAX_MESSAGE_BYTES)
+    }
+
     /// The gRPC code this error is answered with.
     pub fn code(&self) -> Code {
         match self {
@@ -107,7 +145,7 @@ impl From<std::io::Error> for Error {
 
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        let message = error.to_string();
+        let message = error.message();
         match &error {
             Error::InvalidArgument(violations) => {
                 let mut details = ErrorDetails::new();
@@ -128,3 +166,35 @@ impl From<Error> for tonic::Status {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_value_is_shown_whole_and_quoted() {
+        assert_eq!(shown("Europe/Berln"), "\"Europe/Berln\"");
+    }
+
+    #[test]
+    fn a_long_value_is_shown_as_a_prefix_with_its_length() {
+        let long = "é".repeat(100_000);
+        let text = shown(&long);
+        assert_eq!(
+            text,
+            format!("{:?}… (200000 bytes)", "é".repeat(ECHO_CHARS))
+        );
+    }
+
+    #[test]
+    fn every_answer_is_bounded_however_long_its_parts() {
+        let long = "x".repeat(1 << 20);
+        let error = Error::InvalidArgument(vec![FieldViolation::new("time_zone", long.clone())]);
+        assert!(error.message().len() < MAX_MESSAGE_BYTES + 16);
+        let Error::InvalidArgument(violations) = &error else {
+            unreachable!()
+        };
+        assert!(violations[0].description.len() < MAX_DESCRIPTION_BYTES + 16);
+        assert!(Error::NotFound(long).message().len() < MAX_MESSAGE_BYTES + 16);
+    }
+}

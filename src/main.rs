@@ -27,14 +27,14 @@ fn main() -> anyhow::Result<ExitCode> {
 }
 
 async fn run() -> anyhow::Result<ExitCode> {
-    let Cli { config, command } = Cli::parse();
-    telemetry::init(&config.log, config.log_format, std::io::stderr);
-    match command.unwrap_or(Command::Serve) {
-        Command::Serve => {
+    let (logging, command) = Cli::parse().into_parts();
+    telemetry::init(&logging.log, logging.log_format, std::io::stderr);
+    match command {
+        Command::Serve(config) => {
             let app = Application::build(&config).await?;
             app.run_until(shutdown_signal()).await?;
         }
-        Command::Verify => {
+        Command::Verify { store: config } => {
             let clean = tokio::task::spawn_blocking(move || {
                 tools::verify(&config, &mut std::io::stdout().lock())
             })
@@ -44,6 +44,7 @@ async fn run() -> anyhow::Result<ExitCode> {
             }
         }
         Command::Export {
+            store: config,
             output,
             skip_damaged,
         } => {
@@ -63,7 +64,10 @@ async fn run() -> anyhow::Result<ExitCode> {
                 std::process::exit(2);
             }
         }
-        Command::Compact { into } => {
+        Command::Compact {
+            store: config,
+            into,
+        } => {
             let from = config.data_dir.clone();
             let copy = into.clone();
             let done =
@@ -87,6 +91,7 @@ async fn run() -> anyhow::Result<ExitCode> {
             }
         }
         Command::Demo {
+            store: config,
             interactions,
             days,
             seed,
@@ -112,7 +117,10 @@ async fn run() -> anyhow::Result<ExitCode> {
                 text(end),
             );
         }
-        Command::Import { input } => {
+        Command::Import {
+            store: config,
+            input,
+        } => {
             let summary = tools::import(&config, input.as_deref()).await?;
             eprintln!(
                 "imported {} lines: {} created, {} updated, {} duplicate, {} stale, {} targets, \

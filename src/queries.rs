@@ -13,7 +13,7 @@ use crate::domain::scorecard::{
 };
 use crate::domain::ticket::TicketRow;
 use crate::domain::time::{periods, Granularity, Instant, Window};
-use crate::error::{Error, Result};
+use crate::error::{shown, Error, Result};
 use crate::store::{reads, KvStore};
 
 /// A scorecard of one scope over one window.
@@ -38,6 +38,59 @@ pub struct ScorecardQuery {
     pub backlog_as_of: Instant,
     /// Targets of metrics computed from fewer items read INSUFFICIENT_DATA.
     pub min_sample: u64,
+}
+
+/// `NOT_FOUND` naming every team, agent, channel and tag of the selection that
+/// no stored fact counts in (a typo such as `biling` must not read as "no
+/// activity"). A composite scope (team × channel, team × tag, a union) is
+/// checked part by part: a known team on a known channel is known even if the
+/// two never met. One point read per part.
+pub fn require_known(kv: &dyn KvStore, selection: &Selection) -> Result<()> {
+    let mut unknown = Vec::new();
+    for part in named_parts(selection) {
+        if !reads::scope_known(kv, &part)? {
+            unknown.push(describe_part(&part));
+        }
+    }
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::NotFound(format!(
+            "no stored record names {}",
+            unknown.join(", ")
+        )))
+    }
+}
+
+/// The single-kind scopes (team, agent, channel, tag) a selection is made of.
+fn named_parts(selection: &Selection) -> Vec<Scope> {
+    match selection {
+        Selection::One(scope) => match scope {
+            Scope::Organization => vec![],
+            Scope::Team(_) | Scope::Agent(_) | Scope::Channel(_) | Scope::Tag(_) => {
+                vec![scope.clone()]
+            }
+            Scope::TeamChannel(team, channel) => {
+                vec![Scope::Team(team.clone()), Scope::Channel(*channel)]
+            }
+            Scope::TeamTag(team, tag) => vec![Scope::Team(team.clone()), Scope::Tag(tag.clone())],
+        },
+        Selection::Teams { teams, channel } => teams
+            .iter()
+            .map(|team| Scope::Team(team.clone()))
+            .chain(channel.map(Scope::Channel))
+            .collect(),
+    }
+}
+
+fn describe_part(part: &Scope) -> String {
+    match part {
+        Scope::Team(team) => format!("team {}", shown(team.as_str())),
+        Scope::Agent(agent) => format!("agent {}", shown(agent.as_str())),
+        Scope::Channel(channel) => format!("channel {}", format!("{channel:?}").to_uppercase()),
+        Scope::Tag(tag) => format!("tag {}", shown(tag)),
+        Scope::Organization | Scope::TeamChannel(..) | Scope::TeamTag(..) => format!("{part:?}"),
+    }
 }
 
 /// The metrics of a selection over a window: its members' buckets merged.
@@ -109,6 +162,11 @@ pub struct LeaderboardQuery {
     pub ascending: bool,
     pub offset: usize,
     pub page_size: usize,
+    /// Leave out scopes whose `order_by` is computed from fewer items.
+    pub min_sample: u64,
+    /// Order by the interval's lower bound (descending) or upper bound
+    /// (ascending) instead of the value.
+    pub by_confidence_bound: bool,
 }
 
 /// One page of a leaderboard.
@@ -124,13 +182,24 @@ pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<Leaderb
     let mut rows = Vec::new();
     for scope in reads::list_scopes(kv, query.kind)? {
         let aggregate = reads::window_aggregate(kv, &scope, query.window)?;
-        if !aggregate.is_zero() {
-            rows.push((scope, Metrics::from_aggregate(&aggregate)));
+        if aggregate.is_zero() {
+            continue;
+        }
+        let metrics = Metrics::from_aggregate(&aggregate);
+        if metrics.sample_size(query.order_by) >= query.min_sample {
+            rows.push((scope, metrics));
         }
     }
+    let key = |metrics: &Metrics| {
+        if !query.by_confidence_bound {
+            return metrics.value(query.order_by);
+        }
+        let (lower, upper) = metrics.interval(query.order_by)?;
+        Some(if query.ascending { upper } else { lower })
+    };
     // Scopes without a value come last whatever the direction; ties keep scope order.
     rows.sort_by(|(a_scope, a), (b_scope, b)| {
-        let by_value = match (a.value(query.order_by), b.value(query.order_by)) {
+        let by_value = match (key(a), key(b)) {
             (Some(x), Some(y)) => {
                 let ordering = x.partial_cmp(&y).unwrap_or(Ordering::Equal);
                 if query.ascending {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use crate::api::convert;
 use crate::api::scorecard::parse_targets;
 use crate::api::validate;
-use crate::config::Config;
+use crate::config::StoreConfig;
 use crate::domain::records::{Id, Priority, Record};
 use crate::domain::scorecard::{Metric, Targets};
 use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule, TeamTerms};
@@ -24,7 +24,7 @@ use crate::workload::{self, WorkloadConfig};
 /// Records per commit when importing.
 const IMPORT_BATCH: usize = 1000;
 
-fn open(config: &Config, durable_acks: bool) -> anyhow::Result<Store> {
+fn open(config: &StoreConfig, durable_acks: bool) -> anyhow::Result<Store> {
     if !config.data_dir.join("db").exists() {
         bail!("{} holds no store", config.data_dir.display());
     }
@@ -33,7 +33,7 @@ fn open(config: &Config, durable_acks: bool) -> anyhow::Result<Store> {
 }
 
 /// Scrubs the store; `Ok(false)` when anything is damaged or inconsistent.
-pub fn verify(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
+pub fn verify(config: &StoreConfig, out: &mut impl Write) -> anyhow::Result<bool> {
     let store = open(config, true)?;
     let report = verify::verify(store.kv())?;
     writeln!(
@@ -71,7 +71,7 @@ pub fn verify(config: &Config, out: &mut impl Write) -> anyhow::Result<bool> {
 }
 
 /// Copies the stopped store into `into` (see [`compact::compact`]).
-pub fn compact(config: &Config, into: &Path) -> anyhow::Result<Compaction> {
+pub fn compact(config: &StoreConfig, into: &Path) -> anyhow::Result<Compaction> {
     compact::compact(&config.sled_options(true), into).with_context(|| {
         format!(
             "compacting {} into {}",
@@ -94,7 +94,7 @@ pub struct ExportSummary {
 /// restored still exports. A damaged record fails the export, naming it;
 /// with `skip_damaged` (a salvage) it is left out and listed instead.
 pub fn export(
-    config: &Config,
+    config: &StoreConfig,
     output: Option<&Path>,
     skip_damaged: bool,
 ) -> anyhow::Result<ExportSummary> {
@@ -165,7 +165,7 @@ pub struct ImportSummary {
 }
 
 /// Imports NDJSON from `input` (a file) or standard input.
-pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
+pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
     let store = open_for_bulk_load(config).await?;
     let reader: Box<dyn BufRead + Send> = match input {
         Some(path) => Box::new(BufReader::new(
@@ -232,7 +232,7 @@ pub async fn import(config: &Config, input: Option<&Path>) -> anyhow::Result<Imp
 
 /// Opens (or creates) the store for a bulk load: acknowledged after the apply,
 /// made durable once at the end by [`close_durably`].
-async fn open_for_bulk_load(config: &Config) -> anyhow::Result<Store> {
+async fn open_for_bulk_load(config: &StoreConfig) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)?;
     let options = config.sled_options(false);
     tokio::task::spawn_blocking(move || Store::open(&options))
@@ -244,7 +244,7 @@ async fn open_for_bulk_load(config: &Config) -> anyhow::Result<Store> {
 /// sled's snapshot covers the load (see [`refresh_snapshot`]). The load is
 /// durable once flushed: a failed refresh only costs the next start time, so
 /// it is logged, not reported as a failed load.
-async fn close_durably(config: &Config, store: Store) -> anyhow::Result<()> {
+async fn close_durably(config: &StoreConfig, store: Store) -> anyhow::Result<()> {
     let options = config.sled_options(false);
     tokio::task::spawn_blocking(move || {
         let flushed = store.kv().flush();
@@ -275,13 +275,16 @@ pub struct DemoOptions {
 /// something to show. Running it again with the same seed in the same hour
 /// changes nothing (the records are idempotent).
 pub async fn demo(
-    config: &Config,
+    config: &StoreConfig,
     options: &DemoOptions,
 ) -> anyhow::Result<(ImportSummary, Instant)> {
     let now = Instant::now().0 / 1_000_000_000;
     // The end is the current hour, so that reruns within it repeat the same records.
     let end = Instant::from_seconds(now - now.rem_euclid(3600));
-    let workload = WorkloadConfig::new(options.seed, options.interactions, options.days, end);
+    let workload = WorkloadConfig {
+        id_prefix: "demo-".into(),
+        ..WorkloadConfig::new(options.seed, options.interactions, options.days, end)
+    };
     let records = workload::generate(&workload);
     let terms: Vec<(Id, TeamTerms)> = workload
         .team_ids()
@@ -328,7 +331,7 @@ fn demo_terms() -> TeamTerms {
 /// without interactions, or one that has them already). The `lines` of the
 /// summary count records.
 pub async fn load(
-    config: &Config,
+    config: &StoreConfig,
     records: &[Record],
     targets: Option<Targets>,
     terms: &[(Id, TeamTerms)],

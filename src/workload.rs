@@ -26,6 +26,9 @@ pub struct WorkloadConfig {
     pub late_fraction: f64,
     /// Share of interactions sent again later with a higher revision.
     pub update_fraction: f64,
+    /// Put before every record, ticket and customer id (`demo-` for the demo,
+    /// so that its ids never clash with records a reader types in).
+    pub id_prefix: String,
 }
 
 impl WorkloadConfig {
@@ -40,6 +43,7 @@ impl WorkloadConfig {
             days,
             late_fraction: 0.03,
             update_fraction: 0.03,
+            id_prefix: String::new(),
         }
     }
 
@@ -180,6 +184,14 @@ struct Generator<'a> {
     customers_seen: Vec<(usize, i64)>,
 }
 
+impl<'a> Generator<'a> {
+    /// The id prefix (borrowed from the configuration, not from `self`, so
+    /// that it can be used while `self` is borrowed mutably).
+    fn prefix(&self) -> &'a str {
+        &self.config.id_prefix
+    }
+}
+
 impl Generator<'_> {
     fn start_nanos(&self) -> i64 {
         self.config.end.0 - i64::from(self.config.days) * 86_400 * NANOS_PER_SECOND
@@ -215,7 +227,7 @@ impl Generator<'_> {
 
     fn ticket(&mut self, number: usize) {
         let end = self.config.end.0;
-        let ticket_id = id(&format!("t{number}"));
+        let ticket_id = id(&format!("{}t{number}", self.prefix()));
         let team_index = self.rng.zipf(self.config.teams);
         let channel = *self.rng.pick(&CHANNELS);
         let priority = *self.rng.pick(&PRIORITIES);
@@ -262,7 +274,7 @@ impl Generator<'_> {
             };
             let resolved = closed.is_some() && self.rng.chance(resolve_share);
             let interaction = Interaction {
-                interaction_id: id(&format!("i{}", self.next_interaction)),
+                interaction_id: id(&format!("{}i{}", self.prefix(), self.next_interaction)),
                 revision: 1,
                 ticket_id: ticket_id.clone(),
                 team_id: team_id(team),
@@ -270,7 +282,7 @@ impl Generator<'_> {
                     let agent = self.rng.below(self.config.agents_per_team as u64);
                     id(&format!("{}-agent-{agent}", team_id(team)))
                 }),
-                customer_id: Some(id(&format!("c{customer}"))),
+                customer_id: Some(id(&format!("{}c{customer}", self.prefix()))),
                 channel,
                 priority,
                 opened_at: Instant(opened),
@@ -329,7 +341,7 @@ impl Generator<'_> {
                     SurveyKind::Nps => *self.rng.pick(&NPS_SCORES),
                 };
                 let survey = SurveyResponse {
-                    response_id: id(&format!("s{}", self.next_survey)),
+                    response_id: id(&format!("{}s{}", self.prefix(), self.next_survey)),
                     revision: 1,
                     interaction_id: interaction.interaction_id.clone(),
                     kind,
@@ -346,7 +358,7 @@ impl Generator<'_> {
             if reviewed < end {
                 let score = (80.0 + 12.0 * self.rng.normal()).round().clamp(0.0, 100.0) as u8;
                 let review = QualityReview {
-                    review_id: id(&format!("r{}", self.next_review)),
+                    review_id: id(&format!("{}r{}", self.prefix(), self.next_review)),
                     revision: 1,
                     interaction_id: interaction.interaction_id.clone(),
                     reviewer_id: id(&format!("reviewer-{}", self.rng.below(5))),
@@ -374,9 +386,9 @@ impl Generator<'_> {
             }
             churned.insert(customer);
             let event = CustomerEvent {
-                event_id: id(&format!("churn-c{customer}")),
+                event_id: id(&format!("{}churn-c{customer}", self.prefix())),
                 revision: 1,
-                customer_id: id(&format!("c{customer}")),
+                customer_id: id(&format!("{}c{customer}", self.prefix())),
                 kind: CustomerEventKind::Churned,
                 occurred_at: Instant(at),
             };

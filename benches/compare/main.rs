@@ -628,7 +628,8 @@ async fn reads(
         "--data-dir",
         data.to_str().context("utf-8 path")?,
     ])?
-    .config;
+    .config
+    .store;
     let began = Clock::now();
     tools::load(&tool_config, &records, None, &[]).await?;
     let service_load = began.elapsed();

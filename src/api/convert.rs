@@ -201,6 +201,7 @@ fn confidence(c: Confidence) -> pb::Confidence {
 
 pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
     let interval = |rate| m.confidence(rate).map(confidence);
+    let nps_interval = m.nps_interval();
     pb::ScorecardMetrics {
         tickets_created: m.tickets_created,
         interactions: m.interactions,
@@ -250,7 +251,9 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             passives: n.passives,
             detractors: n.detractors,
             score: n.score,
-            margin_of_error: m.nps_margin_of_error().unwrap_or_default(),
+            margin_of_error: nps_interval.map_or(0.0, |i| i.margin_of_error),
+            score_lower: nps_interval.map_or(0.0, |i| i.lower),
+            score_upper: nps_interval.map_or(0.0, |i| i.upper),
         }),
         survey_response_rate_percent: m.survey_response_rate_percent,
         quality: m.quality.as_ref().map(|q| pb::QualityStats {
@@ -267,14 +270,14 @@ pub fn metrics(m: &Metrics) -> pb::ScorecardMetrics {
             negative_confidence: interval(Rate::SocialNegative),
         }),
         churn: Some(pb::ChurnStats {
-            churned_customers: m.churn.churned_customers,
+            churn_events: m.churn.churn_events,
             resolved_tickets_with_customer: m.churn.resolved_tickets_with_customer,
             churned_after_resolution: m.churn.churned_after_resolution,
             post_contact_churn_percent: m.churn.post_contact_churn_percent,
-            satisfied_tickets: m.churn.satisfied_tickets,
+            satisfied_resolved_tickets: m.churn.satisfied_resolved_tickets,
             satisfied_churned: m.churn.satisfied_churned,
             satisfied_churn_percent: m.churn.satisfied_churn_percent,
-            unsatisfied_tickets: m.churn.unsatisfied_tickets,
+            unsatisfied_resolved_tickets: m.churn.unsatisfied_resolved_tickets,
             unsatisfied_churned: m.churn.unsatisfied_churned,
             unsatisfied_churn_percent: m.churn.unsatisfied_churn_percent,
             post_contact_churn_confidence: interval(Rate::PostContactChurn),

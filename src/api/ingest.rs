@@ -162,7 +162,7 @@ fn item_error(error: Error) -> pb::item_result::Result {
     };
     pb::item_result::Result::Error(pb::ItemError {
         code: error.code_name().to_owned(),
-        message: error.to_string(),
+        message: error.message(),
         field_violations,
     })
 }

@@ -369,7 +369,10 @@ impl ScorecardService for ScorecardApi {
         let limit = page_size(&mut fields, "limit", raw.limit);
         let ((scope, window), limit) = accept(fields, scope.zip(window).zip(limit))?;
         let found = self
-            .read(move |store| queries::drivers(store.kv(), &scope, window, limit as usize))
+            .read(move |store| {
+                queries::require_known(store.kv(), &scope)?;
+                queries::drivers(store.kv(), &scope, window, limit as usize)
+            })
             .await?;
         Ok(Response::new(pb::GetDriversResponse {
             drivers: found
@@ -396,7 +399,10 @@ impl ScorecardService for ScorecardApi {
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
         let query = parse_list_tickets(request.get_ref())?;
         let page = self
-            .read(move |store| queries::list_tickets(store.kv(), &query))
+            .read(move |store| {
+                queries::require_known(store.kv(), &query.scope)?;
+                queries::list_tickets(store.kv(), &query)
+            })
             .await?;
         Ok(Response::new(pb::ListTicketsResponse {
             tickets: page.rows.iter().map(convert::ticket_row).collect(),
@@ -414,6 +420,9 @@ impl ScorecardService for ScorecardApi {
         request: Request<pb::WatchScorecardRequest>,
     ) -> Result<Response<Self::WatchScorecardStream>, Status> {
         let (key, interval, min_sample) = parse_watch(request.get_ref())?;
+        let scope = key.selection.clone();
+        self.read(move |store| queries::require_known(store.kv(), &scope))
+            .await?;
         tracing::debug!(?key, ?interval, "watch opened");
         let watch = self.live.watch(key)?;
         let (sender, receiver) = mpsc::channel(1);
@@ -447,7 +456,10 @@ impl ScorecardService for ScorecardApi {
             min_sample: raw.min_sample,
         };
         let card = self
-            .read(move |store| queries::scorecard(store.kv(), &query))
+            .read(move |store| {
+                queries::require_known(store.kv(), &query.scope)?;
+                queries::scorecard(store.kv(), &query)
+            })
             .await?;
         Ok(Response::new(pb::GetScorecardResponse {
             scorecard: Some(convert::scorecard(&card)),
@@ -491,6 +503,16 @@ impl ScorecardService for ScorecardApi {
                 .map_err(|_| fields.violation("page_token", "is not a token this service issued"))
                 .ok()
         };
+        let order_by = order_by.filter(|metric| {
+            let orderable = !raw.by_confidence_bound || metric.has_interval();
+            if !orderable {
+                fields.violation(
+                    "by_confidence_bound",
+                    "needs an order_by with a 95% interval: a rate or NPS_SCORE",
+                );
+            }
+            orderable
+        });
         let ((((kind, window), order_by), page_size), offset) = accept(
             fields,
             kind.zip(window).zip(order_by).zip(page_size).zip(offset),
@@ -502,6 +524,8 @@ impl ScorecardService for ScorecardApi {
             ascending: raw.ascending,
             offset,
             page_size: page_size as usize,
+            min_sample: raw.min_sample,
+            by_confidence_bound: raw.by_confidence_bound,
         };
         let page = self
             .read(move |store| queries::leaderboard(store.kv(), &query))
@@ -542,7 +566,10 @@ impl ScorecardService for ScorecardApi {
         let (((scope, window), granularity), zone) =
             accept(fields, scope.zip(window).zip(granularity).zip(zone))?;
         let series = self
-            .read(move |store| queries::time_series(store.kv(), &scope, window, granularity, zone))
+            .read(move |store| {
+                queries::require_known(store.kv(), &scope)?;
+                queries::time_series(store.kv(), &scope, window, granularity, zone)
+            })
             .await?;
         Ok(Response::new(pb::GetTimeSeriesResponse {
             periods: series
@@ -566,7 +593,10 @@ impl ScorecardService for ScorecardApi {
         let as_of = fields.as_of("as_of", raw.as_of.as_ref());
         let (scope, as_of) = accept(fields, scope.zip(as_of))?;
         let backlog = self
-            .read(move |store| queries::backlog(store.kv(), &scope, as_of))
+            .read(move |store| {
+                queries::require_known(store.kv(), &scope)?;
+                queries::backlog(store.kv(), &scope, as_of)
+            })
             .await?;
         Ok(Response::new(pb::GetBacklogResponse {
             backlog: Some(convert::backlog(&backlog)),

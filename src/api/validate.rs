@@ -19,7 +19,7 @@ use crate::domain::sla::{
 use crate::domain::time::{
     Instant, Window, EARLIEST_SECONDS, MAX_FUTURE_SECONDS, NANOS_PER_SECOND,
 };
-use crate::error::{Error, FieldViolation};
+use crate::error::{shown, Error, FieldViolation};
 use crate::proto::v1 as pb;
 
 /// A calendar holds at most this many shifts a weekday and this many holidays.
@@ -183,7 +183,12 @@ impl Fields {
     pub fn time_zone(&mut self, field: &str, raw: &str) -> Option<Tz> {
         let name = if raw.is_empty() { "UTC" } else { raw };
         Tz::from_str(name)
-            .map_err(|_| self.violation(field, format!("{name:?} is not an IANA time zone name")))
+            .map_err(|_| {
+                self.violation(
+                    field,
+                    format!("{} is not an IANA time zone name", shown(name)),
+                )
+            })
             .ok()
     }
 

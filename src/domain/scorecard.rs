@@ -77,14 +77,14 @@ pub struct SocialSummary {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChurnSummary {
-    pub churned_customers: u64,
+    pub churn_events: u64,
     pub resolved_tickets_with_customer: u64,
     pub churned_after_resolution: u64,
     pub post_contact_churn_percent: Option<f64>,
-    pub satisfied_tickets: u64,
+    pub satisfied_resolved_tickets: u64,
     pub satisfied_churned: u64,
     pub satisfied_churn_percent: Option<f64>,
-    pub unsatisfied_tickets: u64,
+    pub unsatisfied_resolved_tickets: u64,
     pub unsatisfied_churned: u64,
     pub unsatisfied_churn_percent: Option<f64>,
 }
@@ -111,6 +111,18 @@ impl SlaSummary {
 
 /// z of a two-sided 95% normal interval.
 const Z_95: f64 = 1.959_963_984_540_054;
+
+/// Pseudo-answers the NPS interval adds (¾ promoter, 1½ passive, ¾ detractor).
+const NPS_PSEUDO_ANSWERS: f64 = 3.0;
+
+/// The 95% interval of a net promoter score, in NPS points (−100…100).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NpsInterval {
+    /// Half the width of the interval.
+    pub margin_of_error: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
 
 /// The sample behind a rate and its 95% Wilson score interval, in percent.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -311,14 +323,14 @@ impl Metrics {
                 praise: count(aggregate.social_praise),
             },
             churn: ChurnSummary {
-                churned_customers: count(aggregate.churned),
+                churn_events: count(aggregate.churned),
                 resolved_tickets_with_customer: post_contact,
                 churned_after_resolution: post_contact_churned,
                 post_contact_churn_percent: percent(post_contact_churned, post_contact),
-                satisfied_tickets: satisfied,
+                satisfied_resolved_tickets: satisfied,
                 satisfied_churned,
                 satisfied_churn_percent: percent(satisfied_churned, satisfied),
-                unsatisfied_tickets: unsatisfied,
+                unsatisfied_resolved_tickets: unsatisfied,
                 unsatisfied_churned,
                 unsatisfied_churn_percent: percent(unsatisfied_churned, unsatisfied),
             },
@@ -344,10 +356,13 @@ impl Metrics {
                 self.churn.churned_after_resolution,
                 self.churn.resolved_tickets_with_customer,
             ),
-            Rate::SatisfiedChurn => (self.churn.satisfied_churned, self.churn.satisfied_tickets),
+            Rate::SatisfiedChurn => (
+                self.churn.satisfied_churned,
+                self.churn.satisfied_resolved_tickets,
+            ),
             Rate::UnsatisfiedChurn => (
                 self.churn.unsatisfied_churned,
-                self.churn.unsatisfied_tickets,
+                self.churn.unsatisfied_resolved_tickets,
             ),
             Rate::FirstResponseSla => sla(&self.first_response_sla),
             Rate::ResolutionSla => sla(&self.resolution_sla),
@@ -360,16 +375,25 @@ impl Metrics {
         Confidence::wilson(successes, sample_size)
     }
 
-    /// The 95% margin of error of the NPS, in NPS points: z·√((p + d − (p − d)²)/n)
-    /// with p and d the promoter and detractor shares (the variance of a score of
-    /// +1, 0 or −1 per answer). Absent without answers.
-    pub fn nps_margin_of_error(&self) -> Option<f64> {
+    /// The 95% interval of the NPS, in NPS points, by the adjusted Wald method
+    /// for a net score (Sauro & Lewis; Rocks 2016): add three pseudo-answers,
+    /// ¾ of a promoter, ¾ of a detractor and 1½ passives, then take the normal
+    /// interval of a score of +1, 0 or −1 per answer around the adjusted shares.
+    /// Unlike the plain Wald interval it is wide for one answer and never 0 when
+    /// every answer agrees. Absent without answers.
+    pub fn nps_interval(&self) -> Option<NpsInterval> {
         let nps = self.nps.as_ref().filter(|n| n.responses > 0)?;
-        let n = nps.responses as f64;
-        let promoters = nps.promoters as f64 / n;
-        let detractors = nps.detractors as f64 / n;
-        let variance = promoters + detractors - (promoters - detractors).powi(2);
-        Some(Z_95 * (variance.max(0.0) / n).sqrt() * 100.0)
+        let n = nps.responses as f64 + NPS_PSEUDO_ANSWERS;
+        let promoters = (nps.promoters as f64 + NPS_PSEUDO_ANSWERS / 4.0) / n;
+        let detractors = (nps.detractors as f64 + NPS_PSEUDO_ANSWERS / 4.0) / n;
+        let centre = promoters - detractors;
+        let variance = promoters + detractors - centre.powi(2);
+        let margin = Z_95 * (variance.max(0.0) / n).sqrt();
+        Some(NpsInterval {
+            margin_of_error: margin * 100.0,
+            lower: ((centre - margin) * 100.0).max(-100.0),
+            upper: ((centre + margin) * 100.0).min(100.0),
+        })
     }
 
     /// How many items a metric's value is computed from: answers for survey
@@ -401,6 +425,17 @@ impl Metrics {
             Metric::FirstResponseSlaPercent => self.rate_counts(Rate::FirstResponseSla).1,
             Metric::ResolutionSlaPercent => self.rate_counts(Rate::ResolutionSla).1,
         }
+    }
+
+    /// The 95% interval `(lower, upper)` of a metric that has one (a rate's
+    /// Wilson interval, the NPS's adjusted interval); absent without data and
+    /// for means, percentiles and counts.
+    pub fn interval(&self, metric: Metric) -> Option<(f64, f64)> {
+        if metric == Metric::NpsScore {
+            return self.nps_interval().map(|i| (i.lower, i.upper));
+        }
+        let confidence = self.confidence(metric.rate()?)?;
+        Some((confidence.lower_percent, confidence.upper_percent))
     }
 
     /// The value of one metric, absent when it has no data.
@@ -501,6 +536,30 @@ impl Metric {
             | SocialNegativePercent
             | PostContactChurnPercent => Some(Direction::AtMost),
         }
+    }
+
+    /// The proportion behind a percentage metric, which has a Wilson interval.
+    pub fn rate(self) -> Option<Rate> {
+        use Metric::*;
+        match self {
+            CsatPercent => Some(Rate::CsatSatisfied),
+            CesEasyPercent => Some(Rate::CesEasy),
+            ResolutionRate => Some(Rate::Resolution),
+            FcrRate => Some(Rate::FirstContactResolution),
+            ReopenRate => Some(Rate::Reopen),
+            SocialNegativePercent => Some(Rate::SocialNegative),
+            PostContactChurnPercent => Some(Rate::PostContactChurn),
+            FirstResponseSlaPercent => Some(Rate::FirstResponseSla),
+            ResolutionSlaPercent => Some(Rate::ResolutionSla),
+            TicketsCreated | Interactions | TicketsResolved | CesMean | NpsScore
+            | SurveyResponseRate | QualityMean | FrtMean | FrtP50 | FrtP90 | ResolutionTimeMean
+            | ResolutionTimeP90 | AhtMean | AhtP90 => None,
+        }
+    }
+
+    /// Whether the metric has a 95% interval to order by (a rate, or the NPS).
+    pub fn has_interval(self) -> bool {
+        self == Metric::NpsScore || self.rate().is_some()
     }
 }
 
@@ -796,7 +855,7 @@ mod tests {
     }
 
     #[test]
-    fn nps_margin_of_error_follows_the_score_variance() {
+    fn the_nps_interval_is_honest_about_few_or_unanimous_answers() {
         let nps_of = |scores: &[u8]| {
             let answers: Vec<Fact> = scores
                 .iter()
@@ -807,12 +866,30 @@ mod tests {
                 .collect();
             Metrics::from_aggregate(&aggregate_of(&answers))
         };
-        // Two promoters, two detractors: scores +1,+1,-1,-1 have variance 1.
-        let split = nps_of(&[10, 9, 0, 6]).nps_margin_of_error().unwrap();
-        assert!((split - Z_95 * (1.0f64 / 4.0).sqrt() * 100.0).abs() < 1e-9);
-        // All promoters: no variance.
-        assert_eq!(nps_of(&[10, 10, 9]).nps_margin_of_error(), Some(0.0));
-        assert_eq!(nps_of(&[]).nps_margin_of_error(), None);
+        // By hand: one promoter is 1.75 promoters, 1.5 passives and 0.75
+        // detractors of 4; shares 0.4375 and 0.1875, net 0.25, variance
+        // 0.625 − 0.0625 = 0.5625, margin 1.96 × √(0.5625 / 4) = 1.96 × 0.375.
+        let one = nps_of(&[10]).nps_interval().unwrap();
+        assert!((one.margin_of_error - Z_95 * 37.5).abs() < 1e-9, "{one:?}");
+        assert!((one.lower - (25.0 - Z_95 * 37.5)).abs() < 1e-9, "{one:?}");
+        assert!((one.upper - (25.0 + Z_95 * 37.5)).abs() < 1e-9, "{one:?}");
+        // Unanimous answers are not certainty, whichever way they go.
+        for unanimous in [[10u8; 20], [0u8; 20]] {
+            let interval = nps_of(&unanimous).nps_interval().unwrap();
+            assert!(interval.margin_of_error > 5.0, "{interval:?}");
+        }
+        // The interval stays within −100…100 and narrows as answers grow.
+        let few = nps_of(&[0, 0, 0]).nps_interval().unwrap();
+        assert!(few.lower >= -100.0 && few.upper <= 100.0, "{few:?}");
+        let mut previous = f64::INFINITY;
+        for n in [4usize, 40, 400, 4_000] {
+            let scores: Vec<u8> = (0..n).map(|i| [10, 9, 0, 6][i % 4]).collect();
+            let interval = nps_of(&scores).nps_interval().unwrap();
+            assert!(interval.lower < 0.0 && interval.upper > 0.0, "{interval:?}");
+            assert!(interval.margin_of_error < previous);
+            previous = interval.margin_of_error;
+        }
+        assert_eq!(nps_of(&[]).nps_interval(), None);
     }
 
     #[test]

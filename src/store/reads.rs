@@ -76,6 +76,13 @@ pub fn list_scopes(kv: &dyn KvStore, kind: ScopeKind) -> Result<Vec<Scope>> {
         .collect()
 }
 
+/// Whether any stored fact counts in `scope`: its all-time aggregate exists (an
+/// aggregate that adds up to zero is removed, so a scope whose last fact was
+/// retracted is unknown again). One point read.
+pub fn scope_known(kv: &dyn KvStore, scope: &Scope) -> Result<bool> {
+    Ok(kv.get(&keys::aggregate(Level::Total, scope, 0))?.is_some())
+}
+
 /// The tags a team has ever had a fact under, in key order.
 pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
     KvStore::scan_prefix(kv, &keys::team_tag_totals_prefix(team))

@@ -53,9 +53,13 @@ pub struct Txn<'a> {
     aggregates: HashMap<Vec<u8>, Aggregate>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
     /// Since [`Txn::begin_record`]: each key written since, with what this
-    /// transaction held for it before (`None`: nothing, the store's value).
-    undo: Option<BTreeMap<Vec<u8>, Option<Option<Vec<u8>>>>>,
+    /// transaction held for it before.
+    undo: Option<BTreeMap<Vec<u8>, Held>>,
 }
+
+/// What a transaction holds for a key: `None` if it has not written it (the
+/// store's value stands), else its write (a value, or a deletion).
+type Held = Option<Option<Vec<u8>>>;
 
 impl std::fmt::Debug for Txn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -203,7 +207,7 @@ pub struct Before<'t, 'a> {
 impl Before<'_, '_> {
     /// What the transaction held for `key` at the mark: `None` if it had
     /// not written it (the store's value stands), else its write then.
-    fn held(&self, key: &[u8]) -> Option<Option<Vec<u8>>> {
+    fn held(&self, key: &[u8]) -> Held {
         match self.txn.undo.as_ref().and_then(|undo| undo.get(key)) {
             Some(earlier) => earlier.clone(),
             None => self.txn.writes.get(key).cloned(),

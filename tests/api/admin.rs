@@ -281,7 +281,7 @@ async fn verify_and_rebuild_on_an_empty_store_find_nothing_to_do() {
 async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = tool_config(dir.path().join("data"));
-    config.snapshot_after_groups = 50;
+    config.store.snapshot_after_groups = 50;
     let mut app = spawn_app_with(config).await;
     let mut records = generated_records(31, 6_000);
     let during = records.split_off(records.len() / 3);
@@ -318,6 +318,7 @@ async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
     let data_dir = app.data_dir.clone();
     app.stop().await;
     let mut report = Vec::new();
-    let clean = support_metrics::tools::verify(&tool_config(data_dir), &mut report).expect("scrub");
+    let clean =
+        support_metrics::tools::verify(&store_config(data_dir), &mut report).expect("scrub");
     assert!(clean, "{}", String::from_utf8_lossy(&report));
 }

@@ -220,7 +220,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
     let scratch = tempfile::tempdir().unwrap();
     let offline_file = scratch.path().join("offline.ndjson");
     let written =
-        tools::export(&tool_config(source_dir), Some(&offline_file), false).expect("export");
+        tools::export(&store_config(source_dir), Some(&offline_file), false).expect("export");
     assert_eq!(written.items, lines.len() as u64);
     assert!(written.skipped.is_empty());
     let offline = std::fs::read_to_string(&offline_file).unwrap();
@@ -231,7 +231,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
     drop(keep);
 
     let restored_dir = scratch.path().join("restored");
-    let summary = tools::import(&tool_config(restored_dir.clone()), Some(&offline_file))
+    let summary = tools::import(&store_config(restored_dir.clone()), Some(&offline_file))
         .await
         .expect("import");
     assert_eq!(summary.created, records.len() as u64);
@@ -251,7 +251,7 @@ async fn export_then_import_restores_identical_stats_scorecards_and_targets() {
     restored.stop().await;
 
     // Importing the same backup again changes nothing.
-    let again = tools::import(&tool_config(restored_dir), Some(&offline_file))
+    let again = tools::import(&store_config(restored_dir), Some(&offline_file))
         .await
         .expect("second import");
     assert_eq!(again.created + again.updated, 0);
@@ -350,7 +350,7 @@ async fn import_stops_at_the_first_bad_line_and_names_it() {
     )
     .unwrap();
     let data = scratch.path().join("data");
-    let error = tools::import(&tool_config(data.clone()), Some(&file))
+    let error = tools::import(&store_config(data.clone()), Some(&file))
         .await
         .expect_err("line 3 is invalid");
     let message = format!("{error:#}");
@@ -375,7 +375,7 @@ async fn a_calendar_version_is_restored_only_before_any_interaction() {
     std::fs::write(&file, format!("{calendar}\n{interaction}\n{calendar}\n")).unwrap();
     // First, the same version again after an interaction: a no-op, accepted.
     let data = scratch.path().join("data");
-    let summary = tools::import(&tool_config(data), Some(&file))
+    let summary = tools::import(&store_config(data), Some(&file))
         .await
         .expect("same version twice");
     assert_eq!((summary.terms, summary.created), (2, 1));
@@ -383,7 +383,7 @@ async fn a_calendar_version_is_restored_only_before_any_interaction() {
     // A different version after an interaction would change stored tickets.
     let other = calendar.replace("17:00", "18:00");
     std::fs::write(&file, format!("{interaction}\n{other}\n")).unwrap();
-    let error = tools::import(&tool_config(scratch.path().join("fresh")), Some(&file))
+    let error = tools::import(&store_config(scratch.path().join("fresh")), Some(&file))
         .await
         .expect_err("calendar after an interaction");
     let message = format!("{error:#}");

@@ -87,16 +87,32 @@ async fn record_then_read_back_what_the_api_answers() {
         .unwrap();
     let metrics = direct.metrics.as_ref().unwrap();
     let card = &printed["scorecard"];
-    assert_eq!(card["metrics"]["tickets_created"], metrics.tickets_created);
-    assert_eq!(card["metrics"]["interactions"], metrics.interactions);
+    // Proto3 JSON as grpcurl prints it: 64-bit counts as strings.
+    assert_eq!(
+        card["metrics"]["tickets_created"],
+        metrics.tickets_created.to_string()
+    );
+    assert_eq!(
+        card["metrics"]["interactions"],
+        metrics.interactions.to_string()
+    );
     assert_eq!(
         card["metrics"]["csat"]["satisfied_percent"].as_f64(),
         metrics.csat.as_ref().map(|c| c.satisfied_percent)
     );
     assert_eq!(
         card["backlog"]["open_tickets"],
-        direct.backlog.as_ref().unwrap().open_tickets
+        direct.backlog.as_ref().unwrap().open_tickets.to_string()
     );
+    // As `grpcurl -emit-defaults` writes them: an unset message is null, an
+    // unset `optional` number is left out, a whole double has no fraction.
+    assert_eq!(card["previous_window"], Value::Null, "{json}");
+    assert_eq!(card["metrics"]["ces"], Value::Null, "{json}");
+    assert!(json.contains("\"resolution_rate_percent\": 75,"), "{json}");
+    assert_eq!(card["metrics"]["social"]["negative_percent"], 100, "{json}");
+    let churn = card["metrics"]["churn"].as_object().unwrap();
+    assert!(!churn.contains_key("unsatisfied_churn_percent"), "{json}");
+    assert_eq!(churn["unsatisfied_resolved_tickets"], "0", "{json}");
 
     let (_, table) = run(scorecard(false)).await;
     let row = table
@@ -107,6 +123,17 @@ async fn record_then_read_back_what_the_api_answers() {
         row.ends_with(&format!(" {}", metrics.tickets_created)),
         "{row}"
     );
+    // Billing's FRT: (600 + 120 + 3600) / 3 = 1440 s; CSAT one 5.
+    assert!(
+        table.contains("scorecard.metrics.first_response_time.mean_seconds")
+            && table.contains(" 24m 00s\n"),
+        "{table}"
+    );
+    assert!(
+        table.contains("scorecard.metrics.csat.score_counts[score 5]"),
+        "{table}"
+    );
+    assert!(!table.contains("UNSPECIFIED"), "{table}");
 
     let (_, stats) = run(ClientCommand::Stats {
         connection: connection(&app, ADMIN),
@@ -156,4 +183,21 @@ async fn refusals_are_reported_with_their_lines_and_roles_are_enforced() {
         format!("{error:#}").contains("the Reader role may not call"),
         "{error:#}"
     );
+}
+
+#[tokio::test]
+async fn a_call_without_a_token_says_which_flag_to_use() {
+    let app = app_with_tokens().await;
+    let mut without = connection(&app, READER);
+    without.token = None;
+    let error = ClientCommand::Stats {
+        connection: without,
+        json: false,
+    }
+    .run(&mut Vec::new())
+    .await
+    .expect_err("no token");
+    let text = format!("{error:#}");
+    assert!(text.contains("Unauthenticated"), "{text}");
+    assert!(text.contains("use `--token"), "{text}");
 }

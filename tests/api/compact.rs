@@ -35,10 +35,10 @@ async fn a_compacted_store_serves_what_the_store_served() {
         interactions: 2_000,
         days: 30,
     };
-    let (_, end) = tools::demo(&tool_config(data.clone()), &options)
+    let (_, end) = tools::demo(&store_config(data.clone()), &options)
         .await
         .expect("demo runs");
-    let compaction = tools::compact(&tool_config(data.clone()), &copy).expect("compacts");
+    let compaction = tools::compact(&store_config(data.clone()), &copy).expect("compacts");
     assert!(compaction.keys > 2_000, "{compaction:?}");
     // The derived state's snapshot comes along, byte for byte.
     let snapshot = |dir: &std::path::Path| {
@@ -67,7 +67,7 @@ async fn a_compacted_store_serves_what_the_store_served() {
     }
 
     // Only into an empty place: the copy, now a store, is refused and kept.
-    let error = tools::compact(&tool_config(data), &copy).unwrap_err();
+    let error = tools::compact(&store_config(data), &copy).unwrap_err();
     assert!(format!("{error:#}").contains("not empty"), "{error:#}");
     let mut kept = spawn_app_at(copy).await;
     assert_eq!(kept.stats().await.interactions, after.0.interactions);

@@ -110,13 +110,13 @@ async fn every_rate_carries_its_sample_and_wilson_interval() {
         (0.0, 100.0 - 72.24672001371107),
     );
 
-    // NPS 0 from +1, +1, -1, -1: standard deviation 1, margin 1.96 / sqrt(4) x 100.
+    // NPS 0 from +1, +1, -1, -1; adjusted Wald: 2.75 promoters, 1.5 passives and
+    // 2.75 detractors of 7, variance 5.5 / 7, margin 1.96 x sqrt(5.5 / 49) x 100.
     let nps = metrics.nps.as_ref().expect("nps");
     assert_eq!(nps.score, 0.0);
-    assert!(
-        (nps.margin_of_error - 97.9981992270027).abs() < 1e-6,
-        "{}",
-        nps.margin_of_error
+    assert_nps_interval(
+        nps,
+        (65.66461401266423, -65.66461401266423, 65.66461401266423),
     );
 
     // Rates without a sample have no interval (and no value).
@@ -209,4 +209,66 @@ async fn a_target_below_the_minimum_sample_reads_insufficient_data() {
             (QualityMean, NoData, 0)
         ]
     );
+}
+
+fn assert_nps_interval(nps: &pb::NpsStats, (margin, lower, upper): (f64, f64, f64)) {
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-6;
+    assert!(
+        close(nps.margin_of_error, margin)
+            && close(nps.score_lower, lower)
+            && close(nps.score_upper, upper),
+        "{nps:?}, expected {margin} [{lower}, {upper}]"
+    );
+}
+
+/// One promoter, or five detractors, are not certainty: the interval is wide.
+#[tokio::test]
+async fn an_nps_from_one_answer_or_unanimous_answers_has_a_wide_interval() {
+    let nps_answer = |id: &str, interaction: &str, score: u32| pb::Record {
+        record: Some(pb::record::Record::SurveyResponse(pb::SurveyResponse {
+            response_id: id.into(),
+            revision: 1,
+            interaction_id: interaction.into(),
+            kind: pb::SurveyKind::Nps as i32,
+            score,
+            submitted_at: Some(ts("2026-03-02T12:00:00Z")),
+            comment: String::new(),
+        })),
+    };
+    let contact = |id: &str, team: &str| {
+        record_from_json(&format!(
+            r#"{{"interaction": {{"interaction_id": "{id}", "revision": 1, "ticket_id": "T-{id}", "team_id": "{team}", "channel": "EMAIL", "opened_at": "2026-03-02T09:00:00Z"}}}}"#
+        ))
+    };
+    let mut records = vec![contact("p", "praised"), nps_answer("n-p", "p", 10)];
+    for n in 0..5 {
+        let id = format!("d{n}");
+        records.push(contact(&id, "panned"));
+        records.push(nps_answer(&format!("n-{id}"), &id, 3));
+    }
+    let mut app = spawn_app_holding(records).await;
+    // Expected values computed outside the service (Python, adjusted Wald).
+    for (team_id, score, expected) in [
+        (
+            "praised",
+            100.0,
+            (73.49864942025202, -48.49864942025203, 98.49864942025202),
+        ),
+        (
+            "panned",
+            -100.0,
+            (45.00854696583103, -100.0, -17.49145303416897),
+        ),
+    ] {
+        let card = app
+            .scorecard(team(team_id), window(DAY_START, DAY_END), None)
+            .await;
+        let nps = card
+            .metrics
+            .as_ref()
+            .and_then(|m| m.nps.as_ref())
+            .expect("nps");
+        assert_eq!(nps.score, score);
+        assert_nps_interval(nps, expected);
+    }
 }

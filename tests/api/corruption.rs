@@ -104,7 +104,7 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
 
     // Offline scrub: non-zero, naming both keys.
     let mut report = Vec::new();
-    let clean = tools::verify(&tool_config(data_dir.clone()), &mut report).expect("scrub runs");
+    let clean = tools::verify(&store_config(data_dir.clone()), &mut report).expect("scrub runs");
     let report = String::from_utf8(report).unwrap();
     assert!(!clean, "{report}");
     assert!(
@@ -118,10 +118,10 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
     // A backup refuses to skip them; a salvage writes everything else and
     // names what it left out.
     let export_to = data_dir.with_extension("ndjson");
-    let refused = tools::export(&tool_config(data_dir.clone()), Some(&export_to), false)
+    let refused = tools::export(&store_config(data_dir.clone()), Some(&export_to), false)
         .expect_err("a backup never skips a record");
     assert!(format!("{refused:#}").contains("Rii1"), "{refused:#}");
-    let salvaged = tools::export(&tool_config(data_dir.clone()), Some(&export_to), true)
+    let salvaged = tools::export(&store_config(data_dir.clone()), Some(&export_to), true)
         .expect("a salvage goes on past damage");
     assert_eq!(salvaged.skipped.len(), injected);
     assert!(salvaged.skipped.iter().any(|why| why.contains("Rii1")));
@@ -192,7 +192,7 @@ async fn a_store_whose_sled_files_are_damaged_is_refused_naming_the_way_out() {
         })
         .map(drop)
         .map_err(|e| e.to_string()),
-        tools::export(&tool_config(data_dir.clone()), None, true)
+        tools::export(&store_config(data_dir.clone()), None, true)
             .map(drop)
             .map_err(|e| format!("{e:#}")),
     ] {
@@ -220,7 +220,7 @@ async fn damaged_aggregates_are_refused_and_a_rebuild_repairs_them() {
     println!("damaged aggregates injected: {injected}");
 
     let mut report = Vec::new();
-    assert!(!tools::verify(&tool_config(data_dir.clone()), &mut report).unwrap());
+    assert!(!tools::verify(&store_config(data_dir.clone()), &mut report).unwrap());
     let report = String::from_utf8(report).unwrap();
     assert!(
         report.contains("damaged values: 0"),

@@ -15,7 +15,7 @@ async fn demo_fills_a_consistent_store_with_recent_scorecards_and_targets() {
         interactions: 2_000,
         days: 30,
     };
-    let (summary, end) = tools::demo(&tool_config(data.clone()), &options)
+    let (summary, end) = tools::demo(&store_config(data.clone()), &options)
         .await
         .expect("demo runs");
     assert!(summary.created >= 2_000, "{summary:?}");
@@ -60,4 +60,30 @@ async fn echo_returns_its_payload_and_touches_no_store() {
         .into_inner();
     assert_eq!(reply.payload, payload);
     assert_eq!(app.stats().await.interactions, 0);
+}
+
+#[tokio::test]
+async fn demo_ids_never_clash_with_the_worked_example() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let options = DemoOptions {
+        seed: 1,
+        interactions: 300,
+        days: 30,
+    };
+    tools::demo(&store_config(data.clone()), &options)
+        .await
+        .expect("demo runs");
+    let mut app = spawn_app_at(data).await;
+    // The README's records go into a demo store as they do into a fresh one.
+    for result in app.record_all(worked_example()).await {
+        assert_eq!(
+            result.result,
+            Some(pb::item_result::Result::Outcome(
+                pb::Outcome::Created as i32
+            )),
+            "{result:?}"
+        );
+    }
+    app.stop().await;
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use prost_types::{Duration, Timestamp};
 use support_metrics::app::Application;
-use support_metrics::config::{Config, LogFormat};
+use support_metrics::config::{Config, LogFormat, StoreConfig};
 use support_metrics::proto::v1 as pb;
 use support_metrics::proto::v1::admin_service_client::AdminServiceClient;
 use support_metrics::proto::v1::ingest_service_client::IngestServiceClient;
@@ -46,14 +46,8 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir,
-        cache_mb: 16,
-        log_format: LogFormat::Text,
-        log: String::new(),
         max_message_mb: 16,
         max_in_flight: 512,
-        snapshot_after_groups: 100_000,
-        snapshot_interval_secs: 300,
         tokens_file: None,
         tokens: None,
         tls_cert: None,
@@ -62,6 +56,17 @@ pub fn tool_config(data_dir: PathBuf) -> Config {
         insecure: false,
         disable_reflection: false,
         unsafe_ack_before_durable: false,
+        store: store_config(data_dir),
+    }
+}
+
+/// The store settings of the offline tools for a directory.
+pub fn store_config(data_dir: PathBuf) -> StoreConfig {
+    StoreConfig {
+        data_dir,
+        cache_mb: 16,
+        snapshot_after_groups: 100_000,
+        snapshot_interval_secs: 300,
     }
 }
 
@@ -94,7 +99,7 @@ pub async fn spawn_app_at(data_dir: PathBuf) -> TestApp {
 pub async fn spawn_app_with(mut config: Config) -> TestApp {
     init_logs();
     config.listen = "127.0.0.1:0".parse().unwrap();
-    let data_dir = config.data_dir.clone();
+    let data_dir = config.store.data_dir.clone();
     let app = Application::build(&config).await.expect("app builds");
     let addr = app.local_addr().unwrap();
     let metrics_addr = app.metrics_addr().unwrap();
@@ -513,5 +518,54 @@ pub fn copy_dir(from: &Path, to: &Path) {
             // A snapshot thread may rename its file away meanwhile.
             let _ = std::fs::copy(entry.path(), &target);
         }
+    }
+}
+
+/// Sends raw bytes as a request body, and reads the answer's bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawBytes;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let length = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, length).to_vec()))
     }
 }

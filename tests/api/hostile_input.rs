@@ -3,7 +3,6 @@
 //! is OK or a clear status; INVALID_ARGUMENT always names the bad fields; the
 //! server keeps serving.
 
-use bytes::{Buf, BufMut};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use prost::Message;
@@ -11,7 +10,6 @@ use prost_types::{Duration, Timestamp};
 use support_metrics::api::scorecard::parse_targets;
 use support_metrics::api::validate;
 use support_metrics::proto::v1 as pb;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::Code;
 
 use crate::helpers::*;
@@ -539,6 +537,8 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
                                 ascending: false,
                                 page_size,
                                 page_token: token,
+                                min_sample: 0,
+                                by_confidence_bound: today,
                             })
                             .await
                             .map(|_| ()),
@@ -566,49 +566,6 @@ fn hostile_reads_over_the_wire_get_clear_answers() {
         watches_answered.get() > 0,
         "no hostile watch got past validation"
     );
-}
-
-/// Sends raw bytes as a request body, and reads the answer's bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-#[derive(Debug, Clone, Copy, Default)]
-struct RawBytes;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawBytes;
-    type Decoder = RawBytes;
-
-    fn encoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-
-    fn decoder(&mut self) -> RawBytes {
-        RawBytes
-    }
-}
-
-impl Encoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawBytes {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
-        let bytes = src.chunk().to_vec();
-        src.advance(bytes.len());
-        Ok(Some(bytes))
-    }
 }
 
 const METHODS: [&str; 8] = [
@@ -664,4 +621,70 @@ fn arbitrary_bytes_over_the_wire_are_refused_and_the_server_keeps_serving() {
     // Still serving (the helpers panic on any error), and consistent.
     runtime.block_on(app.stats());
     assert_eq!(runtime.block_on(app.verify()).mismatch_count, 0);
+}
+
+/// Asserts a refusal of a 1 MiB value: INVALID_ARGUMENT naming `field`, with a
+/// message and description that show only a short prefix of the value.
+fn assert_refused_briefly(status: &tonic::Status, field: &str) {
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status.code(),
+        Code::InvalidArgument,
+        "{}",
+        &status.message()[..200.min(status.message().len())]
+    );
+    assert_eq!(bad_fields(status), vec![field.to_owned()]);
+    assert!(
+        status.message().len() < 300,
+        "message of {} bytes",
+        status.message().len()
+    );
+    let bad = status.get_details_bad_request().unwrap();
+    let description = &bad.field_violations[0].description;
+    assert!(
+        description.len() < 200,
+        "description of {} bytes",
+        description.len()
+    );
+    assert!(description.contains("(1048576 bytes)"), "{description}");
+}
+
+#[tokio::test]
+async fn a_one_mebibyte_time_zone_is_refused_by_name_with_a_short_message() {
+    let mut app = spawn_app().await;
+    let zone = "z".repeat(1 << 20);
+    let status = app
+        .scorecards
+        .get_time_series(pb::GetTimeSeriesRequest {
+            scope: Some(org()),
+            window: Some(window("2026-03-02T00:00:00Z", "2026-03-03T00:00:00Z")),
+            granularity: pb::Granularity::Day as i32,
+            time_zone: zone.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_refused_briefly(&status, "time_zone");
+
+    let status = app
+        .scorecards
+        .set_calendar(pb::SetCalendarRequest {
+            team_id: "billing".into(),
+            calendar: Some(pb::BusinessCalendar {
+                time_zone: zone.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_refused_briefly(&status, "calendar.time_zone");
+
+    let mut watch = pb::WatchScorecardRequest {
+        scope: Some(org()),
+        ..Default::default()
+    };
+    watch.moving_window = Some(pb::watch_scorecard_request::MovingWindow::TodayInTimeZone(
+        zone,
+    ));
+    let status = app.scorecards.watch_scorecard(watch).await.unwrap_err();
+    assert_refused_briefly(&status, "today_in_time_zone");
 }

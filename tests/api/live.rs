@@ -79,6 +79,31 @@ fn fresh_contact(n: usize, team: &str) -> pb::Record {
     }
 }
 
+/// One contact of each team three days ago, outside a trailing day: the teams
+/// are known (a watch of a team no record names is NOT_FOUND) and the live
+/// window starts empty.
+async fn known_teams(app: &TestApp, teams: &[&str]) {
+    for team in teams {
+        let Some(pb::record::Record::Interaction(mut earlier)) = fresh_contact(0, team).record
+        else {
+            unreachable!()
+        };
+        earlier.interaction_id = format!("earlier-{team}");
+        earlier.ticket_id = format!("earlier-ticket-{team}");
+        earlier.opened_at = Some(prost_types::Timestamp {
+            seconds: Utc::now().timestamp() - 3 * 86_400,
+            nanos: 0,
+        });
+        write_one(
+            app,
+            pb::Record {
+                record: Some(pb::record::Record::Interaction(earlier)),
+            },
+        )
+        .await;
+    }
+}
+
 async fn write_one(app: &TestApp, record: pb::Record) {
     let response = app
         .ingest
@@ -113,6 +138,7 @@ async fn until(
 #[tokio::test]
 async fn a_write_shows_up_on_an_open_stream() {
     let app = spawn_app().await;
+    known_teams(&app, &["billing", "returns"]).await;
     let mut stream = open(&app, trailing_day(team("billing"))).await;
     let first = next_card(&mut stream).await;
     assert_eq!(tickets_created(&first), 0);
@@ -197,6 +223,7 @@ async fn today_in_a_time_zone_runs_from_local_midnight_and_targets_use_min_sampl
 #[tokio::test]
 async fn watchers_of_one_scope_share_one_feed_and_a_reader_that_never_reads_holds_up_no_writer() {
     let mut app = spawn_app().await;
+    known_teams(&app, &["billing", "returns"]).await;
     // 100 watchers of billing, one of returns, one of billing that never reads.
     let mut billing = Vec::new();
     for _ in 0..100 {

@@ -1301,9 +1301,9 @@ fn model_metrics(
         mean_score: mean(&review_scores),
     });
 
-    // Churned customers: the organisation counts every event; other scopes take the
+    // Churn events: the organisation counts every event; other scopes take the
     // customer's latest interaction opened at or before the event.
-    let churned_customers = count(
+    let churn_events = count(
         model
             .events
             .values()
@@ -1388,14 +1388,14 @@ fn model_metrics(
             praise: social_count(SocialKind::Praise),
         },
         churn: ChurnSummary {
-            churned_customers,
+            churn_events,
             resolved_tickets_with_customer: with_customer,
             churned_after_resolution: churned_after,
             post_contact_churn_percent: percent(churned_after, with_customer),
-            satisfied_tickets: satisfied,
+            satisfied_resolved_tickets: satisfied,
             satisfied_churned,
             satisfied_churn_percent: percent(satisfied_churned, satisfied),
-            unsatisfied_tickets: unsatisfied,
+            unsatisfied_resolved_tickets: unsatisfied,
             unsatisfied_churned,
             unsatisfied_churn_percent: percent(unsatisfied_churned, unsatisfied),
         },
@@ -1870,23 +1870,19 @@ impl Diffs {
         );
         self.exact("social.praise", praise, &a.praise);
         let ChurnSummary {
-            churned_customers,
+            churn_events,
             resolved_tickets_with_customer,
             churned_after_resolution,
             post_contact_churn_percent,
-            satisfied_tickets,
+            satisfied_resolved_tickets,
             satisfied_churned,
             satisfied_churn_percent,
-            unsatisfied_tickets,
+            unsatisfied_resolved_tickets,
             unsatisfied_churned,
             unsatisfied_churn_percent,
         } = churn;
         let a = &actual.churn;
-        self.exact(
-            "churn.churned_customers",
-            churned_customers,
-            &a.churned_customers,
-        );
+        self.exact("churn.churn_events", churn_events, &a.churn_events);
         self.exact(
             "churn.resolved_tickets_with_customer",
             resolved_tickets_with_customer,
@@ -1903,9 +1899,9 @@ impl Diffs {
             a.post_contact_churn_percent,
         );
         self.exact(
-            "churn.satisfied_tickets",
-            satisfied_tickets,
-            &a.satisfied_tickets,
+            "churn.satisfied_resolved_tickets",
+            satisfied_resolved_tickets,
+            &a.satisfied_resolved_tickets,
         );
         self.exact(
             "churn.satisfied_churned",
@@ -1918,9 +1914,9 @@ impl Diffs {
             a.satisfied_churn_percent,
         );
         self.exact(
-            "churn.unsatisfied_tickets",
-            unsatisfied_tickets,
-            &a.unsatisfied_tickets,
+            "churn.unsatisfied_resolved_tickets",
+            unsatisfied_resolved_tickets,
+            &a.unsatisfied_resolved_tickets,
         );
         self.exact(
             "churn.unsatisfied_churned",
@@ -1996,7 +1992,7 @@ impl Coverage {
     }
 }
 
-const REQUIRED_COVERAGE: [&str; 39] = [
+const REQUIRED_COVERAGE: [&str; 40] = [
     "business time both zero and positive",
     "team x tag scope with answers",
     "union of teams with tickets",
@@ -2019,6 +2015,7 @@ const REQUIRED_COVERAGE: [&str; 39] = [
     "resolved ticket with a customer that did not churn",
     "churn split: satisfied",
     "churn split: unsatisfied",
+    "a scope is unknown",
     "open tickets in the backlog",
     "backlog ticket created after as_of",
     "single quarter window has data",
@@ -2210,6 +2207,25 @@ fn compare_with_model(
                     diffs.0.join("; ")
                 ));
             }
+        }
+    }
+    // A team, agent, channel or tag is known (reads answer rather than
+    // NOT_FOUND) exactly while some stored interaction names it.
+    for scope in scopes() {
+        let mut interactions = model.interactions.values();
+        let named = match &scope {
+            Scope::Team(team) => interactions.any(|i| &i.team_id == team),
+            Scope::Agent(agent) => interactions.any(|i| i.agent_id.as_ref() == Some(agent)),
+            Scope::Channel(channel) => interactions.any(|i| i.channel == *channel),
+            Scope::Tag(tag) => interactions.any(|i| i.tags.contains(tag)),
+            _ => continue,
+        };
+        coverage.hit("a scope is unknown", !named);
+        let known = queries::require_known(store.kv(), &Selection::one(scope.clone())).is_ok();
+        if known != named {
+            failures.push(format!(
+                "{scope:?}: known {known}, named by the model {named}"
+            ));
         }
     }
     if failures.is_empty() {
@@ -2483,7 +2499,7 @@ fn note_business_sla(ticket: &TicketState<'_>, coverage: &Coverage) {
 fn note_metrics(scope: &[Scope], window_name: &str, expected: &Metrics, coverage: &Coverage) {
     let churn = &expected.churn;
     if matches!(scope, [Scope::Team(_)]) {
-        coverage.hit("churn attributed to a team", churn.churned_customers > 0);
+        coverage.hit("churn attributed to a team", churn.churn_events > 0);
     }
     if matches!(scope, [Scope::TeamTag(..)]) {
         coverage.hit(
@@ -2514,8 +2530,14 @@ fn note_metrics(scope: &[Scope], window_name: &str, expected: &Metrics, coverage
             "resolved ticket with a customer that did not churn",
             churn.resolved_tickets_with_customer > churn.churned_after_resolution,
         );
-        coverage.hit("churn split: satisfied", churn.satisfied_tickets > 0);
-        coverage.hit("churn split: unsatisfied", churn.unsatisfied_tickets > 0);
+        coverage.hit(
+            "churn split: satisfied",
+            churn.satisfied_resolved_tickets > 0,
+        );
+        coverage.hit(
+            "churn split: unsatisfied",
+            churn.unsatisfied_resolved_tickets > 0,
+        );
         let sla = |summary: &Option<SlaSummary>| {
             summary
                 .as_ref()
@@ -2810,7 +2832,7 @@ fn post_contact_churn_includes_both_ends_of_the_thirty_days_after_resolution() {
         ),
         (4, 2)
     );
-    assert_eq!(churn.churned_customers, 4);
+    assert_eq!(churn.churn_events, 4);
     check_sequence(records, Corruption::Plant);
 }
 
@@ -2851,10 +2873,7 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
     assert_eq!(team_0.first_response_time.map(|d| d.count), Some(1));
     assert_eq!(team_1.first_response_time, None);
     assert_eq!(
-        (
-            team_0.churn.churned_customers,
-            team_1.churn.churned_customers
-        ),
+        (team_0.churn.churn_events, team_1.churn.churn_events),
         (0, 1)
     );
     let backlog = model_backlog(
@@ -2871,9 +2890,9 @@ fn ties_go_to_the_lower_interaction_id_first_and_the_higher_response_id_last() {
     let churn = of(Scope::Organization).churn;
     assert_eq!(
         (
-            churn.unsatisfied_tickets,
+            churn.unsatisfied_resolved_tickets,
             churn.unsatisfied_churned,
-            churn.satisfied_tickets
+            churn.satisfied_resolved_tickets
         ),
         (1, 1, 0)
     );

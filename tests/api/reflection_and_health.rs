@@ -168,6 +168,24 @@ macro_rules! reflection_tests {
                     );
                 }
 
+                // The error detail types, so that grpcurl prints a refusal's
+                // google.rpc.BadRequest as fields rather than base64.
+                let answer = ask(
+                    &app,
+                    MessageRequest::FileContainingSymbol("google.rpc.BadRequest".into()),
+                )
+                .await
+                .expect("google.rpc.BadRequest is served");
+                let MessageResponse::FileDescriptorResponse(files) = answer else {
+                    panic!("expected file descriptors, got {answer:?}");
+                };
+                let defines_bad_request = files.file_descriptor_proto.iter().any(|bytes| {
+                    let file = prost_types::FileDescriptorProto::decode(bytes.as_slice()).unwrap();
+                    file.package() == "google.rpc"
+                        && file.message_type.iter().any(|m| m.name() == "BadRequest")
+                });
+                assert!(defines_bad_request);
+
                 // tonic-reflection ends the stream with NOT_FOUND rather than sending
                 // an ErrorResponse; either way grpcurl reports "not found".
                 let answer = ask(

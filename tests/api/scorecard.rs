@@ -195,6 +195,7 @@ async fn list(
             ascending,
             page_size,
             page_token: page_token.into(),
+            ..Default::default()
         })
         .await
         .map(|r| r.into_inner())
@@ -822,7 +823,9 @@ async fn a_metric_without_data_is_absent_while_counts_are_zero() {
     )
     .await;
 
-    let empty = metrics(&mut app, team("ghost"), day()).await;
+    // A known team on a day without its data (an unknown team is NOT_FOUND).
+    let quiet_day = window("2026-03-05T00:00:00Z", "2026-03-06T00:00:00Z");
+    let empty = metrics(&mut app, team("billing"), quiet_day).await;
     assert_eq!(
         (
             empty.tickets_created,
@@ -855,21 +858,19 @@ async fn a_metric_without_data_is_absent_while_counts_are_zero() {
     assert!(social.negative_percent.is_none());
     let churn = empty.churn.expect("churn counts are always present");
     assert_eq!(
-        (
-            churn.churned_customers,
-            churn.resolved_tickets_with_customer
-        ),
+        (churn.churn_events, churn.resolved_tickets_with_customer),
         (0, 0)
     );
     assert!(churn.post_contact_churn_percent.is_none());
     assert!(churn.satisfied_churn_percent.is_none());
     assert!(churn.unsatisfied_churn_percent.is_none());
+    // Before its one ticket was created, billing had nothing open.
     let card = app
-        .scorecard(team("ghost"), day(), Some(ts("2026-03-10T00:00:00Z")))
+        .scorecard(team("billing"), day(), Some(ts("2026-03-01T00:00:00Z")))
         .await;
-    let ghost_backlog = card.backlog.unwrap();
-    assert_eq!(ghost_backlog.open_tickets, 0);
-    assert!(ghost_backlog.oldest_age_seconds.is_none());
+    let empty_backlog = card.backlog.unwrap();
+    assert_eq!(empty_backlog.open_tickets, 0);
+    assert!(empty_backlog.oldest_age_seconds.is_none());
 
     // One open, unanswered ticket: a resolution rate of 0 is a real value.
     let billing = metrics(&mut app, team("billing"), day()).await;
@@ -1579,6 +1580,15 @@ async fn the_backlog_counts_open_tickets_by_priority_and_age_band_as_of_a_moment
                 "2026-03-10T10:30:00Z",
             )),
             i(contact("b8", "B8", "billing", "2026-03-10T13:00:00Z")), // after as_of
+            // Tech, on CHAT, has had a ticket but has none open.
+            i(resolved(
+                pb::Interaction {
+                    channel: pb::Channel::Chat as i32,
+                    ..contact("t1", "T1", "tech", "2026-03-10T08:00:00Z")
+                },
+                "2026-03-10T08:10:00Z",
+                "2026-03-10T08:30:00Z",
+            )),
         ],
     )
     .await;
@@ -1604,6 +1614,7 @@ async fn the_backlog_counts_open_tickets_by_priority_and_age_band_as_of_a_moment
     assert_eq!(billing.oldest_age_seconds, Some(7.0 * 86_400.0));
 
     assert_eq!(backlog(&mut app, org(), Some(as_of)).await, billing);
+    // The organisation's backlog is billing's: tech has nothing open.
     let tech = backlog(&mut app, team("tech"), Some(as_of)).await;
     assert_eq!(tech.open_tickets, 0);
     assert!(tech.oldest_age_seconds.is_none());
@@ -1725,7 +1736,16 @@ async fn a_ticket_whose_latest_interaction_moved_team_is_in_that_teams_backlog()
         })
         .await
         .unwrap();
-    assert_eq!(backlog(&mut app, team("tech"), as_of).await.open_tickets, 0);
+    // Tech's only contact went back to billing: tech is unknown again.
+    let tech = app
+        .scorecards
+        .get_backlog(pb::GetBacklogRequest {
+            scope: Some(team("tech")),
+            as_of,
+        })
+        .await
+        .expect_err("no stored record names tech");
+    assert_eq!(tech.code(), tonic::Code::NotFound);
     let billing = backlog(&mut app, team("billing"), as_of).await;
     assert_eq!((billing.open_tickets, billing.urgent), (1, 1));
     assert_eq!(app.verify().await.mismatch_count, 0);

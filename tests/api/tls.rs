@@ -177,7 +177,7 @@ async fn the_command_line_client_speaks_mutual_tls() {
     };
     assert!(stats.run(&mut out).await.expect("stats over mTLS"));
     let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(printed["interactions"], 0);
+    assert_eq!(printed["interactions"], "0");
 
     let refused = ClientCommand::Stats {
         connection: connection(false),

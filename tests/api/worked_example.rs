@@ -23,7 +23,7 @@ struct Expected {
     survey_response_rate: Option<f64>,
     quality: (u64, Option<f64>),
     social: (u64, u64),
-    churned_customers: u64,
+    churn_events: u64,
     post_contact_churn: Option<f64>,
     churn_after_unsatisfied: Option<f64>,
     churn_after_satisfied: Option<f64>,
@@ -50,7 +50,7 @@ fn columns() -> Vec<Expected> {
             survey_response_rate: Some(200.0 / 3.0),
             quality: (1, Some(80.0)),
             social: (1, 1),
-            churned_customers: 0,
+            churn_events: 0,
             post_contact_churn: Some(100.0 / 3.0),
             churn_after_unsatisfied: Some(100.0),
             churn_after_satisfied: Some(0.0),
@@ -74,7 +74,7 @@ fn columns() -> Vec<Expected> {
             survey_response_rate: Some(50.0),
             quality: (0, None),
             social: (1, 1),
-            churned_customers: 0,
+            churn_events: 0,
             post_contact_churn: Some(0.0),
             churn_after_unsatisfied: None,
             churn_after_satisfied: Some(0.0),
@@ -98,7 +98,7 @@ fn columns() -> Vec<Expected> {
             survey_response_rate: Some(100.0),
             quality: (1, Some(80.0)),
             social: (0, 0),
-            churned_customers: 0,
+            churn_events: 0,
             post_contact_churn: Some(100.0),
             churn_after_unsatisfied: Some(100.0),
             churn_after_satisfied: None,
@@ -122,7 +122,7 @@ fn columns() -> Vec<Expected> {
             survey_response_rate: Some(100.0),
             quality: (1, Some(80.0)),
             social: (0, 0),
-            churned_customers: 0,
+            churn_events: 0,
             post_contact_churn: Some(100.0),
             churn_after_unsatisfied: Some(100.0),
             churn_after_satisfied: None,
@@ -223,8 +223,8 @@ fn check(card: &pb::Scorecard, expected: &Expected) {
     );
     let churn = m.churn.as_ref().unwrap();
     assert_eq!(
-        churn.churned_customers, expected.churned_customers,
-        "churned customers of {scope:?}"
+        churn.churn_events, expected.churn_events,
+        "churn events of {scope:?}"
     );
     close(
         churn.post_contact_churn_percent,

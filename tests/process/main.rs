@@ -200,6 +200,13 @@ async fn sigterm_under_load_drains_and_exits_cleanly() {
         );
     }
     assert!(!log_before.contains("ERROR"), "{log_before}");
+    // Its logs go to a file: text without colour codes (the WARN line at start
+    // was coloured before).
+    assert!(log_before.contains("WARN"), "{log_before}");
+    assert!(
+        !log_before.contains('\x1b'),
+        "colour codes in {log_before:?}"
+    );
 
     let server = Server::start(&data_dir, &[]).await;
     let findings = check(&server, &ledger, 0, true, &mut Rng::new(seed)).await;
@@ -311,15 +318,9 @@ async fn resident_memory_stays_within_the_documented_sizing() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
     let demo = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
-        .args(["--log", "warn", "--data-dir"])
+        .args(["demo", "--log", "warn", "--data-dir"])
         .arg(&data_dir)
-        .args([
-            "demo",
-            "--interactions",
-            &INTERACTIONS.to_string(),
-            "--days",
-            "30",
-        ])
+        .args(["--interactions", &INTERACTIONS.to_string(), "--days", "30"])
         .output()
         .expect("demo runs");
     assert!(

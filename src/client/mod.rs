@@ -1,13 +1,13 @@
 //! The operator's command-line client: talks to a running server (address,
 //! token and TLS from flags or `SUPPORT_METRICS_*`), prints a readable table or
-//! the protobuf JSON of the answer.
+//! the proto3 JSON of the answer exactly as `grpcurl -emit-defaults` prints it.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use prost::Message;
-use prost_reflect::{DescriptorPool, DynamicMessage, SerializeOptions};
+use prost_reflect::{DescriptorPool, DynamicMessage};
 use serde_json::Value;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -16,6 +16,11 @@ use tonic::Request;
 use crate::ndjson;
 use crate::proto::v1 as pb;
 use crate::proto::FILE_DESCRIPTOR_SET;
+
+pub mod json;
+mod table;
+
+pub use table::table;
 
 /// The commands that talk to a running server.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -41,7 +46,8 @@ pub enum ClientCommand {
         /// Targets of metrics computed from fewer items read INSUFFICIENT_DATA.
         #[arg(long, default_value_t = 0)]
         min_sample: u64,
-        /// Print protobuf JSON instead of a table.
+        /// Print the proto3 JSON `grpcurl -emit-defaults` prints instead of a table.
+        /// Print the proto3 JSON `grpcurl -emit-defaults` prints instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -58,6 +64,7 @@ pub enum ClientCommand {
     Stats {
         #[command(flatten)]
         connection: Connection,
+        /// Print the proto3 JSON `grpcurl -emit-defaults` prints instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -70,6 +77,7 @@ pub enum ClientCommand {
         /// RFC 3339; now if absent.
         #[arg(long)]
         as_of: Option<String>,
+        /// Print the proto3 JSON `grpcurl -emit-defaults` prints instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -80,6 +88,7 @@ pub enum ClientCommand {
         /// The team; the organisation default if absent.
         #[arg(long)]
         team: Option<String>,
+        /// Print the proto3 JSON `grpcurl -emit-defaults` prints instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -102,6 +111,17 @@ fn optional_timestamp(
 }
 
 impl ClientCommand {
+    /// How the command reaches the server (to point it elsewhere).
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        match self {
+            ClientCommand::Scorecard { connection, .. }
+            | ClientCommand::Record { connection, .. }
+            | ClientCommand::Stats { connection, .. }
+            | ClientCommand::Backlog { connection, .. }
+            | ClientCommand::Targets { connection, .. } => connection,
+        }
+    }
+
     /// Runs the command, printing to `out`; `Ok(false)` when the server refused
     /// some of what it was sent.
     pub async fn run(self, out: &mut impl Write) -> anyhow::Result<bool> {
@@ -236,22 +256,43 @@ pub struct ScopeArgs {
     /// An agent.
     #[arg(long, conflicts_with_all = ["team", "channel"])]
     pub agent: Option<String>,
-    /// A channel: EMAIL, CHAT, PHONE, SOCIAL, MESSAGING, WEB or OTHER.
-    #[arg(long)]
-    pub channel: Option<String>,
+    /// A channel (with --team: the team × channel scope).
+    #[arg(long, value_enum, ignore_case = true)]
+    pub channel: Option<ChannelArg>,
     /// A tag (with --team: the team × tag scope).
     #[arg(long, conflicts_with_all = ["agent", "channel"])]
     pub tag: Option<String>,
 }
 
+/// The channels `--channel` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChannelArg {
+    Email,
+    Chat,
+    Phone,
+    Social,
+    Messaging,
+    Web,
+    Other,
+}
+
+impl ChannelArg {
+    fn to_proto(self) -> pb::Channel {
+        match self {
+            ChannelArg::Email => pb::Channel::Email,
+            ChannelArg::Chat => pb::Channel::Chat,
+            ChannelArg::Phone => pb::Channel::Phone,
+            ChannelArg::Social => pb::Channel::Social,
+            ChannelArg::Messaging => pb::Channel::Messaging,
+            ChannelArg::Web => pb::Channel::Web,
+            ChannelArg::Other => pb::Channel::Other,
+        }
+    }
+}
+
 impl ScopeArgs {
     pub fn to_proto(&self) -> anyhow::Result<pb::Scope> {
-        let channel = match &self.channel {
-            Some(name) => pb::Channel::from_str_name(&name.to_ascii_uppercase())
-                .with_context(|| format!("--channel {name}: not a channel"))?
-                as i32,
-            None => 0,
-        };
+        let channel = self.channel.map_or(0, |channel| channel.to_proto() as i32);
         let kind = match (&self.team, &self.agent, channel != 0, &self.tag) {
             (Some(_), _, _, Some(_)) => pb::ScopeKind::TeamTag,
             (None, _, _, Some(_)) => pb::ScopeKind::Tag,
@@ -350,12 +391,17 @@ impl Client {
         let response = self
             .scorecards()
             .get_scorecard(self.request(request))
-            .await?;
+            .await
+            .map_err(explain)?;
         to_json(response.get_ref(), "supportmetrics.v1.GetScorecardResponse")
     }
 
     pub async fn backlog(&self, request: pb::GetBacklogRequest) -> anyhow::Result<Value> {
-        let response = self.scorecards().get_backlog(self.request(request)).await?;
+        let response = self
+            .scorecards()
+            .get_backlog(self.request(request))
+            .await
+            .map_err(explain)?;
         to_json(response.get_ref(), "supportmetrics.v1.GetBacklogResponse")
     }
 
@@ -363,7 +409,11 @@ impl Client {
         let request = pb::GetTargetsRequest {
             team_id: team.unwrap_or_default(),
         };
-        let response = self.scorecards().get_targets(self.request(request)).await?;
+        let response = self
+            .scorecards()
+            .get_targets(self.request(request))
+            .await
+            .map_err(explain)?;
         to_json(response.get_ref(), "supportmetrics.v1.GetTargetsResponse")
     }
 
@@ -371,7 +421,8 @@ impl Client {
         let response = self
             .admin()
             .get_stats(self.request(pb::GetStatsRequest {}))
-            .await?;
+            .await
+            .map_err(explain)?;
         to_json(response.get_ref(), "supportmetrics.v1.GetStatsResponse")
     }
 
@@ -450,7 +501,8 @@ impl Client {
         let results = self
             .ingest()
             .record_batch(self.request(request))
-            .await?
+            .await
+            .map_err(explain)?
             .into_inner()
             .results;
         for (result, line) in results.into_iter().zip(lines.drain(..)) {
@@ -515,60 +567,17 @@ impl std::fmt::Display for RecordSummary {
     }
 }
 
-/// The protobuf JSON form of a message (the .proto field names).
+/// The proto3 JSON of a message, as `grpcurl -emit-defaults` prints it.
 fn to_json(message: &impl Message, name: &str) -> anyhow::Result<Value> {
     let pool = DescriptorPool::decode(FILE_DESCRIPTOR_SET).context("the embedded descriptors")?;
     let descriptor = pool
         .get_message_by_name(name)
         .with_context(|| format!("no descriptor for {name}"))?;
     let dynamic = DynamicMessage::decode(descriptor, message.encode_to_vec().as_slice())?;
-    // Zero counts are shown; metrics without data stay absent (they are
-    // `optional` in the .proto, so absence survives).
-    let options = SerializeOptions::new()
-        .use_proto_field_name(true)
-        .stringify_64_bit_integers(false)
-        .skip_default_fields(false);
-    Ok(dynamic.serialize_with_options(serde_json::value::Serializer, &options)?)
+    Ok(json::message(&dynamic))
 }
 
-/// A two-column table of every leaf of a JSON answer, in its order: the path
-/// (`scorecard.metrics.csat.percent`) and the value.
-pub fn table(value: &Value) -> String {
-    let mut rows = Vec::new();
-    flatten("", value, &mut rows);
-    let width = rows.iter().map(|(path, _)| path.len()).max().unwrap_or(0);
-    let mut out = String::new();
-    for (path, value) in rows {
-        out.push_str(&format!("{path:<width$}  {value}\n"));
-    }
-    out
-}
-
-fn flatten(path: &str, value: &Value, rows: &mut Vec<(String, String)>) {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match value {
-        Value::Object(fields) => {
-            for (key, value) in fields {
-                flatten(&join(key), value, rows);
-            }
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                flatten(&format!("{path}[{index}]"), item, rows);
-            }
-        }
-        Value::String(text) => rows.push((path.to_owned(), text.clone())),
-        other => rows.push((path.to_owned(), other.to_string())),
-    }
-}
-
-/// Prints a JSON answer as a table, or as pretty JSON.
+/// Prints a JSON answer as a table, or as JSON indented like grpcurl's.
 pub fn print(value: &Value, json: bool, out: &mut impl Write) -> std::io::Result<()> {
     if json {
         writeln!(
@@ -579,4 +588,35 @@ pub fn print(value: &Value, json: bool, out: &mut impl Write) -> std::io::Result
     } else {
         write!(out, "{}", table(value))
     }
+}
+
+/// A refusal from the server, worded for the person at the keyboard: what
+/// was wrong with which field, and which flag fixes a missing token.
+fn explain(status: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt;
+    let mut text = format!(
+        "the server answered {:?}: {}",
+        status.code(),
+        status.message()
+    );
+    if let Some(bad) = status.get_details_bad_request() {
+        for violation in bad.field_violations {
+            text.push_str(&format!(
+                "\n  {}: {}",
+                violation.field, violation.description
+            ));
+        }
+    }
+    match status.code() {
+        tonic::Code::Unauthenticated => text.push_str(
+            "\nuse `--token <token>` (or SUPPORT_METRICS_TOKEN) with a token from the \
+             server's tokens file",
+        ),
+        tonic::Code::PermissionDenied => text.push_str(
+            "\nthe token's role may not call this: use `--token` with a token of the \
+             role named above",
+        ),
+        _ => {}
+    }
+    anyhow::anyhow!(text)
 }
