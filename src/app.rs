@@ -13,7 +13,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use crate::api::{AdminApi, IngestApi, ScorecardApi};
-use crate::auth::{self, LiveTokens, TokenSources, Tokens};
+use crate::auth::{self, LiveTokens, TokenSources, Tokens, WatchStart};
 use crate::config::Config;
 use crate::gate::GateLayer;
 use crate::limit::InFlightLimit;
@@ -42,6 +42,7 @@ pub struct Application {
     max_in_flight: usize,
     tokens: Arc<LiveTokens>,
     token_sources: TokenSources,
+    token_watch_start: WatchStart,
     reflection: bool,
     tls: Option<ServerTlsConfig>,
 }
@@ -73,12 +74,12 @@ fn load_tls(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
 
 /// The configured tokens, and the refusal to serve a network unauthenticated
 /// unless told to.
-fn load_tokens(config: &Config) -> anyhow::Result<(Tokens, TokenSources)> {
+fn load_tokens(config: &Config) -> anyhow::Result<(Tokens, TokenSources, WatchStart)> {
     let sources = TokenSources {
         file: config.tokens_file.clone(),
         inline: config.tokens.clone(),
     };
-    let tokens = sources.load().map_err(anyhow::Error::msg)?;
+    let (tokens, watch_start) = sources.load_for_watching().map_err(anyhow::Error::msg)?;
     if tokens.is_empty() {
         if !config.listen.ip().is_loopback() && !config.insecure {
             anyhow::bail!(
@@ -94,7 +95,7 @@ fn load_tokens(config: &Config) -> anyhow::Result<(Tokens, TokenSources)> {
     } else {
         tracing::info!(tokens = tokens.len(), "bearer-token authentication on");
     }
-    Ok((tokens, sources))
+    Ok((tokens, sources, watch_start))
 }
 
 /// What a scrape of `/metrics` renders: the store's figures while it is open.
@@ -139,7 +140,7 @@ impl Application {
                  a crash loses the most recent ones"
             );
         }
-        let (tokens, token_sources) = load_tokens(config)?;
+        let (tokens, token_sources, token_watch_start) = load_tokens(config)?;
         let tls = load_tls(config)?;
         let store = tokio::task::spawn_blocking(move || Store::open(&options)).await??;
         let listener = TcpListener::bind(config.listen)
@@ -157,6 +158,7 @@ impl Application {
             max_in_flight: config.max_in_flight.max(1),
             tokens: Arc::new(LiveTokens::new(tokens)),
             token_sources,
+            token_watch_start,
             reflection: !config.disable_reflection,
             tls,
         })
@@ -210,9 +212,11 @@ impl Application {
         let in_flight = Arc::new(InFlightLimit::new(self.max_in_flight));
         let render = scrape(&store, self.data_dir.clone(), Arc::clone(&in_flight));
         let metrics_server = tokio::spawn(metrics::serve(self.metrics_listener, render));
-        let token_watcher = tokio::spawn(
-            Arc::clone(&self.tokens).watch(self.token_sources, auth::RELOAD_CHECK_INTERVAL),
-        );
+        let token_watcher = tokio::spawn(Arc::clone(&self.tokens).watch(
+            self.token_sources,
+            self.token_watch_start,
+            auth::RELOAD_CHECK_INTERVAL,
+        ));
         let live = Arc::new(LiveScorecards::new(&store));
         let stopping_live = Arc::clone(&live);
         let stopping_health = health.clone();

@@ -190,6 +190,29 @@ impl TokenSources {
         self.parse(text.as_deref())
     }
 
+    /// [`TokenSources::load`] at start: also listens for SIGHUP from now on
+    /// (which would otherwise end the process while the store opens) and
+    /// keeps the file's text as read, so that [`LiveTokens::watch`] reloads
+    /// a file that changed in between.
+    pub fn load_for_watching(&self) -> Result<(Tokens, WatchStart), String> {
+        let text = self.file.as_deref().map(read_file).transpose()?;
+        let tokens = self.parse(text.as_deref())?;
+        let hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGHUP; the tokens file is still watched");
+                None
+            }
+        };
+        Ok((
+            tokens,
+            WatchStart {
+                loaded: text,
+                hangups,
+            },
+        ))
+    }
+
     /// The tokens of the file's `text`, as read, and the inline ones.
     fn parse(&self, text: Option<&str>) -> Result<Tokens, String> {
         let mut tokens = match (&self.file, text) {
@@ -212,6 +235,14 @@ impl TokenSources {
         }
         Ok(tokens)
     }
+}
+
+/// Where a watcher of the tokens file starts: the text the tokens in force
+/// were read from, and SIGHUP, listened for since.
+#[derive(Debug)]
+pub struct WatchStart {
+    loaded: Option<String>,
+    hangups: Option<tokio::signal::unix::Signal>,
 }
 
 fn file_source(path: &Path) -> String {
@@ -268,23 +299,20 @@ impl LiveTokens {
         Ok(count)
     }
 
-    /// Reloads whenever the tokens file's content changes (checked every
-    /// `interval`) or the process gets SIGHUP, logging each reload and each
+    /// Reloads whenever the tokens file's content differs from what was last
+    /// read (checked every `interval`, from the text `start` was loaded
+    /// from) or the process gets SIGHUP, logging each reload and each
     /// refusal. Runs until dropped; with no tokens file, SIGHUP is only logged.
-    pub async fn watch(self: Arc<Self>, sources: TokenSources, interval: Duration) {
-        let mut hangups = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::hangup(),
-        ) {
-            Ok(hangups) => Some(hangups),
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGHUP; the tokens file is still watched");
-                None
-            }
-        };
-        let mut seen = sources
-            .file
-            .as_deref()
-            .and_then(|path| read_file(path).ok());
+    pub async fn watch(
+        self: Arc<Self>,
+        sources: TokenSources,
+        start: WatchStart,
+        interval: Duration,
+    ) {
+        let WatchStart {
+            loaded: mut seen,
+            mut hangups,
+        } = start;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -457,13 +485,14 @@ mod tests {
             file: Some(path.clone()),
             inline: None,
         };
-        let live = Arc::new(LiveTokens::new(sources.load().unwrap()));
-        // Listening here too, so that SIGHUP never meets the default action
-        // (ending the process) before the watcher listens.
+        let (tokens, start) = sources.load_for_watching().unwrap();
+        let live = Arc::new(LiveTokens::new(tokens));
+        // Listening here too, to know when the signal has been delivered.
         let mut hangups =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
         // Checks of the file so rare that only SIGHUP can explain a reload.
-        let watcher = tokio::spawn(Arc::clone(&live).watch(sources, Duration::from_secs(3600)));
+        let watcher =
+            tokio::spawn(Arc::clone(&live).watch(sources, start, Duration::from_secs(3600)));
         tokio::time::sleep(Duration::from_millis(50)).await;
         std::fs::write(&path, "reader reader-token-0123456789\n").unwrap();
         nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
@@ -480,6 +509,36 @@ mod tests {
             Some(Role::Reader)
         );
         assert_eq!(tokens.role_of(WRITER), None);
+        watcher.abort();
+    }
+
+    /// The store may take long to open between loading the tokens and
+    /// starting the watcher: a file changed meanwhile is still reloaded.
+    #[tokio::test]
+    async fn a_file_changed_before_the_watcher_starts_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, format!("admin {WRITER}\n")).unwrap();
+        let sources = TokenSources {
+            file: Some(path.clone()),
+            inline: None,
+        };
+        let (tokens, start) = sources.load_for_watching().unwrap();
+        let live = Arc::new(LiveTokens::new(tokens));
+        std::fs::write(&path, "reader reader-token-0123456789\n").unwrap();
+        let watcher =
+            tokio::spawn(Arc::clone(&live).watch(sources, start, Duration::from_millis(20)));
+        for _ in 0..200 {
+            if live.current().role_of("reader-token-0123456789").is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            live.current().role_of("reader-token-0123456789"),
+            Some(Role::Reader)
+        );
+        assert_eq!(live.current().role_of(WRITER), None);
         watcher.abort();
     }
 
