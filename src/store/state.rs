@@ -49,7 +49,7 @@ use super::groups::{compute, id_from_bytes, recompute, Retract};
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::snapshots;
-use super::txn::{Reader, Txn};
+use super::txn::{overlaid, Reader, Txn};
 
 /// A key or value of the derived state.
 pub type Bytes = Arc<[u8]>;
@@ -191,19 +191,13 @@ impl Reader for AsAtSnapshot<'_> {
         if is_derived(prefix) {
             return Ok(map_range(&self.map, prefix, end.as_deref()));
         }
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            self.engine.scan_prefix(prefix).collect::<Result<_>>()?;
-        for (key, value) in self
-            .before
-            .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-        {
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        overlaid(
+            self.engine.scan_prefix(prefix),
+            prefix,
+            self.before
+                .range(prefix.to_vec()..)
+                .map(|(key, value)| (key, value.clone())),
+        )
     }
 }
 

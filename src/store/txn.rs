@@ -37,6 +37,24 @@ pub trait Reader {
     }
 }
 
+/// The entries of `stored` whose key starts with `prefix`, with `changes`
+/// laid over them: a value replaces or adds its key, `None` removes it.
+/// `changes` is ordered by key, as scanned from its start at `prefix`.
+pub fn overlaid<'c>(
+    stored: impl Iterator<Item = Result<Entry>>,
+    prefix: &[u8],
+    changes: impl Iterator<Item = (&'c Vec<u8>, Option<Vec<u8>>)>,
+) -> Result<Vec<Entry>> {
+    let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = stored.collect::<Result<_>>()?;
+    for (key, value) in changes.take_while(|(key, _)| key.starts_with(prefix)) {
+        match value {
+            Some(value) => merged.insert(key.clone(), value),
+            None => merged.remove(key),
+        };
+    }
+    Ok(merged.into_iter().collect())
+}
+
 impl Reader for dyn KvStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         KvStore::get(self, key)
@@ -182,19 +200,13 @@ impl Reader for Txn<'_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            KvStore::scan_prefix(self.kv, prefix).collect::<Result<_>>()?;
-        for (key, value) in self
-            .writes
-            .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-        {
-            match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
-            };
-        }
-        Ok(merged.into_iter().collect())
+        overlaid(
+            KvStore::scan_prefix(self.kv, prefix),
+            prefix,
+            self.writes
+                .range(prefix.to_vec()..)
+                .map(|(key, value)| (key, value.clone())),
+        )
     }
 }
 
@@ -224,24 +236,15 @@ impl Reader for Before<'_, '_> {
     }
 
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        let mut merged: BTreeMap<Vec<u8>, Vec<u8>> =
-            KvStore::scan_prefix(self.txn.kv, prefix).collect::<Result<_>>()?;
-        for (key, _) in self
-            .txn
-            .writes
-            .range(prefix.to_vec()..)
-            .take_while(|(key, _)| key.starts_with(prefix))
-        {
-            match self.held(key) {
-                Some(Some(value)) => {
-                    merged.insert(key.clone(), value);
-                }
-                Some(None) => {
-                    merged.remove(key);
-                }
-                None => {}
-            }
-        }
-        Ok(merged.into_iter().collect())
+        // A key the transaction had not written at the mark keeps the store's value.
+        overlaid(
+            KvStore::scan_prefix(self.txn.kv, prefix),
+            prefix,
+            self.txn
+                .writes
+                .range(prefix.to_vec()..)
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .filter_map(|(key, _)| Some((key, self.held(key)?))),
+        )
     }
 }
