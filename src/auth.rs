@@ -476,15 +476,31 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn sighup_reloads_the_tokens_file_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens");
-        std::fs::write(&path, format!("admin {WRITER}\n")).unwrap();
+    /// A tokens file in `dir` holding `text`, and the sources naming it.
+    fn tokens_file(dir: &Path, text: &str) -> (std::path::PathBuf, TokenSources) {
+        let path = dir.join("tokens");
+        std::fs::write(&path, text).unwrap();
         let sources = TokenSources {
             file: Some(path.clone()),
             inline: None,
         };
+        (path, sources)
+    }
+
+    /// Waits up to 2 s for `token` to be in force (the caller asserts it).
+    async fn until_in_force(live: &LiveTokens, token: &str) {
+        for _ in 0..100 {
+            if live.current().role_of(token).is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_the_tokens_file_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, sources) = tokens_file(dir.path(), &format!("admin {WRITER}\n"));
         let (tokens, start) = sources.load_for_watching().unwrap();
         let live = Arc::new(LiveTokens::new(tokens));
         // Listening here too, to know when the signal has been delivered.
@@ -497,12 +513,7 @@ mod tests {
         std::fs::write(&path, "reader reader-token-0123456789\n").unwrap();
         nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
         hangups.recv().await;
-        for _ in 0..100 {
-            if live.current().role_of("reader-token-0123456789").is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        until_in_force(&live, "reader-token-0123456789").await;
         let tokens = live.current();
         assert_eq!(
             tokens.role_of("reader-token-0123456789"),
@@ -517,12 +528,7 @@ mod tests {
     #[tokio::test]
     async fn a_file_changed_before_the_watcher_starts_is_reloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens");
-        std::fs::write(&path, format!("admin {WRITER}\n")).unwrap();
-        let sources = TokenSources {
-            file: Some(path.clone()),
-            inline: None,
-        };
+        let (path, sources) = tokens_file(dir.path(), &format!("admin {WRITER}\n"));
         let (tokens, start) = sources.load_for_watching().unwrap();
         // Deaf to SIGHUP, which another test raises in this process: only
         // the file's check can explain a reload here.
@@ -534,12 +540,7 @@ mod tests {
         std::fs::write(&path, "reader reader-token-0123456789\n").unwrap();
         let watcher =
             tokio::spawn(Arc::clone(&live).watch(sources, start, Duration::from_millis(20)));
-        for _ in 0..200 {
-            if live.current().role_of("reader-token-0123456789").is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        until_in_force(&live, "reader-token-0123456789").await;
         assert_eq!(
             live.current().role_of("reader-token-0123456789"),
             Some(Role::Reader)
@@ -551,12 +552,7 @@ mod tests {
     #[test]
     fn a_reload_that_would_turn_authentication_off_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("tokens");
-        std::fs::write(&path, format!("writer {WRITER}\n")).unwrap();
-        let sources = TokenSources {
-            file: Some(path.clone()),
-            inline: None,
-        };
+        let (path, sources) = tokens_file(dir.path(), &format!("writer {WRITER}\n"));
         let live = LiveTokens::new(sources.load().unwrap());
         std::fs::write(&path, "# nothing\n").unwrap();
         assert!(live.reload(&sources).unwrap_err().contains("no token"));
