@@ -9,6 +9,7 @@ pub mod buckets;
 pub mod codec;
 pub mod compact;
 pub mod groups;
+mod journal;
 pub mod keys;
 pub mod kv;
 pub mod listings;
@@ -35,8 +36,9 @@ use crate::metrics::Metrics;
 
 pub use backup::{BackupItem, Snapshot};
 pub use compact::Compaction;
+pub use journal::{entry as journal_entry, JournalEntry};
 pub use kv::{refresh_snapshot, KvStore, SledOptions, SledStore};
-pub use state::{journal_entry, DerivedState, JournalEntry, SnapshotPolicy};
+pub use state::{DerivedState, SnapshotPolicy};
 pub use verify::{RebuildReport, VerifyReport};
 pub use writes::{Counters, Outcome};
 

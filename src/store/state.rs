@@ -32,24 +32,22 @@
 //! [`snapshots`]: super::snapshots
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 
 use super::buckets;
-use super::codec::{decode, encode};
 use super::groups::{compute, id_from_bytes, recompute, Retract};
+use super::journal;
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::snapshots;
-use super::txn::{overlaid, Reader, Txn};
+use super::txn::Txn;
 
 /// A key or value of the derived state.
 pub type Bytes = Arc<[u8]>;
@@ -78,9 +76,6 @@ impl Default for SnapshotPolicy {
     }
 }
 
-/// A commit changing more groups than this journals "every group": a
-/// recovery then recomputes them all, which is what naming them would cost.
-const MAX_JOURNALED_GROUPS: usize = 10_000;
 /// Groups recomputed per transaction while recovering.
 const RECOVERY_BATCH_GROUPS: usize = 2_000;
 
@@ -92,117 +87,8 @@ pub fn is_derived(key: &[u8]) -> bool {
     )
 }
 
-/// Whether a key is a record a replay reads (through [`compute`]), whose
-/// earlier values the journal keeps.
-fn is_replayed(key: &[u8]) -> bool {
-    matches!(
-        key.first(),
-        Some(&keys::RAW) | Some(&keys::RAW_INDEX) | Some(&keys::PENDING) | Some(&keys::TERMS)
-    )
-}
-
-/// A record key's value before a commit (`None`: it had none).
-pub type EarlierValue = (serde_bytes::ByteBuf, Option<serde_bytes::ByteBuf>);
-
-/// What one journal entry says a durable commit changed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum JournalEntry {
-    /// These groups, by `G` key (format 10, which kept contributions: a
-    /// replay cannot retract what they were, so it recomputes every group).
-    Groups(Vec<serde_bytes::ByteBuf>),
-    /// Possibly every group (a rebuild, or a commit changing very many).
-    Everything,
-    /// These groups, by `G` key (a key that names none, such as
-    /// [`keys::EVERY_GROUP`], means every group), and the record keys the
-    /// commit changed with their values before it.
-    Changes {
-        groups: Vec<serde_bytes::ByteBuf>,
-        before: Vec<EarlierValue>,
-    },
-}
-
-/// Whether a commit changing the groups with these `G` keys is journaled
-/// as changing every group: too many to name, or a key naming none.
-fn changes_every_group(group_keys: &[Vec<u8>]) -> bool {
-    group_keys.len() > MAX_JOURNALED_GROUPS
-        || group_keys
-            .iter()
-            .any(|key| keys::group_from_key(key).is_none())
-}
-
-/// The journal entry numbered `sequence` of a durable commit that changed
-/// the groups with these `G` keys and these record keys, which had these
-/// values before it (not kept where it changes every group).
-pub fn journal_entry(
-    sequence: u64,
-    group_keys: Vec<Vec<u8>>,
-    before: Vec<EarlierValue>,
-) -> Result<Change> {
-    let entry = if changes_every_group(&group_keys) {
-        JournalEntry::Everything
-    } else {
-        JournalEntry::Changes {
-            groups: group_keys
-                .into_iter()
-                .map(serde_bytes::ByteBuf::from)
-                .collect(),
-            before,
-        }
-    };
-    Ok((keys::journal(sequence), Some(encode(&entry)?)))
-}
-
-/// The record keys among `changes` with their values in `engine` now.
-fn earlier_values(engine: &dyn KvStore, changes: &[Change]) -> Result<Vec<EarlierValue>> {
-    changes
-        .iter()
-        .filter(|(key, _)| is_replayed(key))
-        .map(|(key, _)| {
-            Ok((
-                serde_bytes::ByteBuf::from(key.clone()),
-                engine.get(key)?.map(serde_bytes::ByteBuf::from),
-            ))
-        })
-        .collect()
-}
-
-/// The store as a snapshot saw it: the derived state it holds, and the
-/// records as they were then (today's, with the value each key changed
-/// since had before its first change, from the journal).
-struct AsAtSnapshot<'a> {
-    engine: &'a dyn KvStore,
-    map: DerivedMap,
-    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-}
-
-impl Reader for AsAtSnapshot<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if is_derived(key) {
-            return Ok(self.map.get(key).map(|value| value.to_vec()));
-        }
-        match self.before.get(key) {
-            Some(value) => Ok(value.clone()),
-            None => self.engine.get(key),
-        }
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        let end = keys::prefix_end(prefix);
-        if is_derived(prefix) {
-            return Ok(map_range(&self.map, prefix, end.as_deref()));
-        }
-        overlaid(
-            self.engine.scan_prefix(prefix),
-            prefix,
-            self.before
-                .range(prefix.to_vec()..)
-                .map(|(key, value)| (key, value.clone())),
-        )
-    }
-}
-
 /// The entries of `map` from `start` up to `end` (to its end if `None`).
-fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
+pub(super) fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
     use std::ops::Bound;
     let upper = match end {
         Some(end) => Bound::Excluded(end),
@@ -382,25 +268,7 @@ impl DerivedState {
     /// The groups the journal names from `sequence` on; `None` if an entry
     /// says every group may have changed, or cannot be read.
     pub fn journaled_since(&self, sequence: u64) -> Result<Option<BTreeSet<Group>>> {
-        let mut groups = BTreeSet::new();
-        for entry in self
-            .engine
-            .range(&keys::journal(sequence), &[keys::JOURNAL + 1])
-        {
-            let (key, value) = entry?;
-            match decode::<JournalEntry>(&key, &value) {
-                Ok(JournalEntry::Groups(named) | JournalEntry::Changes { groups: named, .. }) => {
-                    for group_key in named {
-                        match keys::group_from_key(&group_key) {
-                            Some(group) => groups.insert(group),
-                            None => return Ok(None),
-                        };
-                    }
-                }
-                Ok(JournalEntry::Everything) | Err(_) => return Ok(None),
-            }
-        }
-        Ok(Some(groups))
+        journal::groups_since(self.engine.as_ref(), sequence)
     }
 
     /// The version reads on this thread see: the pinned one inside a
@@ -451,14 +319,14 @@ impl DerivedState {
         let snapshot = load_snapshot(path)?;
         let loaded = snapshot.is_some();
         let mut version = snapshot.unwrap_or_default();
-        let journal = self.scan_journal(loaded.then_some(version.next_journal))?;
+        let journal = journal::scan(self.engine.as_ref(), loaded.then_some(version.next_journal))?;
         version.next_journal = version.next_journal.max(journal.next);
         let everything = journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?);
         let (groups, as_at_snapshot) = if everything {
             version.map = DerivedMap::new();
             (every_group(self.engine.as_ref())?, None)
         } else {
-            let as_at_snapshot = AsAtSnapshot {
+            let as_at_snapshot = journal::AsAtSnapshot {
                 engine: self.engine.as_ref(),
                 map: version.map.clone(),
                 before: journal.before,
@@ -499,48 +367,6 @@ impl DerivedState {
         Ok(())
     }
 
-    /// What the journal says: the groups named from `covers` on (every entry
-    /// without a snapshot) and the earliest earlier value of each record key
-    /// changed since, whether one may have changed every group, the
-    /// deletions of the entries before `covers`, and the next sequence.
-    fn scan_journal(&self, covers: Option<u64>) -> Result<JournalScan> {
-        let mut scan = JournalScan::default();
-        for entry in self.engine.scan_prefix(&[keys::JOURNAL]) {
-            let (key, value) = entry?;
-            let sequence = keys::journal_sequence(&key).ok_or_else(|| {
-                Error::DataLoss(format!("bad journal key {}", keys::describe_key(&key)))
-            })?;
-            scan.next = scan.next.max(sequence.saturating_add(1));
-            if covers.is_some_and(|covers| sequence < covers) {
-                scan.covered.push((key, None));
-                continue;
-            }
-            match decode::<JournalEntry>(&key, &value) {
-                Ok(JournalEntry::Changes { groups, before }) => {
-                    for group_key in groups {
-                        match keys::group_from_key(&group_key) {
-                            Some(group) => {
-                                scan.groups.insert(group);
-                            }
-                            None => scan.everything = true,
-                        }
-                    }
-                    for (key, value) in before {
-                        scan.before
-                            .entry(key.into_vec())
-                            .or_insert_with(|| value.map(serde_bytes::ByteBuf::into_vec));
-                    }
-                }
-                Ok(JournalEntry::Everything | JournalEntry::Groups(_)) => scan.everything = true,
-                Err(error) => {
-                    tracing::error!(%error, "a journal entry is damaged; recomputing every group");
-                    scan.everything = true;
-                }
-            }
-        }
-        Ok(scan)
-    }
-
     /// Recomputes groups from the raw records into the derived state,
     /// without journaling them (they are journaled already, or the whole
     /// state is being recomputed). What each contributed before is
@@ -555,7 +381,7 @@ impl DerivedState {
     fn recompute_groups_since(
         &self,
         groups: BTreeSet<Group>,
-        as_at_snapshot: Option<&AsAtSnapshot<'_>>,
+        as_at_snapshot: Option<&journal::AsAtSnapshot<'_>>,
     ) -> Result<()> {
         let groups: Vec<Group> = groups.into_iter().collect();
         for batch in groups.chunks(RECOVERY_BATCH_GROUPS) {
@@ -661,7 +487,7 @@ impl DerivedState {
         };
         self.land_snapshot(&mut writer, false);
         if let Some(before) = writer.deletable() {
-            let deleted = journal_deletes(self.engine.as_ref(), before)
+            let deleted = journal::deletes(self.engine.as_ref(), before)
                 .and_then(|deletes| self.engine.commit(deletes));
             if let Err(error) = deleted {
                 tracing::error!(%error, "deleting the journal a snapshot covers failed");
@@ -692,23 +518,13 @@ impl DerivedState {
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
         if let Some(before) = writer.deletable() {
-            let deletes = journal_deletes(self.engine.as_ref(), before)?;
+            let deletes = journal::deletes(self.engine.as_ref(), before)?;
             if !deletes.is_empty() {
                 self.engine.commit(deletes)?;
             }
         }
         self.engine.flush()
     }
-}
-
-/// What [`DerivedState::scan_journal`] found.
-#[derive(Debug, Default)]
-struct JournalScan {
-    groups: BTreeSet<Group>,
-    before: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    everything: bool,
-    covered: Vec<Change>,
-    next: u64,
 }
 
 /// The snapshot at `path`, if there is a usable one: one cut short by a
@@ -749,14 +565,6 @@ fn write_snapshot(engine: &dyn KvStore, path: &Path, version: &Version) -> Resul
         "derived-state snapshot written"
     );
     Ok(version.next_journal)
-}
-
-/// Deletions of the journal entries numbered below `before`.
-fn journal_deletes(engine: &dyn KvStore, before: u64) -> Result<Vec<Change>> {
-    engine
-        .range(&[keys::JOURNAL], &keys::journal(before))
-        .map(|entry| Ok((entry?.0, None)))
-        .collect()
 }
 
 fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
@@ -903,22 +711,22 @@ impl KvStore for DerivedState {
             .collect();
         let stored = self.stored_aggregates(&writer.master, &derived, deltas)?;
         let derived = self.kept(derived);
-        let before = if changes_every_group(&group_keys) {
+        let before = if journal::changes_every_group(&group_keys) {
             Vec::new()
         } else {
-            earlier_values(self.engine.as_ref(), &durable)?
+            journal::earlier_values(self.engine.as_ref(), &durable)?
         };
         let changes_replayed = !derived.is_empty() || !stored.is_empty() || !before.is_empty();
         let journaled = if changes_replayed || !group_keys.is_empty() {
             let sequence = writer.master.next_journal;
             let groups = group_keys.len().max(1) as u64;
-            durable.push(journal_entry(sequence, group_keys, before)?);
+            durable.push(journal::entry(sequence, group_keys, before)?);
             Some((sequence, groups))
         } else {
             None
         };
         if let Some(before) = writer.deletable() {
-            durable.extend(journal_deletes(self.engine.as_ref(), before)?);
+            durable.extend(journal::deletes(self.engine.as_ref(), before)?);
         }
         if !durable.is_empty() {
             self.engine.commit(durable)?;
