@@ -23,7 +23,7 @@ pub struct DurationSummary {
 impl DurationSummary {
     fn of(histogram: &DurationHistogram) -> Option<DurationSummary> {
         Some(DurationSummary {
-            count: u64::try_from(histogram.count).ok().filter(|&c| c > 0)?,
+            count: u64::try_from(histogram.count()).ok().filter(|&c| c > 0)?,
             mean_seconds: histogram.mean_seconds()?,
             p50_seconds: histogram.quantile_seconds(0.5)?,
             p90_seconds: histogram.quantile_seconds(0.9)?,

@@ -1,365 +1,489 @@
-//! A mergeable, log-bucketed duration histogram of the DDSketch kind: exact count
-//! and sum, percentiles within 1% relative error, and exact removal (a value is
-//! always filed in the same bucket, so subtracting it undoes adding it).
+//! A mergeable duration histogram with exact removal, whose percentiles stay
+//! within 1% of the exact nearest-rank value, never lie outside the values
+//! they summarise, read identical values exactly, and sit on the same side
+//! of a round target as the exact value does.
+//!
+//! How: buckets `(lower, upper]` whose width is at most 1% of `lower`, each
+//! keeping its count and the sum of its durations' offsets from `lower`. A
+//! percentile reads the mean of the bucket holding its rank: the exact value
+//! lies in the same bucket, so they differ by less than the width; a mean
+//! lies between the values it averages, and is each of them when they are
+//! equal. The widths come from a ladder of round durations (1-2-5 below a
+//! second, then 1 s, 2 s, 5 s, 10 s, 20 s, 1 min, 5 min, 15 min, 30 min, 1 h,
+//! 2 h, 6 h, 12 h, 1 d, …), each used from 100 times itself, so that every
+//! bucket edge is a multiple of its width: a target that is an edge (every
+//! whole second up to 200 s, minute up to 500 min, quarter hour up to 50 h,
+//! hour up to 200 h, day up to 200 d) never falls inside a bucket, and a
+//! percentile is at most the target exactly when the exact value is.
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::time::NANOS_PER_SECOND;
 
-/// Relative accuracy of a reported percentile (kept a hair under 1% so that float
-/// rounding cannot push the bound over the promised 1%).
-pub const RELATIVE_ACCURACY: f64 = 0.0099;
+const SECOND: i64 = NANOS_PER_SECOND;
+const MINUTE: i64 = 60 * SECOND;
+const HOUR: i64 = 60 * MINUTE;
+const DAY: i64 = 24 * HOUR;
 
-fn gamma() -> f64 {
-    (1.0 + RELATIVE_ACCURACY) / (1.0 - RELATIVE_ACCURACY)
+/// Bucket widths in nanoseconds, ascending: each is used from 100 times
+/// itself (the first from 0) up to 100 times the next, which must be a
+/// multiple of it so that the buckets meet the next region exactly.
+const WIDTHS: [i64; 46] = [
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    20_000,
+    50_000,
+    100_000,
+    200_000,
+    500_000,
+    1_000_000,
+    2_000_000,
+    5_000_000,
+    10_000_000,
+    20_000_000,
+    50_000_000,
+    100_000_000,
+    200_000_000,
+    500_000_000,
+    SECOND,
+    2 * SECOND,
+    5 * SECOND,
+    10 * SECOND,
+    20 * SECOND,
+    MINUTE,
+    5 * MINUTE,
+    15 * MINUTE,
+    30 * MINUTE,
+    HOUR,
+    2 * HOUR,
+    6 * HOUR,
+    12 * HOUR,
+    DAY,
+    2 * DAY,
+    5 * DAY,
+    10 * DAY,
+    20 * DAY,
+    50 * DAY,
+];
+
+/// One region of the ladder: durations in `(start, start + count × width]`.
+#[derive(Clone, Copy)]
+struct Region {
+    start: i64,
+    width: i64,
+    /// The index of the bucket before its first (its buckets are
+    /// `before + 1 ..= before + count`).
+    before: u32,
 }
 
-/// Counts of durations (nanoseconds) by logarithmic bucket. Counts are signed so
-/// that a delta (new contribution minus old) is a histogram too.
-///
-/// The buckets are dense: `buckets[i]` counts bucket `offset + i`, and the vector
-/// never begins or ends with a zero (an empty histogram has no buckets and offset
-/// 0), so equal histograms are equal values. Decoding, merging and checking one
-/// are then plain array work, which is what the writer does most.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "StoredHistogram")]
-pub struct DurationHistogram {
-    pub count: i64,
-    pub sum_nanos: i128,
-    zero_count: i64,
-    offset: i32,
-    #[serde(with = "zero_runs")]
-    buckets: Vec<i64>,
-}
+const REGIONS: [Region; WIDTHS.len()] = regions();
 
-/// A histogram as stored, the same fields in the same order, checked before
-/// it becomes one: its buckets must lie within the indexes a duration can
-/// have (`0..MAX_BUCKETS`), so that merging and covering never overflow, and
-/// an empty one must have offset 0, so that equal histograms stay equal
-/// values. Only a damaged store holds anything else.
-#[derive(Deserialize)]
-struct StoredHistogram {
-    count: i64,
-    sum_nanos: i128,
-    zero_count: i64,
-    offset: i32,
-    #[serde(with = "zero_runs")]
-    buckets: Vec<i64>,
-}
-
-impl TryFrom<StoredHistogram> for DurationHistogram {
-    type Error = String;
-
-    fn try_from(stored: StoredHistogram) -> Result<DurationHistogram, String> {
-        let StoredHistogram {
-            count,
-            sum_nanos,
-            zero_count,
-            offset,
-            buckets,
-        } = stored;
-        let within = if buckets.is_empty() {
-            offset == 0
-        } else {
-            usize::try_from(offset)
-                .is_ok_and(|first| first + buckets.len() <= zero_runs::MAX_BUCKETS)
+const fn regions() -> [Region; WIDTHS.len()] {
+    let mut regions = [Region {
+        start: 0,
+        width: 1,
+        before: 0,
+    }; WIDTHS.len()];
+    let mut k = 1;
+    while k < WIDTHS.len() {
+        let previous = regions[k - 1];
+        let start = 100 * WIDTHS[k];
+        regions[k] = Region {
+            start,
+            width: WIDTHS[k],
+            before: previous.before + ((start - previous.start) / previous.width) as u32,
         };
-        if !within {
-            return Err(format!(
-                "histogram buckets from index {offset}, {} of them, are not within 0..{}",
-                buckets.len(),
-                zero_runs::MAX_BUCKETS
-            ));
+        k += 1;
+    }
+    regions
+}
+
+/// The bucket of durations ≤ 0.
+const ZERO_BUCKET: u16 = 0;
+
+/// The region holding `nanos` (> 0).
+fn region_of(nanos: i64) -> Region {
+    REGIONS[REGIONS.partition_point(|region| region.start < nanos) - 1]
+}
+
+/// The bucket holding `nanos`.
+fn bucket_index(nanos: i64) -> u16 {
+    if nanos <= 0 {
+        return ZERO_BUCKET;
+    }
+    let region = region_of(nanos);
+    let within = (nanos - region.start - 1) / region.width + 1;
+    (region.before + within as u32) as u16
+}
+
+/// The largest index a duration has (that of `i64::MAX` nanoseconds).
+fn last_index() -> u16 {
+    bucket_index(i64::MAX)
+}
+
+/// The lower end (exclusive) of bucket `index`, and its width; the zero
+/// bucket's lower end is 0 (its durations are at or below it).
+fn bucket_bounds(index: u16) -> (i64, i64) {
+    if index == ZERO_BUCKET {
+        return (0, 0);
+    }
+    let position = REGIONS.partition_point(|region| region.before < u32::from(index)) - 1;
+    let region = REGIONS[position];
+    let within = i64::from(u32::from(index) - region.before);
+    (region.start + (within - 1) * region.width, region.width)
+}
+
+/// A bucket that holds something: how many durations, and the sum of their
+/// offsets from the bucket's lower end (for the zero bucket, the durations
+/// themselves). Signed, so that a delta is a histogram too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Bucket {
+    index: u16,
+    count: i64,
+    offsets: i128,
+}
+
+impl Bucket {
+    fn is_empty(&self) -> bool {
+        self.count == 0 && self.offsets == 0
+    }
+
+    fn add(&mut self, other: &Bucket, sign: i64) {
+        self.count += other.count * sign;
+        self.offsets += other.offsets * i128::from(sign);
+    }
+
+    /// Whether `count` durations of this bucket could have these offsets
+    /// (each offset of a duration is in `1..=width`; the zero bucket's, ≤ 0).
+    fn is_possible(&self) -> bool {
+        let count = i128::from(self.count);
+        if self.count < 0 {
+            return false;
         }
-        Ok(DurationHistogram {
-            count,
-            sum_nanos,
-            zero_count,
-            offset,
-            buckets,
-        })
+        if self.index == ZERO_BUCKET {
+            return self.offsets <= 0 && (self.count > 0 || self.offsets == 0);
+        }
+        let (_, width) = bucket_bounds(self.index);
+        (count..=count * i128::from(width)).contains(&self.offsets)
+    }
+
+    /// The sum of its durations, in nanoseconds.
+    fn sum_nanos(&self) -> i128 {
+        let (lower, _) = bucket_bounds(self.index);
+        i128::from(lower) * i128::from(self.count) + self.offsets
+    }
+
+    /// The mean of its durations, in seconds: exact (to the float) when they
+    /// are all equal, and between the least and the greatest of them.
+    fn mean_seconds(&self) -> f64 {
+        let count = i128::from(self.count);
+        let sum = self.sum_nanos();
+        let whole = sum.div_euclid(count);
+        let part = sum.rem_euclid(count);
+        (whole as f64 + part as f64 / count as f64) / NANOS_PER_SECOND as f64
     }
 }
+
+/// Durations (nanoseconds) by bucket: only buckets that hold something, by
+/// index, so equal histograms are equal values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DurationHistogram {
+    buckets: Vec<Bucket>,
+}
+
+/// Merging a delta this small updates buckets in place; a larger one is
+/// merged in one pass over both.
+const IN_PLACE_MERGE: usize = 8;
 
 impl DurationHistogram {
     /// Adds (`sign` = 1) or removes (`sign` = -1) one duration.
     pub fn record(&mut self, nanos: i64, sign: i64) {
-        self.count += sign;
-        self.sum_nanos += i128::from(nanos) * i128::from(sign);
-        if nanos <= 0 {
-            self.zero_count += sign;
-        } else {
-            let index = bucket_index(nanos);
-            self.cover(index, index);
-            self.buckets[(index - self.offset) as usize] += sign;
-            self.trim();
+        let index = bucket_index(nanos);
+        let (lower, _) = bucket_bounds(index);
+        let one = Bucket {
+            index,
+            count: 1,
+            offsets: i128::from(nanos) - i128::from(lower),
+        };
+        self.add_bucket(&one, sign);
+    }
+
+    fn add_bucket(&mut self, bucket: &Bucket, sign: i64) {
+        match self
+            .buckets
+            .binary_search_by_key(&bucket.index, |mine| mine.index)
+        {
+            Ok(position) => {
+                self.buckets[position].add(bucket, sign);
+                if self.buckets[position].is_empty() {
+                    self.buckets.remove(position);
+                }
+            }
+            Err(position) => {
+                let mut added = Bucket {
+                    index: bucket.index,
+                    count: 0,
+                    offsets: 0,
+                };
+                added.add(bucket, sign);
+                if !added.is_empty() {
+                    self.buckets.insert(position, added);
+                }
+            }
         }
     }
 
     /// The bytes its buckets take on the heap (the rest is inline).
     pub fn heap_bytes(&self) -> usize {
-        self.buckets.capacity() * std::mem::size_of::<i64>()
+        self.buckets.capacity() * std::mem::size_of::<Bucket>()
     }
 
     /// Adds `other` times `sign` into this histogram.
     pub fn merge(&mut self, other: &DurationHistogram, sign: i64) {
-        self.count += other.count * sign;
-        self.sum_nanos += other.sum_nanos * i128::from(sign);
-        self.zero_count += other.zero_count * sign;
-        if other.buckets.is_empty() {
+        if other.buckets.len() <= IN_PLACE_MERGE {
+            for bucket in &other.buckets {
+                self.add_bucket(bucket, sign);
+            }
             return;
         }
-        self.cover(other.offset, other.offset + other.buckets.len() as i32 - 1);
-        let start = (other.offset - self.offset) as usize;
-        for (slot, &count) in self.buckets[start..].iter_mut().zip(&other.buckets) {
-            *slot += count * sign;
+        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
+        let mut mine = self.buckets.iter().peekable();
+        let mut theirs = other.buckets.iter().peekable();
+        loop {
+            let next = match (mine.peek(), theirs.peek()) {
+                (None, None) => break,
+                (Some(&&a), Some(&&b)) if a.index == b.index => {
+                    mine.next();
+                    theirs.next();
+                    let mut sum = a;
+                    sum.add(&b, sign);
+                    sum
+                }
+                (Some(&&a), Some(b)) if a.index < b.index => {
+                    mine.next();
+                    a
+                }
+                (Some(&&a), None) => {
+                    mine.next();
+                    a
+                }
+                (_, Some(&&b)) => {
+                    theirs.next();
+                    let mut scaled = Bucket {
+                        index: b.index,
+                        count: 0,
+                        offsets: 0,
+                    };
+                    scaled.add(&b, sign);
+                    scaled
+                }
+            };
+            if !next.is_empty() {
+                merged.push(next);
+            }
         }
-        self.trim();
+        self.buckets = merged;
     }
 
-    /// Grows the buckets (with zeros) to cover indexes `low..=high`.
-    fn cover(&mut self, low: i32, high: i32) {
-        if self.buckets.is_empty() {
-            self.offset = low;
-            self.buckets = vec![0; (high - low + 1) as usize];
-            return;
-        }
-        if low < self.offset {
-            let extra = (self.offset - low) as usize;
-            self.buckets.splice(0..0, std::iter::repeat_n(0, extra));
-            self.offset = low;
-        }
-        let end = self.offset + self.buckets.len() as i32 - 1;
-        if high > end {
-            self.buckets
-                .resize(self.buckets.len() + (high - end) as usize, 0);
-        }
+    /// How many durations it holds.
+    pub fn count(&self) -> i64 {
+        self.buckets.iter().map(|bucket| bucket.count).sum()
     }
 
-    /// Drops zero buckets at both ends.
-    fn trim(&mut self) {
-        let Some(first) = self.buckets.iter().position(|&c| c != 0) else {
-            self.buckets.clear();
-            self.offset = 0;
-            return;
-        };
-        let last = self.buckets.iter().rposition(|&c| c != 0).unwrap_or(first);
-        self.buckets.truncate(last + 1);
-        if first > 0 {
-            self.buckets.drain(..first);
-            self.offset += first as i32;
-        }
-    }
-
-    fn nonzero_buckets(&self) -> impl Iterator<Item = (i32, i64)> + '_ {
-        self.buckets
-            .iter()
-            .enumerate()
-            .filter(|(_, &count)| count != 0)
-            .map(|(i, &count)| (self.offset + i as i32, count))
+    /// The sum of its durations, in nanoseconds.
+    pub fn sum_nanos(&self) -> i128 {
+        self.buckets.iter().map(Bucket::sum_nanos).sum()
     }
 
     pub fn is_zero(&self) -> bool {
-        self.count == 0 && self.sum_nanos == 0 && self.zero_count == 0 && self.buckets.is_empty()
+        self.buckets.is_empty()
     }
 
-    /// True when no count is negative (a stored histogram must never be).
+    /// True when it could hold durations: no count negative, and every
+    /// bucket's offsets ones its count of durations could have (a stored
+    /// histogram always can).
     pub fn is_non_negative(&self) -> bool {
-        self.count >= 0 && self.zero_count >= 0 && self.buckets.iter().all(|&c| c >= 0)
+        self.buckets.iter().all(Bucket::is_possible)
     }
 
-    /// Whether adding `delta` leaves no count negative, given that none is
-    /// now: only the counts `delta` changes are looked at, so a large
-    /// histogram is checked in the time of a small delta.
+    /// Whether adding `delta` keeps it [`is_non_negative`](Self::is_non_negative),
+    /// given that it is now: only the buckets `delta` changes are looked at,
+    /// so a large histogram is checked in the time of a small delta.
     pub fn stays_non_negative_with(&self, delta: &DurationHistogram) -> bool {
-        self.count + delta.count >= 0
-            && self.zero_count + delta.zero_count >= 0
-            && delta.buckets.iter().enumerate().all(|(slot, &change)| {
-                change >= 0 || self.count_at(i64::from(delta.offset) + slot as i64) + change >= 0
-            })
-    }
-
-    /// The count of bucket `index` (zero outside the stored range).
-    fn count_at(&self, index: i64) -> i64 {
-        usize::try_from(index - i64::from(self.offset))
-            .ok()
-            .and_then(|slot| self.buckets.get(slot))
-            .copied()
-            .unwrap_or(0)
+        delta.buckets.iter().all(|change| {
+            let mut bucket = match self
+                .buckets
+                .binary_search_by_key(&change.index, |mine| mine.index)
+            {
+                Ok(position) => self.buckets[position],
+                Err(_) => Bucket {
+                    index: change.index,
+                    count: 0,
+                    offsets: 0,
+                },
+            };
+            bucket.add(change, 1);
+            bucket.is_possible()
+        })
     }
 
     /// Exact mean in seconds, absent when empty.
     pub fn mean_seconds(&self) -> Option<f64> {
-        (self.count > 0)
-            .then(|| self.sum_nanos as f64 / self.count as f64 / NANOS_PER_SECOND as f64)
+        let count = self.count();
+        (count > 0).then(|| self.sum_nanos() as f64 / count as f64 / NANOS_PER_SECOND as f64)
     }
 
-    /// The nearest-rank percentile (the value at rank ⌈q·n⌉ of the sorted values),
-    /// in seconds, within 1% relative error; absent when empty.
+    /// The nearest-rank percentile (the value at rank ⌈q·n⌉ of the sorted
+    /// values), in seconds, read as the mean of the bucket holding that rank
+    /// (see the module's doc); absent when empty.
     pub fn quantile_seconds(&self, quantile: f64) -> Option<f64> {
-        if self.count <= 0 {
+        let count = self.count();
+        if count <= 0 {
             return None;
         }
-        let rank = ((quantile * self.count as f64).ceil() as i64).clamp(1, self.count);
-        let mut seen = self.zero_count;
-        if seen >= rank {
-            return Some(0.0);
-        }
-        for (index, count) in self.nonzero_buckets() {
-            seen += count;
-            if seen >= rank {
-                return Some(bucket_value_nanos(index) / NANOS_PER_SECOND as f64);
-            }
-        }
-        self.nonzero_buckets()
-            .last()
-            .map(|(index, _)| bucket_value_nanos(index) / NANOS_PER_SECOND as f64)
+        let rank = ((quantile * count as f64).ceil() as i64).clamp(1, count);
+        let mut seen = 0;
+        let holding = self.buckets.iter().find(|bucket| {
+            seen += bucket.count;
+            seen >= rank
+        })?;
+        Some(holding.mean_seconds())
     }
 }
 
-/// The bucket `i` holding `x` satisfies γ^(i-1) < x ≤ γ^i.
-fn bucket_index(nanos: i64) -> i32 {
-    ((nanos as f64).ln() / gamma().ln()).ceil() as i32
-}
-
-/// The value that is within the relative accuracy of everything in bucket `i`.
-fn bucket_value_nanos(index: i32) -> f64 {
-    let gamma = gamma();
-    2.0 * gamma.powi(index) / (gamma + 1.0)
-}
-
-/// The stored form of a histogram's buckets: one byte string of zigzag
-/// varints (postcard's encoding of an `i64`), each count that is not zero as
-/// it is, and each run of zeros as a 0 followed by the run's length. A day's
-/// response times spread over a few hundred buckets, most of them empty.
-/// Being one byte string, it is decoded by one loop over the bytes rather
-/// than by a serde call per count (store format 7; format 6 stored the same
-/// numbers as a sequence, which took 10-25% longer to decode).
-mod zero_runs {
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-
-    /// More buckets than any duration in nanoseconds needs (an i64 of
-    /// nanoseconds is below bucket 2,300), so that a damaged length cannot
-    /// make decoding allocate without bound.
-    pub const MAX_BUCKETS: usize = 4096;
-
-    /// The runs of `buckets`: `(count, 1)` for a count that is not zero,
-    /// `(0, length)` for a run of zeros.
-    fn runs(buckets: &[i64]) -> impl Iterator<Item = (i64, usize)> + '_ {
-        let mut rest = buckets;
-        std::iter::from_fn(move || {
-            let (&first, _) = rest.split_first()?;
-            let length = if first == 0 {
-                rest.iter().take_while(|&&count| count == 0).count()
-            } else {
-                1
-            };
-            rest = &rest[length..];
-            Some((first, length))
-        })
-    }
-
-    pub(super) fn put_varint(bytes: &mut Vec<u8>, value: i64) {
-        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
-        while zigzag >= 0x80 {
-            bytes.push(zigzag as u8 | 0x80);
-            zigzag >>= 7;
-        }
-        bytes.push(zigzag as u8);
-    }
-
-    /// The next varint of `bytes`, as postcard reads an `i64`: at most 10
-    /// bytes, the tenth at most 1. `None`: the bytes end or it is too long.
-    #[inline]
-    pub(super) fn take_varint(bytes: &mut &[u8]) -> Option<i64> {
-        // Most counts of a bucket fit one byte.
-        if let Some((&byte, rest)) = bytes.split_first() {
-            if byte < 0x80 {
-                *bytes = rest;
-                return Some(unzigzag(u64::from(byte)));
-            }
-        }
-        take_long_varint(bytes)
-    }
-
-    /// The `i64` a zigzag-encoded `u64` stands for (0, -1, 1, -2, …).
-    #[inline]
-    fn unzigzag(zigzag: u64) -> i64 {
-        (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)
-    }
-
-    fn take_long_varint(bytes: &mut &[u8]) -> Option<i64> {
-        let mut zigzag = 0u64;
-        for index in 0..10 {
-            let (&byte, rest) = bytes.split_first()?;
-            *bytes = rest;
-            zigzag |= u64::from(byte & 0x7f) << (7 * index);
-            if byte & 0x80 == 0 {
-                if index == 9 && byte > 1 {
-                    return None;
-                }
-                return Some(unzigzag(zigzag));
-            }
-        }
-        None
-    }
-
-    pub fn serialize<S: Serializer>(buckets: &[i64], serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(buckets.len());
-        for (count, length) in runs(buckets) {
-            put_varint(&mut bytes, count);
-            if count == 0 {
-                put_varint(&mut bytes, length as i64);
-            }
+/// Stored as one byte string of varints, per bucket that holds something:
+/// its index's distance from the previous one's (less one; the first's from
+/// -1), its count and its offset sum, zigzag-encoded. Being one byte string,
+/// it is decoded by one loop over the bytes rather than a serde call per
+/// number.
+impl Serialize for DurationHistogram {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut bytes = Vec::with_capacity(4 * self.buckets.len());
+        let mut previous = -1i32;
+        for bucket in &self.buckets {
+            varint::put(&mut bytes, (i32::from(bucket.index) - previous - 1) as u128);
+            varint::put(&mut bytes, varint::zigzag(i128::from(bucket.count)));
+            varint::put(&mut bytes, varint::zigzag(bucket.offsets));
+            previous = i32::from(bucket.index);
         }
         serializer.serialize_bytes(&bytes)
     }
+}
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
-        deserializer.deserialize_bytes(ZeroRuns)
+impl<'de> Deserialize<'de> for DurationHistogram {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_bytes(StoredBuckets)
+    }
+}
+
+/// Reads what [`DurationHistogram::serialize`] writes, refusing what only a
+/// damaged store holds: an index past the last a duration has, a count past
+/// an `i64`, an empty bucket, bytes that are not varints.
+struct StoredBuckets;
+
+impl<'de> Visitor<'de> for StoredBuckets {
+    type Value = DurationHistogram;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
+        formatter.write_str("histogram buckets: index step, count and offset sum, as varints")
     }
 
-    struct ZeroRuns;
-
-    impl<'de> Visitor<'de> for ZeroRuns {
-        type Value = Vec<i64>;
-
-        fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-            formatter.write_str("bucket counts, each run of zeros as 0 and its length")
-        }
-
-        fn visit_bytes<E: de::Error>(self, mut bytes: &[u8]) -> Result<Vec<i64>, E> {
-            let too_many = || E::custom(format!("more than {MAX_BUCKETS} buckets"));
-            let not_varint = || E::custom("a bucket count is not a varint");
-            let mut buckets = Vec::with_capacity(bytes.len().min(MAX_BUCKETS));
-            while !bytes.is_empty() {
-                let count = take_varint(&mut bytes).ok_or_else(not_varint)?;
-                if count != 0 {
-                    if buckets.len() == MAX_BUCKETS {
-                        return Err(too_many());
-                    }
-                    buckets.push(count);
-                    continue;
-                }
-                if bytes.is_empty() {
-                    return Err(E::custom("a run of zeros lacks its length"));
-                }
-                let length = take_varint(&mut bytes).ok_or_else(not_varint)?;
-                let length = usize::try_from(length)
-                    .ok()
-                    .filter(|&length| length > 0)
-                    .ok_or_else(|| E::custom(format!("a run of {length} zeros is not a run")))?;
-                if length > MAX_BUCKETS - buckets.len() {
-                    return Err(too_many());
-                }
-                buckets.resize(buckets.len() + length, 0);
+    fn visit_bytes<E: de::Error>(self, mut bytes: &[u8]) -> Result<DurationHistogram, E> {
+        let last = i64::from(last_index());
+        let mut buckets = Vec::with_capacity(bytes.len() / 3);
+        let mut previous = -1i64;
+        while !bytes.is_empty() {
+            let mut next = || varint::take(&mut bytes).ok_or_else(|| E::custom("not a varint"));
+            let step = next()?;
+            let count = varint::unzigzag(next()?);
+            let offsets = varint::unzigzag(next()?);
+            let index = i64::try_from(step)
+                .ok()
+                .and_then(|step| previous.checked_add(step + 1))
+                .filter(|&index| index <= last)
+                .ok_or_else(|| {
+                    E::custom(format!(
+                        "a histogram bucket past index {last}, the last a duration has"
+                    ))
+                })?;
+            let count = i64::try_from(count)
+                .map_err(|_| E::custom("a histogram bucket's count is past an i64"))?;
+            let bucket = Bucket {
+                index: index as u16,
+                count,
+                offsets,
+            };
+            if bucket.is_empty() {
+                return Err(E::custom(format!(
+                    "histogram bucket {index} is stored, yet empty"
+                )));
             }
-            if buckets.first() == Some(&0) || buckets.last() == Some(&0) {
-                return Err(E::custom("the buckets begin or end with a zero"));
-            }
-            Ok(buckets)
+            buckets.push(bucket);
+            previous = index;
         }
+        Ok(DurationHistogram { buckets })
+    }
+}
+
+/// Unsigned LEB128 varints of up to 128 bits (what postcard writes for a
+/// `u128`), and the zigzag mapping that makes small signed numbers short.
+mod varint {
+    /// Bytes a `u128` can take: 19 of 7 bits.
+    const MAX_BYTES: usize = 19;
+
+    pub fn zigzag(value: i128) -> u128 {
+        ((value << 1) ^ (value >> 127)) as u128
+    }
+
+    pub fn unzigzag(zigzag: u128) -> i128 {
+        (zigzag >> 1) as i128 ^ -((zigzag & 1) as i128)
+    }
+
+    pub fn put(bytes: &mut Vec<u8>, mut value: u128) {
+        while value >= 0x80 {
+            bytes.push(value as u8 | 0x80);
+            value >>= 7;
+        }
+        bytes.push(value as u8);
+    }
+
+    /// The next varint of `bytes`. `None`: the bytes end, it is longer than
+    /// a `u128`'s, or it overflows one.
+    #[inline]
+    pub fn take(bytes: &mut &[u8]) -> Option<u128> {
+        // Most numbers of a histogram fit one byte.
+        if let Some((&byte, rest)) = bytes.split_first() {
+            if byte < 0x80 {
+                *bytes = rest;
+                return Some(u128::from(byte));
+            }
+        }
+        let mut value = 0u128;
+        for index in 0..MAX_BYTES {
+            let (&byte, rest) = bytes.split_first()?;
+            *bytes = rest;
+            value |= u128::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                // The 19th byte holds the top 2 bits of 128.
+                if index == MAX_BYTES - 1 && byte > 0b11 {
+                    return None;
+                }
+                return Some(value);
+            }
+        }
+        None
     }
 }
 
@@ -368,41 +492,80 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Bucket indexes no duration has (a merge would overflow on them), and
-    /// an empty histogram with an offset, do not decode; the last index a
-    /// duration can have does.
-    #[test]
-    fn stored_buckets_outside_the_durations_indexes_do_not_decode() {
-        let with = |offset: i32, buckets: Vec<i64>| DurationHistogram {
-            count: buckets.iter().sum(),
-            sum_nanos: 1,
-            zero_count: 0,
-            offset,
-            buckets,
-        };
-        let decoded = |histogram: &DurationHistogram| {
-            postcard::from_bytes::<DurationHistogram>(&postcard::to_allocvec(histogram).unwrap())
-        };
-        let last = zero_runs::MAX_BUCKETS as i32 - 1;
-        for damaged in [
-            with(i32::MAX - 1, vec![1, 1]),
-            with(-1, vec![1]),
-            with(last, vec![1, 1]),
-            with(7, Vec::new()),
-        ] {
-            assert!(decoded(&damaged).is_err(), "{damaged:?} decoded");
-        }
-        let at_the_edge = with(last, vec![1]);
-        assert_eq!(decoded(&at_the_edge).unwrap(), at_the_edge);
-        let mut recorded = DurationHistogram::default();
-        recorded.record(i64::MAX, 1);
-        assert_eq!(decoded(&recorded).unwrap(), recorded);
+    /// The exclusive lower end of `nanos`' bucket and its inclusive upper end.
+    fn edges_around(nanos: i64) -> (i64, i128) {
+        let (lower, width) = bucket_bounds(bucket_index(nanos));
+        (lower, i128::from(lower) + i128::from(width))
     }
 
-    fn exact_nearest_rank(values: &mut [i64], quantile: f64) -> f64 {
+    #[test]
+    fn the_ladder_meets_itself_and_fits_the_index() {
+        for pair in REGIONS.windows(2) {
+            let (previous, next) = (pair[0], pair[1]);
+            assert!(previous.width < next.width && previous.start < next.start);
+            assert_eq!((next.start - previous.start) % previous.width, 0);
+        }
+        assert!(u32::from(last_index()) < u32::from(u16::MAX));
+        assert_eq!(bucket_index(1), 1);
+    }
+
+    /// Every bucket is `(lower, lower + width]`, at most 1% of `lower` wide
+    /// (or a single nanosecond), and begins where the one before ends.
+    #[test]
+    fn buckets_tile_the_durations_at_most_one_percent_wide() {
+        let mut expected_lower = 0i64;
+        for index in 1..=last_index() {
+            let (lower, width) = bucket_bounds(index);
+            assert_eq!(lower, expected_lower, "bucket {index}");
+            assert!(
+                width == 1 || lower >= 100 * width,
+                "bucket {index}: {lower} + {width}"
+            );
+            assert_eq!(bucket_index(lower + 1), index);
+            let upper = lower.saturating_add(width);
+            assert_eq!(bucket_index(upper), index);
+            expected_lower = upper;
+        }
+        assert_eq!(expected_lower, i64::MAX);
+        assert_eq!(bucket_index(0), ZERO_BUCKET);
+        assert_eq!(bucket_index(-5), ZERO_BUCKET);
+    }
+
+    /// The round values a target is set on, as the module's doc lists them.
+    fn round_targets() -> Vec<i64> {
+        let every = |step: i64, up_to: i64| (1..=up_to / step).map(move |n| n * step);
+        every(SECOND, 200 * SECOND)
+            .chain(every(MINUTE, 500 * MINUTE))
+            .chain(every(15 * MINUTE, 50 * HOUR))
+            .chain(every(HOUR, 200 * HOUR))
+            .chain(every(DAY, 200 * DAY))
+            .collect()
+    }
+
+    #[test]
+    fn round_targets_are_bucket_edges() {
+        for target in round_targets() {
+            let (_, upper) = edges_around(target);
+            assert_eq!(upper, i128::from(target), "{target} ns is inside a bucket");
+        }
+    }
+
+    fn exact_nearest_rank(values: &mut [i64], quantile: f64) -> i64 {
         values.sort_unstable();
         let rank = ((quantile * values.len() as f64).ceil() as usize).clamp(1, values.len());
-        values[rank - 1] as f64 / NANOS_PER_SECOND as f64
+        values[rank - 1]
+    }
+
+    fn seconds(nanos: i64) -> f64 {
+        nanos as f64 / NANOS_PER_SECOND as f64
+    }
+
+    fn histogram_of(values: &[i64]) -> DurationHistogram {
+        let mut histogram = DurationHistogram::default();
+        for &value in values {
+            histogram.record(value, 1);
+        }
+        histogram
     }
 
     #[test]
@@ -410,16 +573,29 @@ mod tests {
         let histogram = DurationHistogram::default();
         assert_eq!(histogram.mean_seconds(), None);
         assert_eq!(histogram.quantile_seconds(0.5), None);
+        assert_eq!(histogram.count(), 0);
+    }
+
+    /// The cases issue 27 found: one answer of 600 s read 598.05, and an
+    /// exact p90 of 3600 s read 3624.71, missing a target of 3600.
+    #[test]
+    fn a_single_value_and_an_exact_round_percentile_read_as_they_are() {
+        let single = histogram_of(&[600 * SECOND]);
+        assert_eq!(single.quantile_seconds(0.5), Some(600.0));
+        let mixed = histogram_of(&[30 * SECOND, 120 * SECOND, 600 * SECOND, 3600 * SECOND]);
+        assert_eq!(mixed.quantile_seconds(0.9), Some(3600.0));
+        assert_eq!(mixed.quantile_seconds(0.5), Some(120.0));
+        assert_eq!(mixed.mean_seconds(), Some(1087.5));
     }
 
     #[test]
-    fn zero_durations_are_reported_as_zero() {
-        let mut histogram = DurationHistogram::default();
-        histogram.record(0, 1);
-        histogram.record(0, 1);
-        histogram.record(10 * NANOS_PER_SECOND, 1);
+    fn zero_and_negative_durations_read_as_themselves() {
+        let histogram = histogram_of(&[0, 0, 10 * SECOND]);
         assert_eq!(histogram.quantile_seconds(0.5), Some(0.0));
-        assert!((histogram.quantile_seconds(0.9).unwrap() - 10.0).abs() <= 0.1);
+        assert_eq!(histogram.quantile_seconds(0.9), Some(10.0));
+        let negative = histogram_of(&[-SECOND]);
+        assert_eq!(negative.quantile_seconds(0.5), Some(-1.0));
+        assert_eq!(negative.sum_nanos(), -i128::from(SECOND));
     }
 
     fn stored(histogram: &DurationHistogram) -> Vec<u8> {
@@ -427,14 +603,13 @@ mod tests {
     }
 
     #[test]
-    fn buckets_store_runs_of_zeros_as_their_length() {
-        let mut histogram = DurationHistogram::default();
-        histogram.record(60 * NANOS_PER_SECOND, 1);
-        histogram.record(3 * 86_400 * NANOS_PER_SECOND, 1);
-        // Two counts over 400 buckets apart (a factor of 4,320 at 2% a bucket).
-        assert!(histogram.buckets.len() > 400);
+    fn a_bucket_takes_a_few_bytes() {
+        // Two durations days apart: 2 buckets, each a step, a count and an
+        // offset (a byte string's length first).
+        let histogram = histogram_of(&[60 * SECOND, 3 * DAY + 7]);
+        assert_eq!(histogram.buckets.len(), 2);
         let bytes = stored(&histogram);
-        assert!(bytes.len() < 30, "{} bytes", bytes.len());
+        assert!(bytes.len() <= 20, "{} bytes", bytes.len());
         assert_eq!(
             postcard::from_bytes::<DurationHistogram>(&bytes).unwrap(),
             histogram
@@ -442,36 +617,25 @@ mod tests {
     }
 
     #[test]
-    fn damaged_runs_do_not_read() {
-        // count, sum, zero count, offset, then the runs: a byte string of
-        // varints. A Vec<u8> is written as a byte string is: its length,
-        // then the bytes.
-        let head = (1u8, 1u8, 0u8, 2u8);
-        let raw = |varints: &[u8]| {
-            let mut bytes = postcard::to_stdvec(&head).unwrap();
-            bytes.extend(postcard::to_stdvec(&varints.to_vec()).unwrap());
-            bytes
+    fn damaged_buckets_do_not_read() {
+        let raw = |numbers: &[u128]| {
+            let mut varints = Vec::new();
+            for &number in numbers {
+                varint::put(&mut varints, number);
+            }
+            postcard::to_stdvec(&varints).unwrap()
         };
-        // The elements each encoded as postcard encodes an i64.
-        let runs = |elements: &[i64]| {
-            let varints: Vec<u8> = elements
-                .iter()
-                .flat_map(|element| postcard::to_stdvec(element).unwrap())
-                .collect();
-            raw(&varints)
-        };
-        assert!(postcard::from_bytes::<DurationHistogram>(&runs(&[1])).is_ok());
-        assert!(postcard::from_bytes::<DurationHistogram>(&raw(&[2])).is_ok());
+        let zig = |value: i128| varint::zigzag(value);
+        assert!(postcard::from_bytes::<DurationHistogram>(&raw(&[5, zig(1), zig(0)])).is_ok());
+        let past_the_last = u128::from(last_index()) + 1;
         for damaged in [
-            runs(&[1, 0, 0, 1]),                            // a run of no zeros
-            runs(&[1, 0, -2, 1]),                           // a run of a negative length
-            runs(&[1, 0]),                                  // a run without its length
-            runs(&[1, 0, 5_000, 1]),                        // more buckets than any duration needs
-            runs(&[0, 2, 1]),                               // begins with zeros
-            runs(&[1, 0, 2]),                               // ends with zeros
-            raw(&[0x82]),                                   // the last byte continues
-            raw(&[0xff; 11]),                               // longer than any i64's
-            raw(&[[0x80; 9].as_slice(), &[0x02]].concat()), // past 64 bits
+            raw(&[past_the_last, zig(1), zig(0)]), // an index no duration has
+            raw(&[u128::MAX, zig(1), zig(0)]),     // a step past any index
+            raw(&[5, zig(0), zig(0)]),             // an empty bucket
+            raw(&[5, zig(1)]),                     // a bucket without its offsets
+            raw(&[5, zig(i128::from(i64::MAX) + 1), zig(0)]), // a count past an i64
+            postcard::to_stdvec(&vec![0x85u8]).unwrap(), // the last byte continues
+            postcard::to_stdvec(&vec![0xffu8; 20]).unwrap(), // longer than a u128's
         ] {
             assert!(
                 postcard::from_bytes::<DurationHistogram>(&damaged).is_err(),
@@ -480,74 +644,72 @@ mod tests {
         }
     }
 
-    /// Every length of continuing bytes (of all-zero and all-one payloads),
-    /// then every last byte: read as postcard reads an i64, overlong and
-    /// overflowing varints refused alike.
-    #[test]
-    fn varint_edges_read_as_postcard_reads_them() {
-        for continuing in [0x80u8, 0xff] {
-            for length in 0..=10 {
-                for last in 0..=u8::MAX {
-                    let bytes = [vec![continuing; length], vec![last]].concat();
-                    let mut rest = bytes.as_slice();
-                    let ours = zero_runs::take_varint(&mut rest).map(|value| (value, rest));
-                    let postcards = postcard::take_from_bytes::<i64>(&bytes).ok();
-                    assert_eq!(ours, postcards, "{bytes:x?}");
-                }
-            }
-        }
+    /// Durations that share buckets with each other and with round targets:
+    /// a few round values, each perhaps a little off.
+    fn durations_near_round_values() -> impl Strategy<Value = i64> {
+        (
+            prop::sample::select(vec![
+                90 * SECOND,
+                5 * MINUTE,
+                HOUR,
+                8 * HOUR,
+                48 * HOUR,
+                7 * DAY,
+            ]),
+            prop::sample::select(vec![-2 * MINUTE, -SECOND, -1, 0, 0, 0, 1, SECOND, MINUTE]),
+        )
+            .prop_map(|(round, off)| round + off)
+    }
+
+    fn any_durations() -> impl Strategy<Value = Vec<i64>> {
+        prop_oneof![
+            prop::collection::vec(0i64..7 * DAY, 1..300),
+            prop::collection::vec(durations_near_round_values(), 1..60),
+        ]
     }
 
     proptest! {
-        /// The bucket varints are postcard's encoding of an i64: written
-        /// byte for byte as postcard writes it, read back as postcard does.
+        /// Within 1% of the exact nearest-rank value, never outside the
+        /// values' range, and a target on a round value judged as the exact
+        /// value would be.
         #[test]
-        fn bucket_varints_are_postcards(value in any::<i64>(), tail in prop::collection::vec(any::<u8>(), 0..3)) {
-            let mut written = Vec::new();
-            zero_runs::put_varint(&mut written, value);
-            let postcards = postcard::to_stdvec(&value).unwrap();
-            prop_assert_eq!(&written, &postcards);
-            let bytes = [postcards.as_slice(), &tail].concat();
-            let mut rest = bytes.as_slice();
-            prop_assert_eq!(zero_runs::take_varint(&mut rest), Some(value));
-            prop_assert_eq!(rest, tail.as_slice());
-        }
-
-        /// Any bytes, damaged ones included, read as postcard reads an i64:
-        /// up to 10 bytes that continue, then any byte, then anything.
-        #[test]
-        fn any_bytes_read_as_postcard_reads_them(
-            continuing in prop::collection::vec(0x80u8.., 0..=10),
-            last in any::<u8>(),
-            tail in prop::collection::vec(any::<u8>(), 0..2),
-        ) {
-            let bytes = [continuing.as_slice(), &[last], &tail].concat();
-            let mut rest = bytes.as_slice();
-            let ours = zero_runs::take_varint(&mut rest).map(|value| (value, rest));
-            let postcards = postcard::take_from_bytes::<i64>(&bytes).ok();
-            prop_assert_eq!(ours, postcards);
-        }
-
-        #[test]
-        fn percentiles_are_within_one_percent_of_nearest_rank(
-            mut values in prop::collection::vec(0i64..7 * 86_400 * NANOS_PER_SECOND, 1..300),
+        fn percentiles_are_close_inside_the_range_and_on_the_targets_side(
+            mut values in any_durations(),
             quantile in prop::sample::select(vec![0.5, 0.9, 0.99]),
         ) {
-            let mut histogram = DurationHistogram::default();
-            for &value in &values {
-                histogram.record(value, 1);
-            }
+            let histogram = histogram_of(&values);
             let exact = exact_nearest_rank(&mut values, quantile);
-            let approx = histogram.quantile_seconds(quantile).unwrap();
-            prop_assert!((approx - exact).abs() <= exact * 0.01, "approx {approx} exact {exact}");
+            let reported = histogram.quantile_seconds(quantile).unwrap();
+            let exact_seconds = seconds(exact);
+            prop_assert!((reported - exact_seconds).abs() <= exact_seconds * 0.01,
+                "reported {reported} exact {exact_seconds}");
+            let (least, greatest) = (values[0], values[values.len() - 1]);
+            prop_assert!(seconds(least) <= reported && reported <= seconds(greatest),
+                "reported {reported} outside {least}..={greatest} ns");
+            for target in [90 * SECOND, 5 * MINUTE, HOUR, 8 * HOUR, 48 * HOUR, 7 * DAY] {
+                prop_assert_eq!(reported <= seconds(target), exact <= target,
+                    "target {} s, reported {}, exact {}", seconds(target), reported, exact_seconds);
+            }
             let sum: i128 = values.iter().map(|&v| i128::from(v)).sum();
-            prop_assert_eq!(histogram.sum_nanos, sum);
+            prop_assert_eq!(histogram.sum_nanos(), sum);
+            prop_assert_eq!(histogram.count(), values.len() as i64);
+        }
+
+        #[test]
+        fn a_percentile_of_equal_values_is_that_value(
+            value in 0i64..i64::MAX,
+            count in 1usize..50,
+            quantile in prop::sample::select(vec![0.5, 0.9, 0.99]),
+        ) {
+            let histogram = histogram_of(&vec![value; count]);
+            prop_assert_eq!(histogram.quantile_seconds(quantile), Some(seconds(value)));
         }
 
         #[test]
         fn a_histogram_reads_back_as_it_was_stored(
             durations in prop::collection::vec(
-                (prop::sample::select(vec![0i64, 1, 999, 60_000_000_000, 1 << 50, i64::MAX]), prop::bool::ANY),
+                (prop::sample::select(vec![i64::MIN, -1, 0, 1, 999, 60 * SECOND, 1 << 50, i64::MAX]),
+                 prop::bool::ANY),
                 0..30,
             ),
         ) {
@@ -559,24 +721,75 @@ mod tests {
             prop_assert_eq!(read, histogram);
         }
 
+        /// Removing what was added leaves exactly the rest, merged either
+        /// way (bucket by bucket, or in one pass).
         #[test]
         fn removing_what_was_added_leaves_exactly_the_rest(
             kept in prop::collection::vec(0i64..1_000_000_000_000, 0..50),
             removed in prop::collection::vec(0i64..1_000_000_000_000, 0..50),
         ) {
-            let mut expected = DurationHistogram::default();
-            let mut histogram = DurationHistogram::default();
-            for &value in &kept {
-                expected.record(value, 1);
-                histogram.record(value, 1);
-            }
-            let mut delta = DurationHistogram::default();
-            for &value in &removed {
-                histogram.record(value, 1);
-                delta.record(value, 1);
-            }
+            let expected = histogram_of(&kept);
+            let delta = histogram_of(&removed);
+            let mut histogram = expected.clone();
+            histogram.merge(&delta, 1);
+            prop_assert!(histogram.is_non_negative());
             histogram.merge(&delta, -1);
-            prop_assert_eq!(histogram, expected);
+            prop_assert_eq!(&histogram, &expected);
+            let mut one_by_one = expected.clone();
+            for &value in &removed {
+                one_by_one.record(value, 1);
+            }
+            let mut in_one_pass = expected.clone();
+            in_one_pass.merge(&delta, 1);
+            prop_assert_eq!(one_by_one, in_one_pass);
+        }
+
+        /// The check that looks only at what a delta changes says what
+        /// adding it and checking every bucket would.
+        #[test]
+        fn the_quick_check_agrees_with_adding_and_checking_everything(
+            base in prop::collection::vec(durations_near_round_values(), 0..10),
+            delta in prop::collection::vec((durations_near_round_values(), prop::bool::ANY), 0..6),
+        ) {
+            let base = histogram_of(&base);
+            let mut change = DurationHistogram::default();
+            for (nanos, remove) in delta {
+                change.record(nanos, if remove { -1 } else { 1 });
+            }
+            let mut sum = base.clone();
+            sum.merge(&change, 1);
+            prop_assert_eq!(base.stays_non_negative_with(&change), sum.is_non_negative());
+        }
+
+        /// The varints are postcard's encoding of a `u128`: written byte for
+        /// byte as postcard writes it, read back as postcard does.
+        #[test]
+        fn varints_are_postcards(value in any::<u128>(), tail in prop::collection::vec(any::<u8>(), 0..3)) {
+            let mut written = Vec::new();
+            varint::put(&mut written, value);
+            prop_assert_eq!(&written, &postcard::to_stdvec(&value).unwrap());
+            let bytes = [written.as_slice(), &tail].concat();
+            let mut rest = bytes.as_slice();
+            prop_assert_eq!(varint::take(&mut rest), Some(value));
+            prop_assert_eq!(rest, tail.as_slice());
+        }
+
+        /// Any bytes, damaged ones included, read as postcard reads a `u128`.
+        #[test]
+        fn any_bytes_read_as_postcard_reads_them(
+            continuing in prop::collection::vec(0x80u8.., 0..=19),
+            last in any::<u8>(),
+        ) {
+            let bytes = [continuing.as_slice(), &[last]].concat();
+            let mut rest = bytes.as_slice();
+            let ours = varint::take(&mut rest).map(|value| (value, rest));
+            let postcards = postcard::take_from_bytes::<u128>(&bytes).ok();
+            prop_assert_eq!(ours, postcards);
+        }
+
+        #[test]
+        fn zigzag_round_trips(value in any::<i128>()) {
+            prop_assert_eq!(varint::unzigzag(varint::zigzag(value)), value);
         }
     }
 }

@@ -183,7 +183,7 @@ impl Store {
         snapshots: SnapshotPolicy,
     ) -> Result<Store> {
         refuse_an_emptied_store(engine.as_ref(), &dir)?;
-        check_format(engine.as_ref())?;
+        check_format(engine.as_ref(), &dir)?;
         let state = Arc::new(DerivedState::open(engine, &dir, snapshots)?);
         let kv: Arc<dyn KvStore> = Arc::new(ResidentKv::load(state.clone())?);
         let (jobs, receiver) = mpsc::channel(WRITE_QUEUE_DEPTH);
@@ -392,8 +392,11 @@ impl Store {
 /// of the records a commit changed. A version 10 store is opened as it is:
 /// its snapshot's contributions are dropped as it loads, and a journal left
 /// by an unclean stop (which names groups only) is replayed by recomputing
-/// every group.
-const FORMAT_VERSION: u32 = 11;
+/// every group. 12: duration histograms with buckets on round values and
+/// each bucket's offset sum (`domain::sketch`); the derived state of a
+/// version 10 or 11 store cannot be read, so its snapshot is removed on open
+/// and the state recomputed from the records.
+const FORMAT_VERSION: u32 = 12;
 
 /// Keys deleted per batch when a version 9 store is migrated.
 const MIGRATION_BATCH_KEYS: usize = 10_000;
@@ -465,7 +468,7 @@ pub fn open_record_log(options: &SledOptions) -> Result<SledStore> {
         .map(|bytes| codec::decode(&key, &bytes))
         .transpose()?;
     match version {
-        Some(9 | 10 | FORMAT_VERSION) => Ok(engine),
+        Some(9..=FORMAT_VERSION) => Ok(engine),
         Some(other) => Err(Error::Unavailable(format!(
             "the store has format {other}, this build reads formats 9 to {FORMAT_VERSION}: \
              export it with the build that wrote it"
@@ -477,8 +480,32 @@ pub fn open_record_log(options: &SledOptions) -> Result<SledStore> {
     }
 }
 
-/// Marks a new store with the format version, and refuses a store of another.
-fn check_format(kv: &dyn KvStore) -> Result<()> {
+/// Removes the snapshot of a version 10 or 11 store, whose aggregates hold
+/// histograms this build does not read, then marks it current: the derived
+/// state is recomputed from the records as it opens. The removal is durable
+/// before the mark, so a crash between them leaves a store to migrate again.
+fn migrate_from_version_10_or_11(
+    kv: &dyn KvStore,
+    dir: &std::path::Path,
+    version: u32,
+) -> Result<()> {
+    snapshots::remove(&snapshots::path_in(dir))?;
+    kv.commit(vec![(
+        keys::format(),
+        Some(codec::encode(&FORMAT_VERSION)?),
+    )])?;
+    kv.flush()?;
+    tracing::warn!(
+        from = version,
+        "store migrated to format {FORMAT_VERSION}: its derived-state snapshot was removed \
+         and the state is recomputed from the records (once; minutes for a million)"
+    );
+    Ok(())
+}
+
+/// Marks a new store with the format version, migrates an earlier one it
+/// can, and refuses any other.
+fn check_format(kv: &dyn KvStore, dir: &std::path::Path) -> Result<()> {
     let key = keys::format();
     match kv.get(&key)? {
         Some(bytes) => {
@@ -486,8 +513,8 @@ fn check_format(kv: &dyn KvStore) -> Result<()> {
             if version == 9 {
                 return migrate_from_version_9(kv);
             }
-            if version == 10 {
-                return kv.commit(vec![(key, Some(codec::encode(&FORMAT_VERSION)?))]);
+            if version == 10 || version == 11 {
+                return migrate_from_version_10_or_11(kv, dir, version);
             }
             if version != FORMAT_VERSION {
                 return Err(Error::Unavailable(format!(

@@ -216,6 +216,21 @@ pub fn remove_unfinished(path: &Path) -> Result<()> {
     }
 }
 
+/// Removes the snapshot at `path` for good (a store upgrade whose derived
+/// values it cannot read), syncing its directory so that the removal is
+/// durable before the caller goes on.
+pub fn remove(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => return Err(error.into()),
+    }
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// Moves a damaged snapshot out of the way (kept for a post-mortem) and
 /// returns where it went.
 pub fn set_aside(path: &Path) -> PathBuf {

@@ -532,11 +532,7 @@ impl DerivedState {
 fn load_snapshot(path: &Path) -> Result<Option<Version>> {
     snapshots::remove_unfinished(path)?;
     match snapshots::load(path) {
-        // A format 10 snapshot holds contributions, which are no longer kept.
-        Ok(snapshot) => Ok(snapshot.map(|version| Version {
-            map: without_contributions(version.map),
-            next_journal: version.next_journal,
-        })),
+        Ok(snapshot) => Ok(snapshot),
         Err(error) => {
             let aside = snapshots::set_aside(path);
             tracing::error!(
