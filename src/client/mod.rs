@@ -257,42 +257,30 @@ pub struct ScopeArgs {
     #[arg(long, conflicts_with_all = ["team", "channel"])]
     pub agent: Option<String>,
     /// A channel (with --team: the team × channel scope).
-    #[arg(long, value_enum, ignore_case = true)]
-    pub channel: Option<ChannelArg>,
+    #[arg(long, value_parser = channel_value(), ignore_case = true)]
+    pub channel: Option<pb::Channel>,
     /// A tag (with --team: the team × tag scope).
     #[arg(long, conflicts_with_all = ["agent", "channel"])]
     pub tag: Option<String>,
 }
 
-/// The channels `--channel` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum ChannelArg {
-    Email,
-    Chat,
-    Phone,
-    Social,
-    Messaging,
-    Web,
-    Other,
-}
-
-impl ChannelArg {
-    fn to_proto(self) -> pb::Channel {
-        match self {
-            ChannelArg::Email => pb::Channel::Email,
-            ChannelArg::Chat => pb::Channel::Chat,
-            ChannelArg::Phone => pb::Channel::Phone,
-            ChannelArg::Social => pb::Channel::Social,
-            ChannelArg::Messaging => pb::Channel::Messaging,
-            ChannelArg::Web => pb::Channel::Web,
-            ChannelArg::Other => pb::Channel::Other,
-        }
-    }
+/// The values `--channel` takes: every channel's proto name in lower case
+/// (`email`, `chat`, …), each read as that channel.
+fn channel_value() -> impl clap::builder::TypedValueParser<Value = pb::Channel> {
+    use clap::builder::TypedValueParser;
+    let names = crate::domain::records::Channel::ALL.map(|channel| {
+        crate::api::convert::channel(channel)
+            .as_str_name()
+            .to_ascii_lowercase()
+    });
+    clap::builder::PossibleValuesParser::new(names).map(|name| {
+        pb::Channel::from_str_name(&name.to_ascii_uppercase()).unwrap_or(pb::Channel::Unspecified)
+    })
 }
 
 impl ScopeArgs {
     pub fn to_proto(&self) -> anyhow::Result<pb::Scope> {
-        let channel = self.channel.map_or(0, |channel| channel.to_proto() as i32);
+        let channel = self.channel.map_or(0, |channel| channel as i32);
         let kind = match (&self.team, &self.agent, channel != 0, &self.tag) {
             (Some(_), _, _, Some(_)) => pb::ScopeKind::TeamTag,
             (None, _, _, Some(_)) => pb::ScopeKind::Tag,

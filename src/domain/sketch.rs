@@ -250,14 +250,42 @@ impl DurationHistogram {
         self.buckets.capacity() * std::mem::size_of::<Bucket>()
     }
 
-    /// Adds `other` times `sign` into this histogram.
+    /// Adds `other` times `sign` into this histogram: bucket by bucket for
+    /// a small `other`, in place when it has no bucket this one lacks (a
+    /// read summing months of a scope, mostly), else in one pass over both.
     pub fn merge(&mut self, other: &DurationHistogram, sign: i64) {
         if other.buckets.len() <= IN_PLACE_MERGE {
             for bucket in &other.buckets {
                 self.add_bucket(bucket, sign);
             }
-            return;
+        } else if self.holds_every_index_of(other) {
+            let mut mine = self.buckets.iter_mut();
+            let mut emptied = false;
+            for theirs in &other.buckets {
+                // Found: every index of `other` is here, in the same order.
+                if let Some(bucket) = mine.find(|bucket| bucket.index == theirs.index) {
+                    bucket.add(theirs, sign);
+                    emptied |= bucket.is_empty();
+                }
+            }
+            if emptied {
+                self.buckets.retain(|bucket| !bucket.is_empty());
+            }
+        } else {
+            self.merge_in_one_pass(other, sign);
         }
+    }
+
+    /// Whether every bucket index of `other` has a bucket here.
+    fn holds_every_index_of(&self, other: &DurationHistogram) -> bool {
+        let mut mine = self.buckets.iter().map(|bucket| bucket.index);
+        other
+            .buckets
+            .iter()
+            .all(|theirs| mine.any(|index| index == theirs.index))
+    }
+
+    fn merge_in_one_pass(&mut self, other: &DurationHistogram, sign: i64) {
         let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
         let mut mine = self.buckets.iter().peekable();
         let mut theirs = other.buckets.iter().peekable();
@@ -363,20 +391,52 @@ impl DurationHistogram {
     }
 }
 
-/// Stored as one byte string of varints, per bucket that holds something:
-/// its index's distance from the previous one's (less one; the first's from
-/// -1), its count and its offset sum, zigzag-encoded. Being one byte string,
-/// it is decoded by one loop over the bytes rather than a serde call per
-/// number.
+/// The largest power of ten the offsets are stored in units of.
+const MAX_UNIT_EXPONENT: u32 = 12;
+
+/// The largest `e` (at most [`MAX_UNIT_EXPONENT`]) such that every bucket's
+/// offsets are a multiple of 10^e: durations from timestamps in whole
+/// seconds have offsets in whole seconds, stored as such in a byte or two.
+fn unit_exponent(buckets: &[Bucket]) -> u32 {
+    let mut exponent = MAX_UNIT_EXPONENT;
+    for bucket in buckets {
+        while exponent > 0 && !divides(10i64.pow(exponent), bucket.offsets) {
+            exponent -= 1;
+        }
+        if exponent == 0 {
+            break;
+        }
+    }
+    exponent
+}
+
+fn divides(unit: i64, offsets: i128) -> bool {
+    match i64::try_from(offsets) {
+        Ok(small) => small % unit == 0,
+        Err(_) => offsets % i128::from(unit) == 0,
+    }
+}
+
+/// Stored as one byte string of varints: the unit's exponent `e` (see
+/// [`unit_exponent`]), then per bucket that holds something its index's
+/// distance from the previous one's (less one; the first's from -1), its
+/// count and its offset sum in units of 10^e nanoseconds, zigzag-encoded.
+/// An empty histogram is an empty string. Being one byte string, it is
+/// decoded by one loop over the bytes rather than a serde call per number.
 impl Serialize for DurationHistogram {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut bytes = Vec::with_capacity(4 * self.buckets.len());
-        let mut previous = -1i32;
-        for bucket in &self.buckets {
-            varint::put(&mut bytes, (i32::from(bucket.index) - previous - 1) as u128);
-            varint::put(&mut bytes, varint::zigzag(i128::from(bucket.count)));
-            varint::put(&mut bytes, varint::zigzag(bucket.offsets));
-            previous = i32::from(bucket.index);
+        let mut bytes = Vec::with_capacity(1 + 4 * self.buckets.len());
+        if !self.buckets.is_empty() {
+            let exponent = unit_exponent(&self.buckets);
+            let unit = 10i128.pow(exponent);
+            varint::put(&mut bytes, u128::from(exponent));
+            let mut previous = -1i32;
+            for bucket in &self.buckets {
+                varint::put(&mut bytes, (i32::from(bucket.index) - previous - 1) as u128);
+                varint::put(&mut bytes, varint::zigzag(i128::from(bucket.count)));
+                varint::put(&mut bytes, varint::zigzag(bucket.offsets / unit));
+                previous = i32::from(bucket.index);
+            }
         }
         serializer.serialize_bytes(&bytes)
     }
@@ -389,26 +449,42 @@ impl<'de> Deserialize<'de> for DurationHistogram {
 }
 
 /// Reads what [`DurationHistogram::serialize`] writes, refusing what only a
-/// damaged store holds: an index past the last a duration has, a count past
-/// an `i64`, an empty bucket, bytes that are not varints.
+/// damaged store holds: a unit past 10^12, an index past the last a
+/// duration has, a count past an `i64`, offsets past an `i128`, an empty
+/// bucket, bytes that are not varints.
 struct StoredBuckets;
 
 impl<'de> Visitor<'de> for StoredBuckets {
     type Value = DurationHistogram;
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str("histogram buckets: index step, count and offset sum, as varints")
+        formatter.write_str(
+            "histogram buckets: a unit, then index steps, counts and offset sums, as varints",
+        )
     }
 
     fn visit_bytes<E: de::Error>(self, mut bytes: &[u8]) -> Result<DurationHistogram, E> {
+        let not_varint = || E::custom("a histogram number is not a varint");
+        if bytes.is_empty() {
+            return Ok(DurationHistogram::default());
+        }
+        let exponent = varint::take(&mut bytes)
+            .ok_or_else(not_varint)?
+            .try_into()
+            .ok()
+            .filter(|&exponent| exponent <= MAX_UNIT_EXPONENT)
+            .ok_or_else(|| E::custom("a histogram's unit is past 10^12 ns"))?;
+        let unit = 10i128.pow(exponent);
         let last = i64::from(last_index());
         let mut buckets = Vec::with_capacity(bytes.len() / 3);
         let mut previous = -1i64;
         while !bytes.is_empty() {
-            let mut next = || varint::take(&mut bytes).ok_or_else(|| E::custom("not a varint"));
+            let mut next = || varint::take(&mut bytes).ok_or_else(not_varint);
             let step = next()?;
             let count = varint::unzigzag(next()?);
-            let offsets = varint::unzigzag(next()?);
+            let offsets = varint::unzigzag(next()?)
+                .checked_mul(unit)
+                .ok_or_else(|| E::custom("a histogram bucket's offsets are past an i128"))?;
             let index = i64::try_from(step)
                 .ok()
                 .and_then(|step| previous.checked_add(step + 1))
@@ -432,6 +508,9 @@ impl<'de> Visitor<'de> for StoredBuckets {
             }
             buckets.push(bucket);
             previous = index;
+        }
+        if buckets.is_empty() {
+            return Err(E::custom("a histogram with a unit and no buckets"));
         }
         Ok(DurationHistogram { buckets })
     }
@@ -463,13 +542,19 @@ mod varint {
     /// a `u128`'s, or it overflows one.
     #[inline]
     pub fn take(bytes: &mut &[u8]) -> Option<u128> {
-        // Most numbers of a histogram fit one byte.
-        if let Some((&byte, rest)) = bytes.split_first() {
-            if byte < 0x80 {
-                *bytes = rest;
-                return Some(u128::from(byte));
+        // Most numbers of a histogram fit one byte, nearly all nine (63 bits).
+        let mut value = 0u64;
+        for (index, &byte) in bytes.iter().take(9).enumerate() {
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte & 0x80 == 0 {
+                *bytes = &bytes[index + 1..];
+                return Some(u128::from(value));
             }
         }
+        take_long(bytes)
+    }
+
+    fn take_long(bytes: &mut &[u8]) -> Option<u128> {
         let mut value = 0u128;
         for index in 0..MAX_BYTES {
             let (&byte, rest) = bytes.split_first()?;
@@ -616,6 +701,33 @@ mod tests {
         );
     }
 
+    /// Durations in whole seconds store their offsets in seconds: a byte
+    /// or two a bucket, where nanoseconds took five or more.
+    #[test]
+    fn whole_seconds_are_stored_in_seconds() {
+        // From 101 s on, bucket edges are whole seconds too (below, half seconds).
+        let values: Vec<i64> = (0..200).map(|n| (101 + 37 * n) * SECOND).collect();
+        let histogram = histogram_of(&values);
+        assert_eq!(unit_exponent(&histogram.buckets), 9);
+        let bytes = stored(&histogram);
+        assert!(
+            bytes.len() <= 4 * histogram.buckets.len() + 4,
+            "{} bytes",
+            bytes.len()
+        );
+        assert_eq!(
+            postcard::from_bytes::<DurationHistogram>(&bytes).unwrap(),
+            histogram
+        );
+        let mut finer = histogram.clone();
+        finer.record(HOUR + 1, 1);
+        assert_eq!(unit_exponent(&finer.buckets), 0);
+        assert_eq!(
+            postcard::from_bytes::<DurationHistogram>(&stored(&finer)).unwrap(),
+            finer
+        );
+    }
+
     #[test]
     fn damaged_buckets_do_not_read() {
         let raw = |numbers: &[u128]| {
@@ -626,14 +738,20 @@ mod tests {
             postcard::to_stdvec(&varints).unwrap()
         };
         let zig = |value: i128| varint::zigzag(value);
-        assert!(postcard::from_bytes::<DurationHistogram>(&raw(&[5, zig(1), zig(0)])).is_ok());
+        // A unit of 10^3 ns, then bucket 5 holding one duration 2,000 ns past its lower end.
+        let good =
+            postcard::from_bytes::<DurationHistogram>(&raw(&[3, 5, zig(1), zig(2)])).unwrap();
+        assert_eq!(good.buckets[0].offsets, 2_000);
         let past_the_last = u128::from(last_index()) + 1;
         for damaged in [
-            raw(&[past_the_last, zig(1), zig(0)]), // an index no duration has
-            raw(&[u128::MAX, zig(1), zig(0)]),     // a step past any index
-            raw(&[5, zig(0), zig(0)]),             // an empty bucket
-            raw(&[5, zig(1)]),                     // a bucket without its offsets
-            raw(&[5, zig(i128::from(i64::MAX) + 1), zig(0)]), // a count past an i64
+            raw(&[13, 5, zig(1), zig(0)]),             // a unit past 10^12
+            raw(&[12, 5, zig(1), zig(i128::MAX / 2)]), // offsets past an i128 in that unit
+            raw(&[3]),                                 // a unit and no bucket
+            raw(&[0, past_the_last, zig(1), zig(0)]),  // an index no duration has
+            raw(&[0, u128::MAX, zig(1), zig(0)]),      // a step past any index
+            raw(&[0, 5, zig(0), zig(0)]),              // an empty bucket
+            raw(&[0, 5, zig(1)]),                      // a bucket without its offsets
+            raw(&[0, 5, zig(i128::from(i64::MAX) + 1), zig(0)]), // a count past an i64
             postcard::to_stdvec(&vec![0x85u8]).unwrap(), // the last byte continues
             postcard::to_stdvec(&vec![0xffu8; 20]).unwrap(), // longer than a u128's
         ] {
@@ -708,7 +826,10 @@ mod tests {
         #[test]
         fn a_histogram_reads_back_as_it_was_stored(
             durations in prop::collection::vec(
-                (prop::sample::select(vec![i64::MIN, -1, 0, 1, 999, 60 * SECOND, 1 << 50, i64::MAX]),
+                (prop::sample::select(vec![
+                    i64::MIN, -1, 0, 1, 999, 60 * SECOND, 1 << 50, i64::MAX,
+                    90 * SECOND, HOUR, DAY + MINUTE, 3 * 1_000_000,
+                ]),
                  prop::bool::ANY),
                 0..30,
             ),

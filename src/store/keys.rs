@@ -14,7 +14,7 @@
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
 //! | `M` meta | `M s` | counters |
-//! | `V` version | `V` | the store's format version (neither raw nor derived) |
+//! | `V` version | `V`, `V i` | the store's format version, and its id, which its snapshots carry (neither raw nor derived) |
 //! | `J` journal | `J sequence` (u64, big-endian) | the `G` keys of the groups one durable commit changed and the earlier values of the `R`, `I`, `P`, `C` keys it changed, or "every group" (see `state`); deleted once a snapshot covers it |
 
 use crate::domain::aggregate::Scope;
@@ -381,6 +381,13 @@ pub fn targets(team: Option<&Id>) -> Vec<u8> {
 
 pub fn stats() -> Vec<u8> {
     vec![META, b's']
+}
+
+/// The store's id: 16 random bytes written when its derived state first
+/// opens, and carried by its snapshots, so that a snapshot of another store
+/// is never loaded.
+pub fn store_id() -> Vec<u8> {
+    vec![VERSION, b'i']
 }
 
 /// The store's format version.

@@ -5,14 +5,16 @@
 //! A snapshot is written to a temporary file, synced, renamed over the last
 //! one and the directory synced, so that a crash at any moment leaves either
 //! the old snapshot or the new one, whole. A file that is truncated, fails
-//! its checksum or does not parse is never loaded: the caller sets it aside
-//! and recomputes the state from the raw records.
+//! its checksum, does not parse or belongs to another store (a file copied
+//! from elsewhere) is never loaded: the caller sets it aside and recomputes
+//! the state from the raw records.
 //!
 //! Layout (integers little-endian):
 //!
 //! | bytes | what |
 //! |---|---|
-//! | 8 | magic `SMSTATE1` |
+//! | 8 | magic `SMSTATE2` |
+//! | 16 | the id of the store it belongs to (`keys::store_id`) |
 //! | 8 | the first journal sequence not covered |
 //! | 8 | number of entries |
 //! | per entry | key length (u32), key, value length (u32), value |
@@ -27,7 +29,10 @@ use crate::error::{Error, Result};
 
 use super::state::{DerivedMap, Version};
 
-const MAGIC: &[u8; 8] = b"SMSTATE1";
+const MAGIC: &[u8; 8] = b"SMSTATE2";
+
+/// The id of a store, which its snapshots carry.
+pub type StoreId = [u8; 16];
 /// The file's name in the data directory.
 const FILE_NAME: &str = "derived-state.snapshot";
 
@@ -67,6 +72,7 @@ fn length(bytes: &[u8]) -> Result<[u8; 4]> {
 /// last one. Returns its size.
 pub fn write(
     path: &Path,
+    store: &StoreId,
     version: &Version,
     before_install: impl FnOnce() -> Result<()>,
 ) -> Result<u64> {
@@ -78,6 +84,7 @@ pub fn write(
         written: 0,
     };
     out.put(MAGIC)?;
+    out.put(store)?;
     out.put(&version.next_journal.to_le_bytes())?;
     out.put(&(version.map.len() as u64).to_le_bytes())?;
     for (key, value) in version.map.iter() {
@@ -145,10 +152,11 @@ impl<R: Read> Reader<R> {
     }
 }
 
-/// The snapshot at `path`: `None` if there is none, data loss naming the
-/// file if it is damaged. Read in one pass, entry by entry, so that loading
-/// takes little more memory than the state itself.
-pub fn load(path: &Path) -> Result<Option<Version>> {
+/// The snapshot at `path` of the store `store`: `None` if there is none,
+/// data loss naming the file if it is damaged or another store's. Read in
+/// one pass, entry by entry, so that loading takes little more memory than
+/// the state itself.
+pub fn load(path: &Path, store: &StoreId) -> Result<Option<Version>> {
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -166,6 +174,16 @@ pub fn load(path: &Path) -> Result<Option<Version>> {
     }
     if &magic != MAGIC {
         return Err(damaged(path, "is not a snapshot of this format"));
+    }
+    let mut belongs_to = StoreId::default();
+    if !reader.fill(&mut belongs_to)? {
+        return Err(truncated());
+    }
+    if &belongs_to != store {
+        return Err(damaged(
+            path,
+            "belongs to another store (its store id is not this store's): copied from elsewhere?",
+        ));
     }
     let next_journal = reader.u64()?.ok_or_else(truncated)?;
     let count = reader.u64()?.ok_or_else(truncated)?;
@@ -245,6 +263,8 @@ pub fn set_aside(path: &Path) -> PathBuf {
 mod tests {
     use super::*;
 
+    const STORE: StoreId = *b"sixteen bytes id";
+
     fn version(entries: &[(&[u8], &[u8])], next_journal: u64) -> Version {
         Version {
             map: entries
@@ -259,14 +279,14 @@ mod tests {
     fn a_snapshot_reads_back_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        assert!(load(&path).unwrap().is_none());
+        assert!(load(&path, &STORE).unwrap().is_none());
         let written = version(
             &[(b"Aday", b"one"), (b"Gtticket", b""), (b"Xr7", b"row")],
             42,
         );
-        let size = write(&path, &written, || Ok(())).unwrap();
+        let size = write(&path, &STORE, &written, || Ok(())).unwrap();
         assert_eq!(size, std::fs::metadata(&path).unwrap().len());
-        let read = load(&path).unwrap().unwrap();
+        let read = load(&path, &STORE).unwrap().unwrap();
         assert_eq!(read.next_journal, 42);
         assert_eq!(read.map, written.map);
         assert!(!temporary(&path).exists());
@@ -276,9 +296,12 @@ mod tests {
     fn every_flipped_or_cut_byte_is_refused_as_data_loss() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3), || {
-            Ok(())
-        })
+        write(
+            &path,
+            &STORE,
+            &version(&[(b"Aa", b"x"), (b"Xb", b"yz")], 3),
+            || Ok(()),
+        )
         .unwrap();
         let good = std::fs::read(&path).unwrap();
         for at in 0..good.len() {
@@ -286,23 +309,39 @@ mod tests {
             bad[at] ^= 0x04;
             std::fs::write(&path, &bad).unwrap();
             assert!(
-                matches!(load(&path), Err(Error::DataLoss(_))),
+                matches!(load(&path, &STORE), Err(Error::DataLoss(_))),
                 "flipped byte {at}"
             );
             std::fs::write(&path, &good[..at]).unwrap();
             assert!(
-                matches!(load(&path), Err(Error::DataLoss(_))),
+                matches!(load(&path, &STORE), Err(Error::DataLoss(_))),
                 "cut at {at}"
             );
         }
     }
 
     #[test]
+    fn another_stores_snapshot_is_refused_naming_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        write(&path, &STORE, &version(&[(b"Aa", b"x")], 1), || Ok(())).unwrap();
+        let message = load(&path, b"another store id").unwrap_err().to_string();
+        assert!(message.contains("another store"), "{message}");
+        assert!(load(&path, &STORE).unwrap().is_some());
+    }
+
+    #[test]
     fn a_well_checksummed_file_of_raw_keys_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Ri1", b"record")], 1), || Ok(())).unwrap();
-        let message = load(&path).unwrap_err().to_string();
+        write(
+            &path,
+            &STORE,
+            &version(&[(b"Ri1", b"record")], 1),
+            || Ok(()),
+        )
+        .unwrap();
+        let message = load(&path, &STORE).unwrap_err().to_string();
         assert!(message.contains("not derived"), "{message}");
     }
 
@@ -310,16 +349,16 @@ mod tests {
     fn a_write_that_fails_before_install_leaves_the_last_snapshot() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_in(dir.path());
-        write(&path, &version(&[(b"Aold", b"1")], 1), || Ok(())).unwrap();
-        let failed = write(&path, &version(&[(b"Anew", b"2")], 2), || {
+        write(&path, &STORE, &version(&[(b"Aold", b"1")], 1), || Ok(())).unwrap();
+        let failed = write(&path, &STORE, &version(&[(b"Anew", b"2")], 2), || {
             Err(Error::Internal("the engine could not flush".into()))
         });
         assert!(failed.is_err());
-        let kept = load(&path).unwrap().unwrap();
+        let kept = load(&path, &STORE).unwrap().unwrap();
         assert_eq!(kept.next_journal, 1);
         remove_unfinished(&path).unwrap();
         assert!(!temporary(&path).exists());
-        assert_eq!(load(&path).unwrap().unwrap().next_journal, 1);
+        assert_eq!(load(&path, &STORE).unwrap().unwrap().next_journal, 1);
     }
 
     #[test]

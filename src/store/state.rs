@@ -46,7 +46,7 @@ use super::groups::{compute, id_from_bytes, recompute, Retract};
 use super::journal;
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
-use super::snapshots;
+use super::snapshots::{self, StoreId};
 use super::txn::Txn;
 
 /// A key or value of the derived state.
@@ -157,6 +157,8 @@ pub struct DerivedState {
     engine: Arc<dyn KvStore>,
     /// `None` for a scratch state, which is never saved.
     snapshot_path: Option<PathBuf>,
+    /// The store's id, which its snapshots carry (zeros in a scratch state).
+    store_id: StoreId,
     /// Whether group contributions are kept (`G`): only in a scratch state,
     /// whose recomputations retract what it stored.
     keeps_contributions: bool,
@@ -189,9 +191,10 @@ impl DerivedState {
         dir: &Path,
         policy: SnapshotPolicy,
     ) -> Result<DerivedState> {
+        let store_id = store_id(engine.as_ref())?;
         let state = DerivedState::new(
             engine,
-            Some(snapshots::path_in(dir)),
+            Some((snapshots::path_in(dir), store_id)),
             policy,
             Version::default(),
         );
@@ -199,18 +202,25 @@ impl DerivedState {
         Ok(state)
     }
 
+    /// `snapshots`: where its snapshots go and the store's id, `None` for a
+    /// scratch state.
     fn new(
         engine: Arc<dyn KvStore>,
-        snapshot_path: Option<PathBuf>,
+        snapshots: Option<(PathBuf, StoreId)>,
         policy: SnapshotPolicy,
         version: Version,
     ) -> DerivedState {
         static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+        let (snapshot_path, store_id) = match snapshots {
+            Some((path, store_id)) => (Some(path), store_id),
+            None => (None, StoreId::default()),
+        };
         DerivedState {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             engine,
             keeps_contributions: snapshot_path.is_none(),
             snapshot_path,
+            store_id,
             policy,
             published: RwLock::new(Arc::new(version.clone())),
             writer: Mutex::new(Writer {
@@ -316,7 +326,7 @@ impl DerivedState {
         let Some(path) = &self.snapshot_path else {
             return Ok(());
         };
-        let snapshot = load_snapshot(path)?;
+        let snapshot = load_snapshot(path, &self.store_id)?;
         let loaded = snapshot.is_some();
         let mut version = snapshot.unwrap_or_default();
         let journal = journal::scan(self.engine.as_ref(), loaded.then_some(version.next_journal))?;
@@ -467,11 +477,12 @@ impl DerivedState {
         };
         let version = writer.master.clone();
         let engine = Arc::clone(&self.engine);
+        let store_id = self.store_id;
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
         let spawned = std::thread::Builder::new()
             .name("state-snapshot".into())
-            .spawn(move || write_snapshot(engine.as_ref(), &path, &version));
+            .spawn(move || write_snapshot(engine.as_ref(), &path, &store_id, &version));
         match spawned {
             Ok(handle) => writer.in_flight = Some(handle),
             Err(error) => tracing::error!(%error, "could not start the snapshot thread"),
@@ -513,7 +524,7 @@ impl DerivedState {
         if journal_empty && path.exists() {
             return Ok(());
         }
-        let covers = write_snapshot(self.engine.as_ref(), path, &writer.master)?;
+        let covers = write_snapshot(self.engine.as_ref(), path, &self.store_id, &writer.master)?;
         writer.covered = Some(covers);
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
@@ -529,9 +540,9 @@ impl DerivedState {
 
 /// The snapshot at `path`, if there is a usable one: one cut short by a
 /// crash is removed, a damaged one set aside (never loaded).
-fn load_snapshot(path: &Path) -> Result<Option<Version>> {
+fn load_snapshot(path: &Path, store_id: &StoreId) -> Result<Option<Version>> {
     snapshots::remove_unfinished(path)?;
-    match snapshots::load(path) {
+    match snapshots::load(path, store_id) {
         Ok(snapshot) => Ok(snapshot),
         Err(error) => {
             let aside = snapshots::set_aside(path);
@@ -550,9 +561,14 @@ fn load_snapshot(path: &Path) -> Result<Option<Version>> {
 /// Writes `version` as the snapshot, installing it only once every journal
 /// entry it covers is durable in the engine (a relaxed commit may not be
 /// yet). Returns the first sequence it does not cover.
-fn write_snapshot(engine: &dyn KvStore, path: &Path, version: &Version) -> Result<u64> {
+fn write_snapshot(
+    engine: &dyn KvStore,
+    path: &Path,
+    store_id: &StoreId,
+    version: &Version,
+) -> Result<u64> {
     let started = Instant::now();
-    let bytes = snapshots::write(path, version, || engine.flush())?;
+    let bytes = snapshots::write(path, store_id, version, || engine.flush())?;
     tracing::info!(
         keys = version.map.len(),
         bytes,
@@ -590,6 +606,35 @@ pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
             DiffItem::Remove(key, _) => (key.to_vec(), None),
         })
         .collect()
+}
+
+/// The store's id, made (16 bytes from the standard library's randomly
+/// keyed hasher, and the clock) and written if it has none yet: a new
+/// store, or one from before format 12. A snapshot written with it is only
+/// installed once the engine is flushed, so the id is durable first.
+fn store_id(engine: &dyn KvStore) -> Result<StoreId> {
+    use std::hash::{BuildHasher, Hasher};
+    let key = keys::store_id();
+    if let Some(stored) = engine.get(&key)? {
+        return StoreId::try_from(stored.as_slice()).map_err(|_| {
+            Error::DataLoss(format!(
+                "the store id {} is {} bytes, not 16",
+                keys::describe_key(&key),
+                stored.len()
+            ))
+        });
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let mut id = StoreId::default();
+    for (half, salt) in id.chunks_mut(8).zip([now, now.rotate_left(64)]) {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(salt);
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    engine.commit(vec![(key, Some(id.to_vec()))])?;
+    Ok(id)
 }
 
 fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {

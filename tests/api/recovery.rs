@@ -127,6 +127,29 @@ async fn a_snapshot_write_cut_short_is_removed_and_the_last_whole_one_loaded() {
     assert!(!unfinished.exists());
 }
 
+/// A snapshot copied in from another store (here one holding half the
+/// example) checksums and parses, yet must never be served: it is set aside
+/// and the state recomputed from this store's records.
+#[tokio::test]
+async fn a_snapshot_of_another_store_is_set_aside_and_never_served() {
+    let (_dir, data, before) = example_store().await;
+    let other = tempfile::tempdir().expect("temp dir");
+    let other_data = other.path().join("data");
+    let mut app = spawn_app_at(other_data.clone()).await;
+    let mut records = example_records();
+    records.truncate(records.len() / 2);
+    app.record_all(records).await;
+    app.stop().await;
+    let foreign = std::fs::read(snapshot_file(&other_data)).expect("the other's snapshot");
+    std::fs::write(snapshot_file(&data), &foreign).expect("copy it in");
+    serves_what_it_served(&data, &before).await;
+    let aside = data.join("derived-state.snapshot.damaged");
+    assert_eq!(
+        std::fs::read(aside).expect("kept for a post-mortem"),
+        foreign
+    );
+}
+
 /// The example's first records are recorded and the store stopped (a
 /// snapshot). The rest is recorded, and the store crashes: its directory is
 /// copied as the acknowledged commits left it, the journal after the
