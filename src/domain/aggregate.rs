@@ -1,7 +1,7 @@
 //! Facts (what one ticket, interaction, answer or event contributes to the
 //! metrics) and the additive aggregate they are summed into per scope and bucket.
 
-use serde::de::{self, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, SeqAccess, Visitor};
 use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -575,24 +575,47 @@ impl Serialize for Aggregate {
 
 impl<'de> Deserialize<'de> for Aggregate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_seq(StoredAggregate)
+        let mut aggregate = Aggregate::default();
+        AddStored {
+            into: &mut aggregate,
+            sign: 1,
+        }
+        .deserialize(deserializer)?;
+        Ok(aggregate)
     }
 }
 
-/// Reads what [`Aggregate::serialize`] writes.
-struct StoredAggregate;
+/// Adds a stored aggregate (what [`Aggregate::serialize`] writes) times
+/// `sign` into `into` as it reads it, without building it first: a read
+/// summing months of a scope decodes each month's histograms straight into
+/// its sums. Bytes that do not read leave `into` partly changed; the caller
+/// drops it.
+#[derive(Debug)]
+pub struct AddStored<'a> {
+    pub into: &'a mut Aggregate,
+    pub sign: i64,
+}
 
-impl<'de> Visitor<'de> for StoredAggregate {
-    type Value = Aggregate;
+impl<'de> DeserializeSeed<'de> for AddStored<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AddStored<'_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         formatter.write_str("a presence mask, then the aggregate's fields it names")
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Aggregate, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let expected = "a presence mask, then the aggregate's fields it names";
         let mask: u64 = seq
             .next_element()?
-            .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+            .ok_or_else(|| de::Error::invalid_length(0, &expected))?;
         if mask >> STORED_FIELDS != 0 {
             return Err(de::Error::custom(format!(
                 "presence mask {mask:#x} names fields past the {STORED_FIELDS} an aggregate has"
@@ -600,33 +623,36 @@ impl<'de> Visitor<'de> for StoredAggregate {
         }
         let fields = mask.count_ones() as usize;
         if let Some(remaining) = seq.size_hint().filter(|&remaining| remaining != fields) {
-            return Err(de::Error::invalid_length(1 + remaining, &self));
+            return Err(de::Error::invalid_length(1 + remaining, &expected));
         }
-        let mut aggregate = Aggregate::default();
+        let AddStored { into, sign } = self;
         // The mask's set bits, lowest first; `read` counts the elements read.
         let mut rest = mask;
         let mut read = 1;
         while rest != 0 {
             let bit = rest.trailing_zeros() as usize;
             rest &= rest - 1;
-            let missing = || de::Error::invalid_length(read, &StoredAggregate);
+            let missing = || de::Error::invalid_length(read, &expected);
             match stored_slot(bit) {
                 Slot::Scalar(index) => {
-                    *aggregate.scalars_mut()[index] = seq.next_element()?.ok_or_else(missing)?;
+                    let count: i64 = seq.next_element()?.ok_or_else(missing)?;
+                    *into.scalars_mut()[index] += count * sign;
                 }
                 Slot::Histogram(index) => {
-                    *aggregate.histograms_mut()[index] = seq.next_element()?.ok_or_else(missing)?;
+                    let histogram = &mut *into.histograms_mut()[index];
+                    seq.next_element_seed(histogram.add_stored(sign))?
+                        .ok_or_else(missing)?;
                 }
                 Slot::Score(index) => {
-                    let count = seq.next_element()?.ok_or_else(missing)?;
-                    if let Some(slot) = aggregate.scores_mut().nth(index) {
-                        *slot = count;
+                    let count: i64 = seq.next_element()?.ok_or_else(missing)?;
+                    if let Some(slot) = into.scores_mut().nth(index) {
+                        *slot += count * sign;
                     }
                 }
             }
             read += 1;
         }
-        Ok(aggregate)
+        Ok(())
     }
 }
 
@@ -759,6 +785,24 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// Adding a stored aggregate as it is read gives what decoding it
+        /// and merging it does.
+        #[test]
+        fn adding_a_stored_aggregate_is_merging_it(
+            base in proptest::collection::vec((0u8..4, nanos(), proptest::bool::ANY), 0..12),
+            stored in proptest::collection::vec((0u8..4, nanos(), proptest::bool::ANY), 0..12),
+            sign in proptest::sample::select(vec![1i64, -1]),
+        ) {
+            let (base, stored) = (from_facts(&base), from_facts(&stored));
+            let bytes = postcard::to_stdvec(&stored).unwrap();
+            let mut merged = base.clone();
+            merged.merge(&stored, sign);
+            let mut added = base;
+            let mut deserializer = postcard::Deserializer::from_bytes(&bytes);
+            AddStored { into: &mut added, sign }.deserialize(&mut deserializer).unwrap();
+            proptest::prop_assert_eq!(added, merged);
+        }
+
         #[test]
         fn an_aggregate_reads_back_as_it_was_stored(aggregate in any_aggregate()) {
             let bytes = postcard::to_stdvec(&aggregate).unwrap();

@@ -16,7 +16,7 @@
 //! hour up to 200 h, day up to 200 d) never falls inside a bucket, and a
 //! percentile is at most the target exactly when the exact value is.
 
-use serde::de::{self, Visitor};
+use serde::de::{self, DeserializeSeed, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::time::NANOS_PER_SECOND;
@@ -129,9 +129,11 @@ fn bucket_index(nanos: i64) -> u16 {
 }
 
 /// The largest index a duration has (that of `i64::MAX` nanoseconds).
-fn last_index() -> u16 {
-    bucket_index(i64::MAX)
-}
+const LAST_INDEX: u16 = {
+    let last = REGIONS[REGIONS.len() - 1];
+    let within = (i64::MAX - last.start - 1) / last.width + 1;
+    (last.before + within as u32) as u16
+};
 
 /// The lower end (exclusive) of bucket `index`, and its width; the zero
 /// bucket's lower end is 0 (its durations are at or below it).
@@ -160,9 +162,15 @@ impl Bucket {
         self.count == 0 && self.offsets == 0
     }
 
+    #[inline]
     fn add(&mut self, other: &Bucket, sign: i64) {
-        self.count += other.count * sign;
-        self.offsets += other.offsets * i128::from(sign);
+        if sign == 1 {
+            self.count += other.count;
+            self.offsets += other.offsets;
+        } else {
+            self.count += other.count * sign;
+            self.offsets += other.offsets * i128::from(sign);
+        }
     }
 
     /// Whether `count` durations of this bucket could have these offsets
@@ -285,44 +293,56 @@ impl DurationHistogram {
             .all(|theirs| mine.any(|index| index == theirs.index))
     }
 
+    /// Merges in one pass from the back, in this histogram's own vector
+    /// (grown once, amortised): no new vector per merge, which a read
+    /// summing a year of months would otherwise allocate a dozen times.
     fn merge_in_one_pass(&mut self, other: &DurationHistogram, sign: i64) {
-        let mut merged = Vec::with_capacity(self.buckets.len() + other.buckets.len());
-        let mut mine = self.buckets.iter().peekable();
-        let mut theirs = other.buckets.iter().peekable();
-        loop {
-            let next = match (mine.peek(), theirs.peek()) {
-                (None, None) => break,
-                (Some(&&a), Some(&&b)) if a.index == b.index => {
-                    mine.next();
-                    theirs.next();
-                    let mut sum = a;
-                    sum.add(&b, sign);
+        let (mine, theirs) = (self.buckets.len(), other.buckets.len());
+        let scaled = |bucket: &Bucket| {
+            let mut scaled = Bucket {
+                index: bucket.index,
+                count: 0,
+                offsets: 0,
+            };
+            scaled.add(bucket, sign);
+            scaled
+        };
+        self.buckets.resize(
+            mine + theirs,
+            Bucket {
+                index: 0,
+                count: 0,
+                offsets: 0,
+            },
+        );
+        // Merged buckets fill `to..` from the back; `self.buckets[..i]` and
+        // `other.buckets[..j]` are still to merge.
+        let (mut i, mut j, mut to) = (mine, theirs, mine + theirs);
+        while j > 0 {
+            let next = other.buckets[j - 1];
+            let merged = match self.buckets[..i].last() {
+                Some(&last) if last.index > next.index => {
+                    i -= 1;
+                    last
+                }
+                Some(&last) if last.index == next.index => {
+                    i -= 1;
+                    j -= 1;
+                    let mut sum = last;
+                    sum.add(&next, sign);
                     sum
                 }
-                (Some(&&a), Some(b)) if a.index < b.index => {
-                    mine.next();
-                    a
-                }
-                (Some(&&a), None) => {
-                    mine.next();
-                    a
-                }
-                (_, Some(&&b)) => {
-                    theirs.next();
-                    let mut scaled = Bucket {
-                        index: b.index,
-                        count: 0,
-                        offsets: 0,
-                    };
-                    scaled.add(&b, sign);
-                    scaled
+                _ => {
+                    j -= 1;
+                    scaled(&next)
                 }
             };
-            if !next.is_empty() {
-                merged.push(next);
-            }
+            to -= 1;
+            self.buckets[to] = merged;
         }
-        self.buckets = merged;
+        // Shared indexes left a gap between the untouched front and the merged back.
+        self.buckets.drain(i..to);
+        self.buckets.retain(|bucket| !bucket.is_empty());
     }
 
     /// How many durations it holds.
@@ -444,18 +464,70 @@ impl Serialize for DurationHistogram {
 
 impl<'de> Deserialize<'de> for DurationHistogram {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_bytes(StoredBuckets)
+        let mut histogram = DurationHistogram::default();
+        histogram.add_stored(1).deserialize(deserializer)?;
+        Ok(histogram)
     }
 }
 
-/// Reads what [`DurationHistogram::serialize`] writes, refusing what only a
-/// damaged store holds: a unit past 10^12, an index past the last a
-/// duration has, a count past an `i64`, offsets past an `i128`, an empty
-/// bucket, bytes that are not varints.
-struct StoredBuckets;
+impl DurationHistogram {
+    /// Adds a stored histogram (what [`DurationHistogram::serialize`]
+    /// writes) times `sign` into this one as it reads it: each bucket read
+    /// is added where this one has it, the others merged in at the end.
+    pub fn add_stored(&mut self, sign: i64) -> AddStoredBuckets<'_> {
+        AddStoredBuckets { into: self, sign }
+    }
 
-impl<'de> Visitor<'de> for StoredBuckets {
-    type Value = DurationHistogram;
+    fn add_buckets(&mut self, stored: StoredBuckets<'_>, sign: i64) -> Result<(), Damage> {
+        if self.buckets.is_empty() && sign == 1 {
+            self.buckets = stored.collect::<Result<_, _>>()?;
+            return Ok(());
+        }
+        let mut stored = stored;
+        let mut at = 0;
+        let mut emptied = false;
+        let mut new = DurationHistogram::default();
+        while !stored.bytes.is_empty() {
+            let bucket = stored.next_bucket()?;
+            while at < self.buckets.len() && self.buckets[at].index < bucket.index {
+                at += 1;
+            }
+            match self.buckets.get_mut(at) {
+                Some(mine) if mine.index == bucket.index => {
+                    mine.add(&bucket, sign);
+                    emptied |= mine.is_empty();
+                }
+                _ => new.buckets.push(bucket),
+            }
+        }
+        if emptied {
+            self.buckets.retain(|bucket| !bucket.is_empty());
+        }
+        if !new.buckets.is_empty() {
+            self.merge_in_one_pass(&new, sign);
+        }
+        Ok(())
+    }
+}
+
+/// Reads a stored histogram into another: see [`DurationHistogram::add_stored`].
+/// Bytes that do not read leave it partly changed; the caller drops it.
+#[derive(Debug)]
+pub struct AddStoredBuckets<'a> {
+    into: &'a mut DurationHistogram,
+    sign: i64,
+}
+
+impl<'de> DeserializeSeed<'de> for AddStoredBuckets<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_bytes(self)
+    }
+}
+
+impl<'de> Visitor<'de> for AddStoredBuckets<'_> {
+    type Value = ();
 
     fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
         formatter.write_str(
@@ -463,56 +535,119 @@ impl<'de> Visitor<'de> for StoredBuckets {
         )
     }
 
-    fn visit_bytes<E: de::Error>(self, mut bytes: &[u8]) -> Result<DurationHistogram, E> {
-        let not_varint = || E::custom("a histogram number is not a varint");
+    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<(), E> {
+        let stored = StoredBuckets::new(bytes).map_err(E::custom)?;
+        self.into.add_buckets(stored, self.sign).map_err(E::custom)
+    }
+}
+
+/// The buckets of a stored histogram, in order, each checked: what only a
+/// damaged store holds is an error (a unit past 10^12, an index past the
+/// last a duration has, a count past an `i64`, offsets past an `i128`, an
+/// empty bucket, bytes that are not varints, a unit with no bucket).
+struct StoredBuckets<'a> {
+    bytes: &'a [u8],
+    unit: i128,
+    previous: i64,
+}
+
+const NOT_A_VARINT: &str = "a histogram number is not a varint";
+
+impl<'a> StoredBuckets<'a> {
+    fn new(mut bytes: &'a [u8]) -> Result<StoredBuckets<'a>, String> {
         if bytes.is_empty() {
-            return Ok(DurationHistogram::default());
+            return Ok(StoredBuckets {
+                bytes,
+                unit: 1,
+                previous: -1,
+            });
         }
         let exponent = varint::take(&mut bytes)
-            .ok_or_else(not_varint)?
+            .ok_or(NOT_A_VARINT)?
             .try_into()
             .ok()
             .filter(|&exponent| exponent <= MAX_UNIT_EXPONENT)
-            .ok_or_else(|| E::custom("a histogram's unit is past 10^12 ns"))?;
-        let unit = 10i128.pow(exponent);
-        let last = i64::from(last_index());
-        let mut buckets = Vec::with_capacity(bytes.len() / 3);
-        let mut previous = -1i64;
-        while !bytes.is_empty() {
-            let mut next = || varint::take(&mut bytes).ok_or_else(not_varint);
-            let step = next()?;
-            let count = varint::unzigzag(next()?);
-            let offsets = varint::unzigzag(next()?)
-                .checked_mul(unit)
-                .ok_or_else(|| E::custom("a histogram bucket's offsets are past an i128"))?;
-            let index = i64::try_from(step)
-                .ok()
-                .and_then(|step| previous.checked_add(step + 1))
-                .filter(|&index| index <= last)
-                .ok_or_else(|| {
-                    E::custom(format!(
-                        "a histogram bucket past index {last}, the last a duration has"
-                    ))
-                })?;
-            let count = i64::try_from(count)
-                .map_err(|_| E::custom("a histogram bucket's count is past an i64"))?;
-            let bucket = Bucket {
-                index: index as u16,
-                count,
-                offsets,
-            };
-            if bucket.is_empty() {
-                return Err(E::custom(format!(
-                    "histogram bucket {index} is stored, yet empty"
-                )));
+            .ok_or("a histogram's unit is past 10^12 ns")?;
+        if bytes.is_empty() {
+            return Err("a histogram with a unit and no buckets".into());
+        }
+        Ok(StoredBuckets {
+            bytes,
+            unit: 10i128.pow(exponent),
+            previous: -1,
+        })
+    }
+
+    /// The next bucket; every check is a comparison or two, so that a read
+    /// decoding a year of a busy scope's buckets stays fast.
+    #[inline]
+    fn next_bucket(&mut self) -> Result<Bucket, Damage> {
+        let mut next = || varint::take(&mut self.bytes).ok_or(Damage::NotAVarint);
+        let (step, count, offsets) = (next()?, next()?, next()?);
+        let index = u16::try_from(step)
+            .ok()
+            .and_then(|step| u16::try_from(self.previous + 1 + i64::from(step)).ok())
+            .filter(|&index| index <= LAST_INDEX)
+            .ok_or(Damage::PastTheLastIndex)?;
+        let count = i64::try_from(varint::unzigzag(count)).map_err(|_| Damage::CountPastAnI64)?;
+        let offsets = varint::unzigzag(offsets);
+        let offsets = match (self.unit, i64::try_from(offsets)) {
+            (1, _) => offsets,
+            (unit, Ok(small)) => i128::from(small) * unit,
+            (unit, Err(_)) => offsets.checked_mul(unit).ok_or(Damage::OffsetsPastAnI128)?,
+        };
+        let bucket = Bucket {
+            index,
+            count,
+            offsets,
+        };
+        if bucket.is_empty() {
+            return Err(Damage::EmptyBucket);
+        }
+        self.previous = i64::from(index);
+        Ok(bucket)
+    }
+}
+
+/// What is wrong with a damaged stored bucket.
+#[derive(Debug, Clone, Copy)]
+enum Damage {
+    NotAVarint,
+    PastTheLastIndex,
+    CountPastAnI64,
+    OffsetsPastAnI128,
+    EmptyBucket,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Damage::NotAVarint => f.write_str(NOT_A_VARINT),
+            Damage::PastTheLastIndex => write!(
+                f,
+                "a histogram bucket past index {LAST_INDEX}, the last a duration has"
+            ),
+            Damage::CountPastAnI64 => f.write_str("a histogram bucket's count is past an i64"),
+            Damage::OffsetsPastAnI128 => {
+                f.write_str("a histogram bucket's offsets are past an i128")
             }
-            buckets.push(bucket);
-            previous = index;
+            Damage::EmptyBucket => f.write_str("a histogram bucket is stored, yet empty"),
         }
-        if buckets.is_empty() {
-            return Err(E::custom("a histogram with a unit and no buckets"));
+    }
+}
+
+impl Iterator for StoredBuckets<'_> {
+    type Item = Result<Bucket, Damage>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.bytes.is_empty() {
+            return None;
         }
-        Ok(DurationHistogram { buckets })
+        let bucket = self.next_bucket();
+        if bucket.is_err() {
+            self.bytes = &[];
+        }
+        Some(bucket)
     }
 }
 
@@ -543,6 +678,12 @@ mod varint {
     #[inline]
     pub fn take(bytes: &mut &[u8]) -> Option<u128> {
         // Most numbers of a histogram fit one byte, nearly all nine (63 bits).
+        if let [first, ref rest @ ..] = **bytes {
+            if first < 0x80 {
+                *bytes = rest;
+                return Some(u128::from(first));
+            }
+        }
         let mut value = 0u64;
         for (index, &byte) in bytes.iter().take(9).enumerate() {
             value |= u64::from(byte & 0x7f) << (7 * index);
@@ -590,7 +731,11 @@ mod tests {
             assert!(previous.width < next.width && previous.start < next.start);
             assert_eq!((next.start - previous.start) % previous.width, 0);
         }
-        assert!(u32::from(last_index()) < u32::from(u16::MAX));
+        let region = REGIONS[REGIONS.len() - 1];
+        let within =
+            (i128::from(i64::MAX) - i128::from(region.start) - 1) / i128::from(region.width) + 1;
+        assert!(i128::from(region.before) + within < i128::from(u16::MAX));
+        assert_eq!(bucket_index(i64::MAX), LAST_INDEX);
         assert_eq!(bucket_index(1), 1);
     }
 
@@ -599,7 +744,7 @@ mod tests {
     #[test]
     fn buckets_tile_the_durations_at_most_one_percent_wide() {
         let mut expected_lower = 0i64;
-        for index in 1..=last_index() {
+        for index in 1..=LAST_INDEX {
             let (lower, width) = bucket_bounds(index);
             assert_eq!(lower, expected_lower, "bucket {index}");
             assert!(
@@ -742,7 +887,7 @@ mod tests {
         let good =
             postcard::from_bytes::<DurationHistogram>(&raw(&[3, 5, zig(1), zig(2)])).unwrap();
         assert_eq!(good.buckets[0].offsets, 2_000);
-        let past_the_last = u128::from(last_index()) + 1;
+        let past_the_last = u128::from(LAST_INDEX) + 1;
         for damaged in [
             raw(&[13, 5, zig(1), zig(0)]),             // a unit past 10^12
             raw(&[12, 5, zig(1), zig(i128::MAX / 2)]), // offsets past an i128 in that unit
@@ -863,6 +1008,24 @@ mod tests {
             let mut in_one_pass = expected.clone();
             in_one_pass.merge(&delta, 1);
             prop_assert_eq!(one_by_one, in_one_pass);
+        }
+
+        /// Adding a stored histogram as it is read gives what decoding it
+        /// and merging it does, whichever buckets the two share.
+        #[test]
+        fn adding_a_stored_histogram_is_merging_it(
+            base in prop::collection::vec(durations_near_round_values(), 0..40),
+            other in prop::collection::vec(durations_near_round_values(), 0..40),
+            sign in prop::sample::select(vec![1i64, -1]),
+        ) {
+            let (base, other) = (histogram_of(&base), histogram_of(&other));
+            let mut merged = base.clone();
+            merged.merge(&other, sign);
+            let mut added = base;
+            let bytes = stored(&other);
+            let mut deserializer = postcard::Deserializer::from_bytes(&bytes);
+            added.add_stored(sign).deserialize(&mut deserializer).unwrap();
+            prop_assert_eq!(added, merged);
         }
 
         /// The check that looks only at what a delta changes says what

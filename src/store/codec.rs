@@ -2,7 +2,7 @@
 //! that fails its checksum or does not decode is reported as data loss, naming
 //! the key, never served.
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -19,6 +19,16 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>> {
 }
 
 pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
+    decode_seed(key, bytes, std::marker::PhantomData)
+}
+
+/// Decodes through a seed: a value read into another as it is decoded
+/// (`Aggregate`'s `AddStored`), say.
+pub fn decode_seed<'de, S: DeserializeSeed<'de>>(
+    key: &[u8],
+    bytes: &'de [u8],
+    seed: S,
+) -> Result<S::Value> {
     let damaged = |why: &str| {
         let key = describe_key(key);
         tracing::error!(key = %key, why, "stored value is damaged");
@@ -31,7 +41,9 @@ pub fn decode<T: DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T> {
     if checksum != crc32fast::hash(payload).to_le_bytes() {
         return Err(damaged("fails its checksum"));
     }
-    postcard::from_bytes(payload).map_err(|_| damaged("does not decode"))
+    let mut deserializer = postcard::Deserializer::from_bytes(payload);
+    seed.deserialize(&mut deserializer)
+        .map_err(|_| damaged("does not decode"))
 }
 
 #[cfg(test)]

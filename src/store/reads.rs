@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::aggregate::{Aggregate, Scope, ScopeKind};
+use crate::domain::aggregate::{AddStored, Aggregate, Scope, ScopeKind};
 use crate::domain::records::Id;
 use crate::domain::scorecard::{OpenTicket, Targets};
 use crate::domain::ticket::TicketRow;
@@ -11,7 +11,7 @@ use crate::domain::time::{decompose, BucketRun, Level, Window, NANOS_PER_SECOND}
 use crate::error::{Error, Result};
 
 use super::buckets::{self, HourParts};
-use super::codec::decode;
+use super::codec::{decode, decode_seed};
 use super::keys;
 use super::kv::KvStore;
 use super::listings;
@@ -55,7 +55,11 @@ fn sum_of_runs(kv: &dyn KvStore, scope: &Scope, runs: &[BucketRun]) -> Result<Ag
         let end = keys::aggregate(run.level, scope, run.end);
         for entry in kv.range(&start, &end) {
             let (key, value) = entry?;
-            total.merge(&decode::<Aggregate>(&key, &value)?, run.sign);
+            let into = AddStored {
+                into: &mut total,
+                sign: run.sign,
+            };
+            decode_seed(&key, &value, into)?;
         }
     }
     Ok(total)
