@@ -420,7 +420,7 @@ const MAX_UNIT_EXPONENT: u32 = 12;
 fn unit_exponent(buckets: &[Bucket]) -> u32 {
     let mut exponent = MAX_UNIT_EXPONENT;
     for bucket in buckets {
-        while exponent > 0 && !divides(10i64.pow(exponent), bucket.offsets) {
+        while exponent > 0 && !divides(POWERS_OF_TEN[exponent as usize], bucket.offsets) {
             exponent -= 1;
         }
         if exponent == 0 {
@@ -430,10 +430,32 @@ fn unit_exponent(buckets: &[Bucket]) -> u32 {
     exponent
 }
 
+/// 10^0 to 10^[`MAX_UNIT_EXPONENT`].
+const POWERS_OF_TEN: [i64; MAX_UNIT_EXPONENT as usize + 1] = {
+    let mut powers = [1i64; MAX_UNIT_EXPONENT as usize + 1];
+    let mut exponent = 1;
+    while exponent < powers.len() {
+        powers[exponent] = powers[exponent - 1] * 10;
+        exponent += 1;
+    }
+    powers
+};
+
+/// Whether `unit` divides `offsets`, in 64 bits where they fit (a 128-bit
+/// division costs several times a 64-bit one).
 fn divides(unit: i64, offsets: i128) -> bool {
     match i64::try_from(offsets) {
         Ok(small) => small % unit == 0,
         Err(_) => offsets % i128::from(unit) == 0,
+    }
+}
+
+/// `offsets` in units of `unit`, which divides them.
+fn in_units(offsets: i128, unit: i64) -> i128 {
+    match (unit, i64::try_from(offsets)) {
+        (1, _) => offsets,
+        (unit, Ok(small)) => i128::from(small / unit),
+        (unit, Err(_)) => offsets / i128::from(unit),
     }
 }
 
@@ -448,13 +470,13 @@ impl Serialize for DurationHistogram {
         let mut bytes = Vec::with_capacity(1 + 4 * self.buckets.len());
         if !self.buckets.is_empty() {
             let exponent = unit_exponent(&self.buckets);
-            let unit = 10i128.pow(exponent);
+            let unit = POWERS_OF_TEN[exponent as usize];
             varint::put(&mut bytes, u128::from(exponent));
             let mut previous = -1i32;
             for bucket in &self.buckets {
                 varint::put(&mut bytes, (i32::from(bucket.index) - previous - 1) as u128);
                 varint::put(&mut bytes, varint::zigzag(i128::from(bucket.count)));
-                varint::put(&mut bytes, varint::zigzag(bucket.offsets / unit));
+                varint::put(&mut bytes, varint::zigzag(in_units(bucket.offsets, unit)));
                 previous = i32::from(bucket.index);
             }
         }
@@ -479,11 +501,15 @@ impl DurationHistogram {
     }
 
     fn add_buckets(&mut self, stored: StoredBuckets<'_>, sign: i64) -> Result<(), Damage> {
+        let mut stored = stored;
         if self.buckets.is_empty() && sign == 1 {
-            self.buckets = stored.collect::<Result<_, _>>()?;
+            // Each bucket takes at least 3 bytes.
+            self.buckets.reserve_exact(stored.bytes.len() / 3);
+            while !stored.bytes.is_empty() {
+                self.buckets.push(stored.next_bucket()?);
+            }
             return Ok(());
         }
-        let mut stored = stored;
         let mut at = 0;
         let mut emptied = false;
         let mut new = DurationHistogram::default();
@@ -665,7 +691,12 @@ mod varint {
         (zigzag >> 1) as i128 ^ -((zigzag & 1) as i128)
     }
 
+    #[inline]
     pub fn put(bytes: &mut Vec<u8>, mut value: u128) {
+        if value < 0x80 {
+            bytes.push(value as u8);
+            return;
+        }
         while value >= 0x80 {
             bytes.push(value as u8 | 0x80);
             value >>= 7;

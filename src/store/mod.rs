@@ -389,10 +389,8 @@ impl Store {
 /// journal entries may say "every group". A version 9 store is migrated on
 /// open: its derived keys and journal are deleted and the state recomputed.
 /// 11: no group contributions kept; journal entries hold the earlier values
-/// of the records a commit changed. A version 10 store is opened as it is:
-/// its snapshot's contributions are dropped as it loads, and a journal left
-/// by an unclean stop (which names groups only) is replayed by recomputing
-/// every group. 12: duration histograms with buckets on round values and
+/// of the records a commit changed (a version 10 journal, which names groups
+/// only, is still read: it makes a replay recompute every group). 12: duration histograms with buckets on round values and
 /// each bucket's offset sum (`domain::sketch`); the derived state of a
 /// version 10 or 11 store cannot be read, so its snapshot is removed on open
 /// and the state recomputed from the records.
