@@ -975,7 +975,7 @@ mod tests {
             let exact = exact_nearest_rank(&mut values, quantile);
             let reported = histogram.quantile_seconds(quantile).unwrap();
             let exact_seconds = seconds(exact);
-            prop_assert!((reported - exact_seconds).abs() <= exact_seconds * 0.01,
+            prop_assert!((reported - exact_seconds).abs() <= exact_seconds.abs() * 0.01,
                 "reported {reported} exact {exact_seconds}");
             let (least, greatest) = (values[0], values[values.len() - 1]);
             prop_assert!(seconds(least) <= reported && reported <= seconds(greatest),
