@@ -424,11 +424,7 @@ fn migrate_from_version_9(kv: &dyn KvStore) -> Result<()> {
             kv.commit(batch)?;
         }
     }
-    kv.commit(vec![(
-        keys::format(),
-        Some(codec::encode(&FORMAT_VERSION)?),
-    )])?;
-    kv.flush()?;
+    mark_current(kv)?;
     tracing::warn!(
         deleted_keys = deleted,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -478,6 +474,15 @@ pub fn open_record_log(options: &SledOptions) -> Result<SledStore> {
     }
 }
 
+/// Marks a migrated store with this build's format, durably.
+fn mark_current(kv: &dyn KvStore) -> Result<()> {
+    kv.commit(vec![(
+        keys::format(),
+        Some(codec::encode(&FORMAT_VERSION)?),
+    )])?;
+    kv.flush()
+}
+
 /// Removes the snapshot of a version 10 or 11 store, whose aggregates hold
 /// histograms this build does not read, then marks it current: the derived
 /// state is recomputed from the records as it opens. The removal is durable
@@ -488,11 +493,7 @@ fn migrate_from_version_10_or_11(
     version: u32,
 ) -> Result<()> {
     snapshots::remove(&snapshots::path_in(dir))?;
-    kv.commit(vec![(
-        keys::format(),
-        Some(codec::encode(&FORMAT_VERSION)?),
-    )])?;
-    kv.flush()?;
+    mark_current(kv)?;
     tracing::warn!(
         from = version,
         "store migrated to format {FORMAT_VERSION}: its derived-state snapshot was removed \
