@@ -173,6 +173,15 @@ impl Bucket {
         }
     }
 
+    /// This bucket's counts times `sign`.
+    fn times(&self, sign: i64) -> Bucket {
+        Bucket {
+            index: self.index,
+            count: self.count * sign,
+            offsets: self.offsets * i128::from(sign),
+        }
+    }
+
     /// Whether `count` durations of this bucket could have these offsets
     /// (each offset of a duration is in `1..=width`; the zero bucket's, ≤ 0).
     fn is_possible(&self) -> bool {
@@ -240,12 +249,7 @@ impl DurationHistogram {
                 }
             }
             Err(position) => {
-                let mut added = Bucket {
-                    index: bucket.index,
-                    count: 0,
-                    offsets: 0,
-                };
-                added.add(bucket, sign);
+                let added = bucket.times(sign);
                 if !added.is_empty() {
                     self.buckets.insert(position, added);
                 }
@@ -298,23 +302,12 @@ impl DurationHistogram {
     /// summing a year of months would otherwise allocate a dozen times.
     fn merge_in_one_pass(&mut self, other: &DurationHistogram, sign: i64) {
         let (mine, theirs) = (self.buckets.len(), other.buckets.len());
-        let scaled = |bucket: &Bucket| {
-            let mut scaled = Bucket {
-                index: bucket.index,
-                count: 0,
-                offsets: 0,
-            };
-            scaled.add(bucket, sign);
-            scaled
+        let placeholder = Bucket {
+            index: 0,
+            count: 0,
+            offsets: 0,
         };
-        self.buckets.resize(
-            mine + theirs,
-            Bucket {
-                index: 0,
-                count: 0,
-                offsets: 0,
-            },
-        );
+        self.buckets.resize(mine + theirs, placeholder);
         // Merged buckets fill `to..` from the back; `self.buckets[..i]` and
         // `other.buckets[..j]` are still to merge.
         let (mut i, mut j, mut to) = (mine, theirs, mine + theirs);
@@ -334,7 +327,7 @@ impl DurationHistogram {
                 }
                 _ => {
                     j -= 1;
-                    scaled(&next)
+                    next.times(sign)
                 }
             };
             to -= 1;
