@@ -27,6 +27,8 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+use super::keys;
+use super::kv::KvStore;
 use super::state::{DerivedMap, Version};
 
 const MAGIC: &[u8; 8] = b"SMSTATE2";
@@ -64,6 +66,35 @@ fn length(bytes: &[u8]) -> Result<[u8; 4]> {
     u32::try_from(bytes.len())
         .map(u32::to_le_bytes)
         .map_err(|_| Error::Internal("a derived value is larger than 4 GiB".into()))
+}
+
+/// The store's id, made (16 bytes from the standard library's randomly
+/// keyed hasher, and the clock) and written if it has none yet: a new
+/// store, or one from before format 12. A snapshot written with it is only
+/// installed once the engine is flushed, so the id is durable first.
+pub fn store_id(engine: &dyn KvStore) -> Result<StoreId> {
+    use std::hash::{BuildHasher, Hasher};
+    let key = keys::store_id();
+    if let Some(stored) = engine.get(&key)? {
+        return StoreId::try_from(stored.as_slice()).map_err(|_| {
+            Error::DataLoss(format!(
+                "the store id {} is {} bytes, not 16",
+                keys::describe_key(&key),
+                stored.len()
+            ))
+        });
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    let mut id = StoreId::default();
+    for (half, salt) in id.chunks_mut(8).zip([now, now.rotate_left(64)]) {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(salt);
+        half.copy_from_slice(&hasher.finish().to_le_bytes());
+    }
+    engine.commit(vec![(key, Some(id.to_vec()))])?;
+    Ok(id)
 }
 
 /// Writes `version` as the snapshot at `path` (see the module's

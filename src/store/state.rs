@@ -191,7 +191,7 @@ impl DerivedState {
         dir: &Path,
         policy: SnapshotPolicy,
     ) -> Result<DerivedState> {
-        let store_id = store_id(engine.as_ref())?;
+        let store_id = snapshots::store_id(engine.as_ref())?;
         let state = DerivedState::new(
             engine,
             Some((snapshots::path_in(dir), store_id)),
@@ -606,35 +606,6 @@ pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
             DiffItem::Remove(key, _) => (key.to_vec(), None),
         })
         .collect()
-}
-
-/// The store's id, made (16 bytes from the standard library's randomly
-/// keyed hasher, and the clock) and written if it has none yet: a new
-/// store, or one from before format 12. A snapshot written with it is only
-/// installed once the engine is flushed, so the id is durable first.
-fn store_id(engine: &dyn KvStore) -> Result<StoreId> {
-    use std::hash::{BuildHasher, Hasher};
-    let key = keys::store_id();
-    if let Some(stored) = engine.get(&key)? {
-        return StoreId::try_from(stored.as_slice()).map_err(|_| {
-            Error::DataLoss(format!(
-                "the store id {} is {} bytes, not 16",
-                keys::describe_key(&key),
-                stored.len()
-            ))
-        });
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
-    let mut id = StoreId::default();
-    for (half, salt) in id.chunks_mut(8).zip([now, now.rotate_left(64)]) {
-        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-        hasher.write_u128(salt);
-        half.copy_from_slice(&hasher.finish().to_le_bytes());
-    }
-    engine.commit(vec![(key, Some(id.to_vec()))])?;
-    Ok(id)
 }
 
 fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
