@@ -95,10 +95,7 @@ fn describe_part(part: &Scope) -> String {
 
 /// The metrics of a selection over a window: its members' buckets merged.
 pub fn metrics(kv: &dyn KvStore, selection: &Selection, window: Window) -> Result<Metrics> {
-    let mut total = Aggregate::default();
-    for scope in &selection.members() {
-        total.merge(&reads::window_aggregate(kv, scope, window)?, 1);
-    }
+    let total = reads::window_aggregate(kv, &selection.members(), window)?;
     Ok(Metrics::from_aggregate(&total))
 }
 
@@ -181,7 +178,7 @@ pub struct LeaderboardPage {
 pub fn leaderboard(kv: &dyn KvStore, query: &LeaderboardQuery) -> Result<LeaderboardPage> {
     let mut rows = Vec::new();
     for scope in reads::list_scopes(kv, query.kind)? {
-        let aggregate = reads::window_aggregate(kv, &scope, query.window)?;
+        let aggregate = reads::window_aggregate(kv, std::slice::from_ref(&scope), query.window)?;
         if aggregate.is_zero() {
             continue;
         }
@@ -364,19 +361,13 @@ pub fn drivers(
             }
         }
     }
-    let mut total = Aggregate::default();
-    for scope in &selection.members() {
-        total.merge(&reads::window_aggregate(kv, scope, window)?, 1);
-    }
+    let total = reads::window_aggregate(kv, &selection.members(), window)?;
     let tickets_created = u64::try_from(total.tickets_created).unwrap_or(0);
     let total_unsatisfied = unsatisfied_csat(&total);
     let total_detractors = detractors(&total);
     let mut drivers = Vec::new();
     for (tag, scopes) in tags {
-        let mut aggregate = Aggregate::default();
-        for scope in &scopes {
-            aggregate.merge(&reads::window_aggregate(kv, scope, window)?, 1);
-        }
+        let aggregate = reads::window_aggregate(kv, &scopes, window)?;
         if aggregate.is_zero() {
             continue;
         }

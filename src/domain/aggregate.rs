@@ -6,7 +6,7 @@ use serde::ser::SerializeSeq;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::records::{Attribution, Channel, Id, SocialFacts, SocialKind, SurveyKind};
-use super::sketch::DurationHistogram;
+use super::sketch::{DurationHistogram, HistogramSum};
 use super::time::Instant;
 
 /// What one thing contributes to the metrics, before it is dated and scoped.
@@ -380,14 +380,29 @@ impl Aggregate {
 
     /// Adds `other` times `sign` into this aggregate.
     pub fn merge(&mut self, other: &Aggregate, sign: i64) {
+        self.merge_counts(other, sign);
+        for (mine, theirs) in self.histograms_mut().into_iter().zip(other.histograms()) {
+            mine.merge(theirs, sign);
+        }
+    }
+
+    /// Adds the counts of `other` (all but its histograms) times `sign`.
+    fn merge_counts(&mut self, other: &Aggregate, sign: i64) {
         for (mine, theirs) in self.scalars_mut().into_iter().zip(other.scalars()) {
             *mine += theirs * sign;
         }
         for (mine, theirs) in self.scores_mut().zip(other.scores()) {
             *mine += theirs * sign;
         }
-        for (mine, theirs) in self.histograms_mut().into_iter().zip(other.histograms()) {
-            mine.merge(theirs, sign);
+    }
+
+    /// A seed that adds a stored aggregate (what [`Aggregate::serialize`]
+    /// writes) times `sign` into this one as it decodes it.
+    pub fn add_stored(&mut self, sign: i64) -> AddStored<'_> {
+        AddStored {
+            into: self,
+            histograms: None,
+            sign,
         }
     }
 
@@ -576,24 +591,63 @@ impl Serialize for Aggregate {
 impl<'de> Deserialize<'de> for Aggregate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let mut aggregate = Aggregate::default();
-        AddStored {
-            into: &mut aggregate,
-            sign: 1,
-        }
-        .deserialize(deserializer)?;
+        aggregate.add_stored(1).deserialize(deserializer)?;
         Ok(aggregate)
     }
 }
 
+/// Aggregates added up, stored or not, then read as one: equal to merging
+/// them one by one, but each histogram is summed in a [`HistogramSum`], so
+/// that a read adding up a year of a busy scope's months pays per bucket
+/// read, not per bucket of the running sum.
+#[derive(Debug, Default)]
+pub struct AggregateSum {
+    /// The counts; its histograms stay empty until [`AggregateSum::finish`].
+    counts: Aggregate,
+    histograms: [HistogramSum; HISTOGRAMS],
+}
+
+impl AggregateSum {
+    /// Adds `aggregate` times `sign`.
+    pub fn add(&mut self, aggregate: &Aggregate, sign: i64) {
+        self.counts.merge_counts(aggregate, sign);
+        for (sum, histogram) in self.histograms.iter_mut().zip(aggregate.histograms()) {
+            sum.add(histogram, sign);
+        }
+    }
+
+    /// A seed that adds a stored aggregate times `sign` as it decodes it.
+    pub fn add_stored(&mut self, sign: i64) -> AddStored<'_> {
+        AddStored {
+            into: &mut self.counts,
+            histograms: Some(&mut self.histograms),
+            sign,
+        }
+    }
+
+    /// The sum, as an aggregate.
+    pub fn finish(self) -> Aggregate {
+        let AggregateSum {
+            mut counts,
+            histograms,
+        } = self;
+        for (histogram, sum) in counts.histograms_mut().into_iter().zip(histograms) {
+            *histogram = sum.finish();
+        }
+        counts
+    }
+}
+
 /// Adds a stored aggregate (what [`Aggregate::serialize`] writes) times
-/// `sign` into `into` as it reads it, without building it first: a read
-/// summing months of a scope decodes each month's histograms straight into
-/// its sums. Bytes that do not read leave `into` partly changed; the caller
-/// drops it.
+/// `sign` into an aggregate or a sum as it reads it, without building it
+/// first ([`Aggregate::add_stored`], [`AggregateSum::add_stored`]). Bytes
+/// that do not read leave the target partly changed; the caller drops it.
 #[derive(Debug)]
 pub struct AddStored<'a> {
-    pub into: &'a mut Aggregate,
-    pub sign: i64,
+    into: &'a mut Aggregate,
+    /// Where histograms go when summing; `None`: into `into`'s own.
+    histograms: Option<&'a mut [HistogramSum; HISTOGRAMS]>,
+    sign: i64,
 }
 
 impl<'de> DeserializeSeed<'de> for AddStored<'_> {
@@ -625,7 +679,11 @@ impl<'de> Visitor<'de> for AddStored<'_> {
         if let Some(remaining) = seq.size_hint().filter(|&remaining| remaining != fields) {
             return Err(de::Error::invalid_length(1 + remaining, &expected));
         }
-        let AddStored { into, sign } = self;
+        let AddStored {
+            into,
+            mut histograms,
+            sign,
+        } = self;
         // The mask's set bits, lowest first; `read` counts the elements read.
         let mut rest = mask;
         let mut read = 1;
@@ -639,9 +697,14 @@ impl<'de> Visitor<'de> for AddStored<'_> {
                     *into.scalars_mut()[index] += count * sign;
                 }
                 Slot::Histogram(index) => {
-                    let histogram = &mut *into.histograms_mut()[index];
-                    seq.next_element_seed(histogram.add_stored(sign))?
-                        .ok_or_else(missing)?;
+                    let read = match histograms.as_deref_mut() {
+                        Some(sums) => seq.next_element_seed(sums[index].add_stored(sign))?,
+                        None => {
+                            let histogram = &mut *into.histograms_mut()[index];
+                            seq.next_element_seed(histogram.add_stored(sign))?
+                        }
+                    };
+                    read.ok_or_else(missing)?;
                 }
                 Slot::Score(index) => {
                     let count: i64 = seq.next_element()?.ok_or_else(missing)?;
@@ -799,8 +862,37 @@ mod tests {
             merged.merge(&stored, sign);
             let mut added = base;
             let mut deserializer = postcard::Deserializer::from_bytes(&bytes);
-            AddStored { into: &mut added, sign }.deserialize(&mut deserializer).unwrap();
+            added.add_stored(sign).deserialize(&mut deserializer).unwrap();
             proptest::prop_assert_eq!(added, merged);
+        }
+
+        /// A sum of aggregates, each added as it is or as it is stored,
+        /// equals merging them one by one.
+        #[test]
+        fn a_sum_of_aggregates_is_merging_them(
+            parts in proptest::collection::vec(
+                (
+                    proptest::collection::vec((0u8..4, nanos(), proptest::bool::ANY), 0..12),
+                    proptest::sample::select(vec![1i64, -1]),
+                    proptest::bool::ANY,
+                ),
+                0..8,
+            ),
+        ) {
+            let mut merged = Aggregate::default();
+            let mut sum = AggregateSum::default();
+            for (facts, sign, is_stored) in &parts {
+                let aggregate = &from_facts(facts);
+                merged.merge(aggregate, *sign);
+                if *is_stored {
+                    let bytes = postcard::to_stdvec(aggregate).unwrap();
+                    let mut deserializer = postcard::Deserializer::from_bytes(&bytes);
+                    sum.add_stored(*sign).deserialize(&mut deserializer).unwrap();
+                } else {
+                    sum.add(aggregate, *sign);
+                }
+            }
+            proptest::prop_assert_eq!(sum.finish(), merged);
         }
 
         #[test]

@@ -21,6 +21,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::time::NANOS_PER_SECOND;
 
+mod sum;
+
+pub use sum::HistogramSum;
+
 const SECOND: i64 = NANOS_PER_SECOND;
 const MINUTE: i64 = 60 * SECOND;
 const HOUR: i64 = 60 * MINUTE;
@@ -599,8 +603,44 @@ impl<'a> StoredBuckets<'a> {
 
     /// The next bucket; every check is a comparison or two, so that a read
     /// decoding a year of a busy scope's buckets stays fast.
-    #[inline]
+    #[inline(always)]
     fn next_bucket(&mut self) -> Result<Bucket, Damage> {
+        match self.next_short_bucket() {
+            Some(bucket) => bucket,
+            None => self.next_long_bucket(),
+        }
+    }
+
+    /// The next bucket when each of its numbers takes at most nine bytes
+    /// (63 bits: every bucket of a histogram of durations in whole seconds,
+    /// and nearly every other), read with 64-bit arithmetic; `None`, with
+    /// nothing read, for a bucket that needs [`StoredBuckets::next_long_bucket`].
+    #[inline(always)]
+    fn next_short_bucket(&mut self) -> Option<Result<Bucket, Damage>> {
+        let mut rest = self.bytes;
+        let step = varint::take_short(&mut rest)?;
+        let count = varint::take_short(&mut rest)?;
+        let offsets = varint::take_short(&mut rest)?;
+        self.bytes = rest;
+        let index = self.previous + 1 + step.min(u64::from(LAST_INDEX) + 1) as i64;
+        if index > i64::from(LAST_INDEX) {
+            return Some(Err(Damage::PastTheLastIndex));
+        }
+        let bucket = Bucket {
+            index: index as u16,
+            count: varint::unzigzag_short(count),
+            offsets: i128::from(varint::unzigzag_short(offsets)) * self.unit,
+        };
+        if bucket.is_empty() {
+            return Some(Err(Damage::EmptyBucket));
+        }
+        self.previous = index;
+        Some(Ok(bucket))
+    }
+
+    /// The next bucket, whatever the length of its numbers.
+    #[inline(never)]
+    fn next_long_bucket(&mut self) -> Result<Bucket, Damage> {
         let mut next = || varint::take(&mut self.bytes).ok_or(Damage::NotAVarint);
         let (step, count, offsets) = (next()?, next()?, next()?);
         let index = u16::try_from(step)
@@ -702,10 +742,18 @@ mod varint {
     #[inline]
     pub fn take(bytes: &mut &[u8]) -> Option<u128> {
         // Most numbers of a histogram fit one byte, nearly all nine (63 bits).
+        take_short(bytes)
+            .map(u128::from)
+            .or_else(|| take_long(bytes))
+    }
+
+    /// The next varint of `bytes` if it takes at most nine bytes (63 bits).
+    #[inline(always)]
+    pub fn take_short(bytes: &mut &[u8]) -> Option<u64> {
         if let [first, ref rest @ ..] = **bytes {
             if first < 0x80 {
                 *bytes = rest;
-                return Some(u128::from(first));
+                return Some(u64::from(first));
             }
         }
         let mut value = 0u64;
@@ -713,10 +761,16 @@ mod varint {
             value |= u64::from(byte & 0x7f) << (7 * index);
             if byte & 0x80 == 0 {
                 *bytes = &bytes[index + 1..];
-                return Some(u128::from(value));
+                return Some(value);
             }
         }
-        take_long(bytes)
+        None
+    }
+
+    /// [`unzigzag`] of a number of at most 63 bits.
+    #[inline(always)]
+    pub fn unzigzag_short(zigzag: u64) -> i64 {
+        (zigzag >> 1) as i64 ^ -((zigzag & 1) as i64)
     }
 
     fn take_long(bytes: &mut &[u8]) -> Option<u128> {
@@ -814,7 +868,7 @@ mod tests {
         nanos as f64 / NANOS_PER_SECOND as f64
     }
 
-    fn histogram_of(values: &[i64]) -> DurationHistogram {
+    pub(super) fn histogram_of(values: &[i64]) -> DurationHistogram {
         let mut histogram = DurationHistogram::default();
         for &value in values {
             histogram.record(value, 1);
@@ -852,7 +906,7 @@ mod tests {
         assert_eq!(negative.sum_nanos(), -i128::from(SECOND));
     }
 
-    fn stored(histogram: &DurationHistogram) -> Vec<u8> {
+    pub(super) fn stored(histogram: &DurationHistogram) -> Vec<u8> {
         postcard::to_stdvec(histogram).unwrap()
     }
 
@@ -897,8 +951,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn damaged_buckets_do_not_read() {
+    /// Stored histograms that only a damaged store holds.
+    pub(super) fn damaged_stored_histograms() -> Vec<Vec<u8>> {
         let raw = |numbers: &[u128]| {
             let mut varints = Vec::new();
             for &number in numbers {
@@ -907,23 +961,35 @@ mod tests {
             postcard::to_stdvec(&varints).unwrap()
         };
         let zig = |value: i128| varint::zigzag(value);
-        // A unit of 10^3 ns, then bucket 5 holding one duration 2,000 ns past its lower end.
-        let good =
-            postcard::from_bytes::<DurationHistogram>(&raw(&[3, 5, zig(1), zig(2)])).unwrap();
-        assert_eq!(good.buckets[0].offsets, 2_000);
         let past_the_last = u128::from(LAST_INDEX) + 1;
-        for damaged in [
+        vec![
             raw(&[13, 5, zig(1), zig(0)]),             // a unit past 10^12
             raw(&[12, 5, zig(1), zig(i128::MAX / 2)]), // offsets past an i128 in that unit
             raw(&[3]),                                 // a unit and no bucket
             raw(&[0, past_the_last, zig(1), zig(0)]),  // an index no duration has
-            raw(&[0, u128::MAX, zig(1), zig(0)]),      // a step past any index
-            raw(&[0, 5, zig(0), zig(0)]),              // an empty bucket
-            raw(&[0, 5, zig(1)]),                      // a bucket without its offsets
+            raw(&[0, 2, zig(1), zig(0), past_the_last - 3, zig(1), zig(0)]), // stepping past the last
+            raw(&[0, u128::from(u64::MAX >> 1), zig(1), zig(0)]),            // a 63-bit step
+            raw(&[0, u128::MAX, zig(1), zig(0)]), // a step past any index
+            raw(&[0, 5, zig(0), zig(0)]),         // an empty bucket
+            raw(&[0, 5, zig(1)]),                 // a bucket without its offsets
             raw(&[0, 5, zig(i128::from(i64::MAX) + 1), zig(0)]), // a count past an i64
             postcard::to_stdvec(&vec![0x85u8]).unwrap(), // the last byte continues
             postcard::to_stdvec(&vec![0xffu8; 20]).unwrap(), // longer than a u128's
-        ] {
+        ]
+    }
+
+    #[test]
+    fn damaged_buckets_do_not_read() {
+        let mut varints = Vec::new();
+        for number in [3, 5, varint::zigzag(1), varint::zigzag(2)] {
+            varint::put(&mut varints, number);
+        }
+        // A unit of 10^3 ns, then bucket 5 holding one duration 2,000 ns past its lower end.
+        let good =
+            postcard::from_bytes::<DurationHistogram>(&postcard::to_stdvec(&varints).unwrap())
+                .unwrap();
+        assert_eq!(good.buckets[0].offsets, 2_000);
+        for damaged in damaged_stored_histograms() {
             assert!(
                 postcard::from_bytes::<DurationHistogram>(&damaged).is_err(),
                 "{damaged:x?} read"

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::domain::aggregate::{AddStored, Aggregate, Scope, ScopeKind};
+use crate::domain::aggregate::{Aggregate, AggregateSum, Scope, ScopeKind};
 use crate::domain::records::Id;
 use crate::domain::scorecard::{OpenTicket, Targets};
 use crate::domain::ticket::TicketRow;
@@ -18,22 +18,30 @@ use super::listings;
 use super::txn::Reader;
 use super::writes::Counters;
 
-/// The sum of a scope's buckets over a window: the window is cut into runs of
-/// buckets to add and to take away ([`decompose`]), each one range read (of the
-/// hours' parts, for quarters and hours), all of one state of the store
-/// ([`KvStore::read_consistently`]).
-pub fn window_aggregate(kv: &dyn KvStore, scope: &Scope, window: Window) -> Result<Aggregate> {
+/// The sum of some scopes' buckets over a window (a selection's members,
+/// say): the window is cut into runs of buckets to add and to take away
+/// ([`decompose`]), each one range read (of the hours' parts, for quarters
+/// and hours), all of one state of the store ([`KvStore::read_consistently`]).
+pub fn window_aggregate(kv: &dyn KvStore, scopes: &[Scope], window: Window) -> Result<Aggregate> {
     let runs = decompose(window);
-    let mut total = Aggregate::default();
+    let mut total = None;
     kv.read_consistently(&mut || {
-        total = sum_of_runs(kv, scope, &runs)?;
+        let mut sum = AggregateSum::default();
+        for scope in scopes {
+            add_runs(kv, scope, &runs, &mut sum)?;
+        }
+        total = Some(sum.finish());
         Ok(())
     })?;
-    Ok(total)
+    total.ok_or_else(|| Error::Internal("a consistent read did not run".into()))
 }
 
-fn sum_of_runs(kv: &dyn KvStore, scope: &Scope, runs: &[BucketRun]) -> Result<Aggregate> {
-    let mut total = Aggregate::default();
+fn add_runs(
+    kv: &dyn KvStore,
+    scope: &Scope,
+    runs: &[BucketRun],
+    total: &mut AggregateSum,
+) -> Result<()> {
     for run in runs {
         if matches!(run.level, Level::Quarter | Level::Hour) {
             let scope_bytes = keys::scope_bytes(scope);
@@ -46,7 +54,7 @@ fn sum_of_runs(kv: &dyn KvStore, scope: &Scope, runs: &[BucketRun]) -> Result<Ag
                 })?;
                 let parts: HourParts = decode(&key, &value)?;
                 for aggregate in parts.within(run.level, hour, run.start, run.end) {
-                    total.merge(aggregate, run.sign);
+                    total.add(aggregate, run.sign);
                 }
             }
             continue;
@@ -55,14 +63,10 @@ fn sum_of_runs(kv: &dyn KvStore, scope: &Scope, runs: &[BucketRun]) -> Result<Ag
         let end = keys::aggregate(run.level, scope, run.end);
         for entry in kv.range(&start, &end) {
             let (key, value) = entry?;
-            let into = AddStored {
-                into: &mut total,
-                sign: run.sign,
-            };
-            decode_seed(&key, &value, into)?;
+            decode_seed(&key, &value, total.add_stored(run.sign))?;
         }
     }
-    Ok(total)
+    Ok(())
 }
 
 /// Every scope of a kind that has ever had a fact, in key order.
