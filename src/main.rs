@@ -35,10 +35,7 @@ async fn run() -> anyhow::Result<ExitCode> {
             app.run_until(shutdown_signal()).await?;
         }
         Command::Verify { store: config } => {
-            let clean = tokio::task::spawn_blocking(move || {
-                tools::verify(&config, &mut std::io::stdout().lock())
-            })
-            .await??;
+            let clean = tools::verify(&config, &mut std::io::stdout()).await?;
             if !clean {
                 return Ok(ExitCode::FAILURE);
             }

@@ -18,7 +18,7 @@ use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
-use crate::store::{compact, refresh_snapshot, verify, Compaction, Outcome, Store};
+use crate::store::{compact, refresh_snapshot, Compaction, Outcome, Store};
 use crate::workload::{self, WorkloadConfig};
 
 /// Records per commit when importing.
@@ -33,9 +33,9 @@ fn open(config: &StoreConfig, durable_acks: bool) -> anyhow::Result<Store> {
 }
 
 /// Scrubs the store; `Ok(false)` when anything is damaged or inconsistent.
-pub fn verify(config: &StoreConfig, out: &mut impl Write) -> anyhow::Result<bool> {
+pub async fn verify(config: &StoreConfig, out: &mut impl Write) -> anyhow::Result<bool> {
     let store = open(config, true)?;
-    let report = verify::verify(store.kv())?;
+    let report = store.verify().await?;
     writeln!(
         out,
         "values checked: {}\ndamaged values: {}\ngroups recomputed: {}\nderived keys checked: {}\nmismatches: {}",

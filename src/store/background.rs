@@ -1,18 +1,22 @@
 //! Verify and rebuild while writes go on.
 //!
-//! The long part, recomputing every group's derived state from the raw
-//! records, runs off the writer's thread ([`prepare`]) while commits
-//! continue; the journal entries written meanwhile are kept for it
-//! ([`DerivedState::hold_journal`]). The writer then finishes between two
-//! commits ([`finish_verify`], [`finish_rebuild`]): it recomputes the raw
-//! indexes (one pass over the raw records, far shorter than the groups),
-//! catches the recomputed state up with the groups journaled since the check
-//! began, and compares it with the state served, or commits what differs. A journal
-//! entry that says every group changed (another rebuild), or team terms that
-//! changed meanwhile, make it fall back to doing the whole check there.
+//! The long part runs off the writer's thread ([`prepare`]) while commits
+//! continue: every group (ticket, customer) is replayed from the raw records
+//! through the write path into a scratch state that starts empty, the
+//! same code that recovers a store without a snapshot, so there is no
+//! second implementation of the metrics to drift from the first, and the
+//! memory it takes is about that of the state served. The journal entries
+//! written meanwhile are kept for it ([`DerivedState::hold_journal`]). The
+//! writer then finishes between two commits ([`finish_verify`],
+//! [`finish_rebuild`]): it recomputes the raw indexes (one pass over the raw
+//! records, far shorter than the groups), catches the scratch state up with
+//! the groups journaled since the check began, and compares it with the
+//! state served (a walk of the two persistent maps' differences), or
+//! commits what differs. A journal that cannot say which groups changed, or
+//! team terms that changed during a rebuild, make it recompute whole there
+//! while writes wait.
 
-use std::collections::BTreeMap;
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -21,8 +25,8 @@ use super::keys;
 use super::kv::{Change, Entry, KvStore};
 use super::state::{difference, without_contributions, DerivedMap, DerivedState};
 use super::verify::{
-    self, check_targets, collapsed_terms, commit_rebuild, compare, recompute_group_state,
-    recompute_raw_indexes, OnDamage, RebuildReport, SourceCheck, TermsVersions, VerifyReport,
+    check_targets, collapsed_terms, commit_rebuild, compare, recompute_raw_indexes, OnDamage,
+    RebuildReport, SourceCheck, TermsVersions, VerifyReport,
 };
 
 /// What the long part of a check computed, and from when.
@@ -30,9 +34,9 @@ use super::verify::{
 pub struct Prepared {
     /// The first journal entry the recomputation may not have seen.
     since: u64,
-    /// The recomputed `G`, `A` and `X` entries (`G`: what the catch-up
-    /// retracts).
-    group_state: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// The recomputed derived state, with the `G` entries (each group's
+    /// contribution) the catch-up retracts.
+    fresh: DerivedMap,
     /// The collapsed terms a rebuild computed with.
     terms: Option<TermsVersions>,
 }
@@ -49,16 +53,16 @@ pub fn prepare(kv: &dyn KvStore, state: &DerivedState, rebuild: bool) -> Result<
             None
         };
         let mut sources = SourceCheck::default();
-        let mut on_damage = if rebuild {
+        let on_damage = if rebuild {
             OnDamage::Fail
         } else {
+            // Damaged records are reported by the finish, which reads them again.
             OnDamage::Collect(&mut sources)
         };
-        let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
-        let group_state = recompute_group_state(kv, terms.as_ref(), &indexes, true)?;
+        let fresh = replayed(kv, state, terms.as_ref(), on_damage)?;
         Ok(Prepared {
             since,
-            group_state,
+            fresh,
             terms,
         })
     })();
@@ -68,9 +72,43 @@ pub fn prepare(kv: &dyn KvStore, state: &DerivedState, rebuild: bool) -> Result<
     prepared
 }
 
-/// The recomputed group state caught up with the groups journaled since it
-/// began, with `engine` as the recomputation reads it; `None` if the journal
-/// cannot say which groups changed.
+/// Every group's derived state recomputed from the raw records: replayed
+/// group by group through the write path into a scratch state that starts
+/// empty, so that it takes about the memory of the state served (and each
+/// group's contribution). The raw indexes it reads are recomputed from the
+/// raw records, not the stored ones, so that a damaged stored index cannot
+/// mislead it; with `terms`, so are the team terms.
+fn replayed(
+    kv: &dyn KvStore,
+    state: &DerivedState,
+    terms: Option<&TermsVersions>,
+    mut on_damage: OnDamage<'_>,
+) -> Result<DerivedMap> {
+    let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
+    let groups: BTreeSet<keys::Group> = indexes.groups.into_iter().collect();
+    let mut replaced = indexes.entries;
+    let mut families = vec![keys::RAW_INDEX, keys::PENDING, keys::META];
+    if let Some(terms) = terms {
+        replaced.extend(terms.clone());
+        families.push(keys::TERMS);
+    }
+    let engine = Arc::new(Overlay {
+        engine: state.engine(),
+        families,
+        replaced,
+    });
+    tracing::info!(
+        groups = groups.len(),
+        "recomputing every group from the raw records"
+    );
+    let scratch = state.scratch_over(engine, DerivedMap::default());
+    scratch.recompute_groups(groups)?;
+    scratch.into_map()
+}
+
+/// The recomputed state caught up with the groups journaled since it began,
+/// with `engine` as the recomputation reads it, without the contributions;
+/// `None` if the journal cannot say which groups changed.
 fn caught_up(
     state: &DerivedState,
     engine: Arc<dyn KvStore>,
@@ -81,16 +119,11 @@ fn caught_up(
     let Some(changed) = changed? else {
         return Ok(None);
     };
-    let map: DerivedMap = prepared
-        .group_state
-        .into_iter()
-        .map(|(key, value)| (Arc::<[u8]>::from(key), Arc::<[u8]>::from(value)))
-        .collect();
     tracing::info!(
         groups = changed.len(),
         "background check catching up with the writes made meanwhile"
     );
-    let scratch = state.scratch_over(engine, map);
+    let scratch = state.scratch_over(engine, prepared.fresh);
     scratch.recompute_groups(changed)?;
     Ok(Some(without_contributions(scratch.into_map()?)))
 }
@@ -101,21 +134,21 @@ pub fn finish_verify(
     state: &DerivedState,
     prepared: Prepared,
 ) -> Result<VerifyReport> {
-    let Some(fresh) = caught_up(state, state.engine(), prepared)? else {
-        tracing::info!("the journal cannot tell what changed during the check: verifying whole");
-        return verify::verify(kv);
+    let fresh = match caught_up(state, state.engine(), prepared)? {
+        Some(fresh) => fresh,
+        None => {
+            tracing::warn!(
+                "the journal cannot tell what changed during the check: recomputing whole, writes wait"
+            );
+            let mut ignored = SourceCheck::default();
+            let fresh = replayed(kv, state, None, OnDamage::Collect(&mut ignored))?;
+            without_contributions(fresh)
+        }
     };
     let mut sources = SourceCheck::default();
     let indexes = recompute_raw_indexes(kv, &mut OnDamage::Collect(&mut sources))?;
     check_targets(kv, &mut sources)?;
-    let groups = indexes.groups.len() as u64;
-    let mut expected = indexes.entries;
-    expected.extend(
-        fresh
-            .iter()
-            .map(|(key, value)| (key.to_vec(), value.to_vec())),
-    );
-    compare(kv, expected, &sources, groups)
+    compare(kv, indexes, &state.current().map, &fresh, &sources)
 }
 
 /// Finishes a rebuild on the writer's thread: the collapsed terms, the raw
@@ -126,18 +159,26 @@ pub fn finish_rebuild(
     prepared: Prepared,
 ) -> Result<RebuildReport> {
     let (terms, terms_changes) = collapsed_terms(kv)?;
-    if prepared.terms.as_ref() != Some(&terms) {
+    let fresh = if prepared.terms.as_ref() != Some(&terms) {
         state.release_journal()?;
-        tracing::info!("team terms changed during the rebuild: rebuilding whole");
-        return verify::rebuild(kv);
-    }
-    let with_terms: Arc<dyn KvStore> = Arc::new(TermsOverlay {
-        engine: state.engine(),
-        terms,
-    });
-    let Some(fresh) = caught_up(state, with_terms, prepared)? else {
-        tracing::info!("the journal cannot tell what changed during the rebuild: rebuilding whole");
-        return verify::rebuild(kv);
+        None
+    } else {
+        let with_terms: Arc<dyn KvStore> = Arc::new(Overlay {
+            engine: state.engine(),
+            families: vec![keys::TERMS],
+            replaced: terms.clone(),
+        });
+        caught_up(state, with_terms, prepared)?
+    };
+    let fresh = match fresh {
+        Some(fresh) => fresh,
+        None => {
+            tracing::warn!(
+                "team terms changed during the rebuild, or the journal cannot tell what did: \
+                 rebuilding whole, writes wait"
+            );
+            without_contributions(replayed(kv, state, Some(&terms), OnDamage::Fail)?)
+        }
     };
     let indexes = recompute_raw_indexes(kv, &mut OnDamage::Fail)?;
     let mut changes = terms_changes;
@@ -163,30 +204,40 @@ pub fn finish_rebuild(
     commit_rebuild(kv, changes, groups, keys_written)
 }
 
-/// The engine as a rebuild computes with it: team terms are the collapsed
-/// ones it is about to store. Read-only.
-struct TermsOverlay {
+/// The engine as a recomputation reads it: the keys of some families
+/// (raw indexes, team terms) are replaced by recomputed ones. Read-only.
+struct Overlay {
     engine: Arc<dyn KvStore>,
-    terms: TermsVersions,
+    /// The families whose keys `replaced` holds instead of the engine.
+    families: Vec<u8>,
+    replaced: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-impl TermsOverlay {
-    fn terms_in(&self, start: &[u8], end: &[u8]) -> Vec<Entry> {
-        self.terms
+impl Overlay {
+    fn is_replaced(&self, key: &[u8]) -> bool {
+        key.first()
+            .is_some_and(|family| self.families.contains(family))
+    }
+
+    /// What a read across replaced and other families gets: no recomputation makes one.
+    fn mixed<'a>(&self) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
+        Box::new(std::iter::once(Err(Error::Internal(
+            "a recomputation read across the families it replaces".into(),
+        ))))
+    }
+
+    fn replaced_in(&self, start: &[u8], end: &[u8]) -> Vec<Entry> {
+        self.replaced
             .range(start.to_vec()..end.to_vec())
             .map(|(key, value)| (key.clone(), value.clone()))
             .collect()
     }
 }
 
-fn is_terms(key: &[u8]) -> bool {
-    key.first() == Some(&keys::TERMS)
-}
-
-impl KvStore for TermsOverlay {
+impl KvStore for Overlay {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if is_terms(key) {
-            return Ok(self.terms.get(key).cloned());
+        if self.is_replaced(key) {
+            return Ok(self.replaced.get(key).cloned());
         }
         self.engine.get(key)
     }
@@ -195,11 +246,10 @@ impl KvStore for TermsOverlay {
         &'a self,
         prefix: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-        if is_terms(prefix) {
-            let end = keys::prefix_end(prefix).unwrap_or_else(|| vec![u8::MAX; 2]);
-            return Box::new(self.terms_in(prefix, &end).into_iter().map(Ok));
+        match keys::prefix_end(prefix) {
+            Some(end) if !prefix.is_empty() => self.range(prefix, &end),
+            _ => self.mixed(),
         }
-        self.engine.scan_prefix(prefix)
     }
 
     fn range<'a>(
@@ -207,15 +257,23 @@ impl KvStore for TermsOverlay {
         start: &[u8],
         end: &[u8],
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
-        if is_terms(start) && is_terms(end) {
-            return Box::new(self.terms_in(start, end).into_iter().map(Ok));
+        // Every read of a recomputation stays in one family: it ends in
+        // that family, or where the next one starts.
+        match start.first() {
+            Some(&family) if end.first() == Some(&family) || end == [family.wrapping_add(1)] => {
+                if self.families.contains(&family) {
+                    Box::new(self.replaced_in(start, end).into_iter().map(Ok))
+                } else {
+                    self.engine.range(start, end)
+                }
+            }
+            _ => self.mixed(),
         }
-        self.engine.range(start, end)
     }
 
     fn commit(&self, _: Vec<Change>) -> Result<()> {
         Err(Error::Internal(
-            "a rebuild's view of the store is read-only".into(),
+            "a recomputation's view of the store is read-only".into(),
         ))
     }
 

@@ -1,33 +1,27 @@
 //! The invariant of SPEC §4: every derived value (raw indexes, pending markers,
-//! group contributions, aggregates, derived indexes, counters) equals a
-//! recomputation from the raw records. `verify` checks it; `rebuild` restores it.
+//! counters, aggregates, derived indexes) equals a recomputation from the raw
+//! records. The recomputation itself replays every group through the write
+//! path ([`super::background`]); this module recomputes the raw indexes,
+//! compares, and commits a rebuild.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashSet};
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::records::{CustomerEvent, Id, Interaction, QualityReview, SurveyResponse};
 use crate::domain::scorecard::Targets;
-use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
-use super::buckets::{self, HourParts};
+use super::buckets::HourParts;
 use super::codec::{decode, encode};
-use super::groups::{compute, decode_terms, fact_deltas, index_entries, listings};
+use super::groups::decode_terms;
 use super::keys::{self, Group, RecordKind};
-use super::kv::{Change, Entry, KvStore};
-use super::listings::{DayListing, ListingChange};
-use super::txn::Reader;
+use super::kv::{Change, KvStore};
+use super::state::DerivedMap;
 use super::writes::Counters;
 
-/// The key families that are derived from the raw records.
-const DERIVED_FAMILIES: [u8; 6] = [
-    keys::RAW_INDEX,
-    keys::PENDING,
-    keys::GROUP,
-    keys::AGGREGATE,
-    keys::DERIVED_INDEX,
-    keys::META,
-];
+/// The derived families the engine holds beside the raw records (the rest
+/// of the derived state is in memory).
+const ENGINE_DERIVED_FAMILIES: [u8; 3] = [keys::RAW_INDEX, keys::PENDING, keys::META];
 
 /// At most this many mismatches are listed (all are counted).
 const MAX_LISTED_MISMATCHES: usize = 100;
@@ -51,59 +45,6 @@ pub struct RebuildReport {
     pub keys_written: u64,
 }
 
-/// Reads source data (raw records, team terms) from the store and derived
-/// families from the recomputation under way, so that a damaged stored index
-/// cannot mislead it.
-struct RecomputingReader<'a> {
-    kv: &'a dyn KvStore,
-    derived: &'a BTreeMap<Vec<u8>, Vec<u8>>,
-    /// The team terms to compute with, when they are not the stored ones (a
-    /// rebuild computes with the collapsed terms it is about to store).
-    terms: Option<&'a TermsVersions>,
-}
-
-impl RecomputingReader<'_> {
-    fn terms_view(&self, key: &[u8]) -> Option<&TermsVersions> {
-        self.terms.filter(|_| key.first() == Some(&keys::TERMS))
-    }
-}
-
-impl Reader for RecomputingReader<'_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(terms) = self.terms_view(key) {
-            Ok(terms.get(key).cloned())
-        } else if is_source(key) {
-            KvStore::get(self.kv, key)
-        } else {
-            Ok(self.derived.get(key).cloned())
-        }
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        if let Some(terms) = self.terms_view(prefix) {
-            Ok(terms
-                .range(prefix.to_vec()..)
-                .take_while(|(key, _)| key.starts_with(prefix))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect())
-        } else if is_source(prefix) {
-            KvStore::scan_prefix(self.kv, prefix).collect()
-        } else {
-            Ok(self
-                .derived
-                .range(prefix.to_vec()..)
-                .take_while(|(key, _)| key.starts_with(prefix))
-                .map(|(key, value)| (key.clone(), value.clone()))
-                .collect())
-        }
-    }
-}
-
-/// Whether a key (or prefix) belongs to what users wrote, not to what is derived.
-fn is_source(key: &[u8]) -> bool {
-    matches!(key.first(), Some(&keys::RAW) | Some(&keys::TERMS))
-}
-
 /// What to do with a source value (a raw record or targets) that is damaged.
 pub(super) enum OnDamage<'a> {
     /// Fail: rebuilding from a damaged record would silently drop it.
@@ -119,20 +60,22 @@ pub(super) struct SourceCheck {
     damaged: Vec<Vec<u8>>,
 }
 
-fn raw_records<T: serde::de::DeserializeOwned>(
+/// Calls `each` with every raw record of a kind, in key order, decoded;
+/// a damaged one is handled as `on_damage` says.
+fn for_each_raw_record<T: serde::de::DeserializeOwned>(
     kv: &dyn KvStore,
     kind: RecordKind,
     on_damage: &mut OnDamage<'_>,
-) -> Result<Vec<T>> {
-    let mut records = Vec::new();
+    mut each: impl FnMut(T),
+) -> Result<()> {
     for entry in KvStore::scan_prefix(kv, &keys::raw_prefix(kind)) {
         let (key, value) = entry?;
         match (decode(&key, &value), &mut *on_damage) {
             (Ok(record), OnDamage::Collect(check)) => {
                 check.checked += 1;
-                records.push(record);
+                each(record);
             }
-            (Ok(record), OnDamage::Fail) => records.push(record),
+            (Ok(record), OnDamage::Fail) => each(record),
             (Err(Error::DataLoss(_)), OnDamage::Collect(check)) => {
                 check.checked += 1;
                 check.damaged.push(key);
@@ -140,7 +83,7 @@ fn raw_records<T: serde::de::DeserializeOwned>(
             (Err(error), _) => return Err(error),
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Decodes every stored targets value.
@@ -157,12 +100,6 @@ pub(super) fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result
     Ok(())
 }
 
-/// Every derived key with its encoded value, and the number of groups computed.
-pub(super) struct Derived {
-    pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
-    pub groups: u64,
-}
-
 /// The raw indexes, pending markers and counters the raw records imply
 /// (`I`, `P`, `M`), and every group (tickets first: customers read the
 /// contact index the tickets produce).
@@ -172,7 +109,7 @@ pub(super) struct RawIndexes {
 }
 
 /// The raw indexes, pending markers and counters, recomputed from the raw
-/// records (one pass over them).
+/// records (one pass over them, a record at a time).
 pub(super) fn recompute_raw_indexes(
     kv: &dyn KvStore,
     on_damage: &mut OnDamage<'_>,
@@ -181,17 +118,22 @@ pub(super) fn recompute_raw_indexes(
     let empty = encode(&())?;
     let mut counters = Counters::default();
 
-    let interactions: Vec<Interaction> = raw_records(kv, RecordKind::Interaction, on_damage)?;
-    let known: BTreeSet<&Id> = interactions.iter().map(|i| &i.interaction_id).collect();
-    let mut tickets = BTreeSet::new();
-    for interaction in &interactions {
-        derived.insert(
-            keys::ticket_member(&interaction.ticket_id, &interaction.interaction_id),
-            empty.clone(),
-        );
-        tickets.insert(interaction.ticket_id.clone());
-    }
-    counters.interactions = interactions.len() as i64;
+    let mut known = HashSet::new();
+    let mut tickets = std::collections::BTreeSet::new();
+    for_each_raw_record(
+        kv,
+        RecordKind::Interaction,
+        on_damage,
+        |interaction: Interaction| {
+            derived.insert(
+                keys::ticket_member(&interaction.ticket_id, &interaction.interaction_id),
+                empty.clone(),
+            );
+            counters.interactions += 1;
+            known.insert(interaction.interaction_id);
+            tickets.insert(interaction.ticket_id);
+        },
+    )?;
     counters.tickets = tickets.len() as i64;
 
     let mut feedback = |interaction: &Id, kind: RecordKind, id: &Id, counters: &mut Counters| {
@@ -204,37 +146,48 @@ pub(super) fn recompute_raw_indexes(
             }
         }
     };
-    let surveys: Vec<SurveyResponse> = raw_records(kv, RecordKind::Survey, on_damage)?;
-    for survey in &surveys {
-        feedback(
-            &survey.interaction_id,
-            RecordKind::Survey,
-            &survey.response_id,
-            &mut counters,
-        );
-    }
-    let reviews: Vec<QualityReview> = raw_records(kv, RecordKind::Review, on_damage)?;
-    for review in &reviews {
-        feedback(
-            &review.interaction_id,
-            RecordKind::Review,
-            &review.review_id,
-            &mut counters,
-        );
-    }
-    counters.survey_responses = surveys.len() as i64;
-    counters.quality_reviews = reviews.len() as i64;
+    let mut surveys = 0;
+    for_each_raw_record(
+        kv,
+        RecordKind::Survey,
+        on_damage,
+        |survey: SurveyResponse| {
+            surveys += 1;
+            feedback(
+                &survey.interaction_id,
+                RecordKind::Survey,
+                &survey.response_id,
+                &mut counters,
+            );
+        },
+    )?;
+    let mut reviews = 0;
+    for_each_raw_record(
+        kv,
+        RecordKind::Review,
+        on_damage,
+        |review: QualityReview| {
+            reviews += 1;
+            feedback(
+                &review.interaction_id,
+                RecordKind::Review,
+                &review.review_id,
+                &mut counters,
+            );
+        },
+    )?;
+    counters.survey_responses = surveys;
+    counters.quality_reviews = reviews;
 
-    let events: Vec<CustomerEvent> = raw_records(kv, RecordKind::Event, on_damage)?;
-    let mut customers = BTreeSet::new();
-    for event in &events {
+    let mut customers = std::collections::BTreeSet::new();
+    for_each_raw_record(kv, RecordKind::Event, on_damage, |event: CustomerEvent| {
         derived.insert(
             keys::customer_event(&event.customer_id, &event.event_id),
             empty.clone(),
         );
-        customers.insert(event.customer_id.clone());
-    }
-    counters.customer_events = events.len() as i64;
+        counters.customer_events += 1;
+        customers.insert(event.customer_id);
+    })?;
     if counters != Counters::default() {
         derived.insert(keys::stats(), encode(&counters)?);
     }
@@ -247,71 +200,6 @@ pub(super) fn recompute_raw_indexes(
         entries: derived,
         groups,
     })
-}
-
-/// The derived state (`A`, `X`, and with `keep_contributions` the `G` keys
-/// a later catch-up retracts) of every group, recomputed from the raw
-/// records, reading the raw indexes from `indexes`, not from the store.
-pub(super) fn recompute_group_state(
-    kv: &dyn KvStore,
-    terms: Option<&TermsVersions>,
-    indexes: &RawIndexes,
-    keep_contributions: bool,
-) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
-    let mut derived = indexes.entries.clone();
-    let mut aggregates: HashMap<Vec<u8>, Aggregate> = HashMap::new();
-    let mut day_listings: BTreeMap<Vec<u8>, ListingChange> = BTreeMap::new();
-    for group in &indexes.groups {
-        let contribution = compute(
-            &RecomputingReader {
-                kv,
-                derived: &derived,
-                terms,
-            },
-            group,
-        )?;
-        let mut deltas = HashMap::new();
-        fact_deltas(&contribution, 1, &mut deltas);
-        for ((scope, quarter), delta) in deltas {
-            for level in Level::ALL {
-                aggregates
-                    .entry(keys::aggregate(level, &scope, level.bucket_start(quarter)))
-                    .or_default()
-                    .merge(&delta, 1);
-            }
-        }
-        derived.extend(index_entries(&contribution)?);
-        for (day, position) in listings(&contribution) {
-            day_listings.entry(day).or_default().added.insert(position);
-        }
-        if keep_contributions && !(contribution.facts.is_empty() && contribution.index.is_empty()) {
-            derived.insert(keys::group(group), encode(&contribution)?);
-        }
-    }
-    for (day, positions) in day_listings {
-        derived.insert(day, encode(&positions.applied_to(&DayListing::default()))?);
-    }
-    let aggregates = aggregates.into_iter().collect();
-    for (key, value) in buckets::aggregate_changes(&[], aggregates, |_| Ok(None))? {
-        if let Some(value) = value {
-            derived.insert(key, value);
-        }
-    }
-    derived.retain(|key, _| !indexes.entries.contains_key(key));
-    Ok(derived)
-}
-
-/// Every derived key and value, recomputed from the raw records.
-fn recompute_derived(
-    kv: &dyn KvStore,
-    terms: Option<&TermsVersions>,
-    mut on_damage: OnDamage<'_>,
-) -> Result<Derived> {
-    let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
-    let mut entries = recompute_group_state(kv, terms, &indexes, false)?;
-    let groups = indexes.groups.len() as u64;
-    entries.extend(indexes.entries);
-    Ok(Derived { entries, groups })
 }
 
 /// Team terms keys and values.
@@ -351,84 +239,57 @@ pub(super) fn collapsed_terms(kv: &dyn KvStore) -> Result<(TermsVersions, Vec<Ch
     Ok((collapsed, changes))
 }
 
-fn stored_derived(kv: &dyn KvStore) -> impl Iterator<Item = Result<Entry>> + '_ {
-    DERIVED_FAMILIES
-        .into_iter()
-        .flat_map(move |family| KvStore::scan_prefix(kv, &[family]))
-}
-
-/// Compares every stored derived value with its recomputation.
-pub fn verify(kv: &dyn KvStore) -> Result<VerifyReport> {
-    let mut sources = SourceCheck::default();
-    let Derived {
-        entries: expected,
-        groups,
-    } = recompute_derived(kv, None, OnDamage::Collect(&mut sources))?;
-    check_targets(kv, &mut sources)?;
-    compare(kv, expected, &sources, groups)
-}
-
-/// Compares every stored derived value with `expected`, reporting `sources`
-/// (the raw records and targets decoded on the way) too.
+/// Compares every derived value with its recomputation: those the engine
+/// holds with `indexes`, and the derived state `served` with `fresh`. Reports
+/// `sources` (the raw records and targets decoded on the way) too.
 pub(super) fn compare(
     kv: &dyn KvStore,
-    mut expected: BTreeMap<Vec<u8>, Vec<u8>>,
+    indexes: RawIndexes,
+    served: &DerivedMap,
+    fresh: &DerivedMap,
     sources: &SourceCheck,
-    groups: u64,
 ) -> Result<VerifyReport> {
     let mut report = VerifyReport {
-        groups_checked: groups,
+        groups_checked: indexes.groups.len() as u64,
         values_checked: sources.checked,
         damaged_values: sources.damaged.len() as u64,
         ..VerifyReport::default()
     };
-    let mismatch = |key: &[u8], description: &str, report: &mut VerifyReport| {
-        report.mismatch_count += 1;
-        if report.mismatches.len() < MAX_LISTED_MISMATCHES {
-            report
-                .mismatches
-                .push((keys::describe_key(key), description.to_owned()));
-        }
-    };
     for key in &sources.damaged {
-        mismatch(
+        report.mismatch(
             key,
             "damaged (fails its checksum or does not decode): restore it from a backup",
-            &mut report,
         );
     }
-    for entry in stored_derived(kv) {
-        let (key, value) = entry?;
-        report.keys_checked += 1;
-        match expected.remove(&key) {
-            None => mismatch(
-                &key,
-                "stored but not derivable from the raw records",
-                &mut report,
-            ),
-            Some(want) if want != value => {
-                let description = if key.first() == Some(&keys::AGGREGATE) {
-                    let decodes = if key.get(1) == Some(&keys::HOUR_PARTS) {
-                        decode::<HourParts>(&key, &value).is_ok()
-                    } else {
-                        decode::<Aggregate>(&key, &value).is_ok()
-                    };
-                    if decodes {
-                        "differs from its recomputation".to_owned()
-                    } else {
-                        "damaged (fails its checksum or does not decode)".to_owned()
-                    }
-                } else {
-                    "differs from its recomputation".to_owned()
-                };
-                mismatch(&key, &description, &mut report);
+    let mut expected = indexes.entries;
+    for family in ENGINE_DERIVED_FAMILIES {
+        for entry in KvStore::scan_prefix(kv, &[family]) {
+            let (key, value) = entry?;
+            report.keys_checked += 1;
+            match expected.remove(&key) {
+                None => report.mismatch(&key, NOT_DERIVABLE),
+                Some(want) if want != value => report.mismatch(&key, DIFFERS),
+                Some(_) => {}
             }
-            Some(_) => {}
         }
     }
     for key in expected.keys() {
         report.keys_checked += 1;
-        mismatch(key, "missing: the raw records imply it", &mut report);
+        report.mismatch(key, MISSING);
+    }
+    report.keys_checked += served.len() as u64;
+    for item in served.diff(fresh) {
+        use imbl::ordmap::DiffItem;
+        match item {
+            DiffItem::Add(key, _) => {
+                report.keys_checked += 1;
+                report.mismatch(key, MISSING);
+            }
+            DiffItem::Remove(key, _) => report.mismatch(key, NOT_DERIVABLE),
+            DiffItem::Update {
+                old: (key, value), ..
+            } => report.mismatch(key, differs_or_damaged(key, value)),
+        }
     }
     if report.mismatch_count > 0 {
         tracing::warn!(
@@ -439,24 +300,36 @@ pub(super) fn compare(
     Ok(report)
 }
 
-/// Replaces every derived value with its recomputation, with every team's
-/// current terms (calendar, SLA policy) applied to all of history, in one atomic commit.
-pub fn rebuild(kv: &dyn KvStore) -> Result<RebuildReport> {
-    // Computed with the collapsed terms and stored with them in one commit.
-    let (terms, mut changes) = collapsed_terms(kv)?;
-    let Derived {
-        entries: expected,
-        groups,
-    } = recompute_derived(kv, Some(&terms), OnDamage::Fail)?;
-    for entry in stored_derived(kv) {
-        let (key, _) = entry?;
-        if !expected.contains_key(&key) {
-            changes.push((key, None));
+const NOT_DERIVABLE: &str = "stored but not derivable from the raw records";
+const DIFFERS: &str = "differs from its recomputation";
+const MISSING: &str = "missing: the raw records imply it";
+
+/// Why a derived value differs from its recomputation: it is damaged if it
+/// does not decode, else it differs.
+fn differs_or_damaged(key: &[u8], value: &[u8]) -> &'static str {
+    let decodes = match (key.first(), key.get(1)) {
+        (Some(&keys::AGGREGATE), Some(&keys::HOUR_PARTS)) => {
+            decode::<HourParts>(key, value).is_ok()
+        }
+        (Some(&keys::AGGREGATE), _) => decode::<Aggregate>(key, value).is_ok(),
+        _ => true,
+    };
+    if decodes {
+        DIFFERS
+    } else {
+        "damaged (fails its checksum or does not decode)"
+    }
+}
+
+impl VerifyReport {
+    /// Counts a mismatch, and lists the first [`MAX_LISTED_MISMATCHES`].
+    fn mismatch(&mut self, key: &[u8], description: &str) {
+        self.mismatch_count += 1;
+        if self.mismatches.len() < MAX_LISTED_MISMATCHES {
+            self.mismatches
+                .push((keys::describe_key(key), description.to_owned()));
         }
     }
-    let keys_written = expected.len() as u64;
-    changes.extend(expected.into_iter().map(|(key, value)| (key, Some(value))));
-    commit_rebuild(kv, changes, groups, keys_written)
 }
 
 /// Commits what a rebuild changes, in one commit, and reports it.

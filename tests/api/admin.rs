@@ -318,7 +318,8 @@ async fn verify_and_rebuild_run_while_writes_go_on_and_miss_none_of_them() {
     let data_dir = app.data_dir.clone();
     app.stop().await;
     let mut report = Vec::new();
-    let clean =
-        support_metrics::tools::verify(&store_config(data_dir), &mut report).expect("scrub");
+    let clean = support_metrics::tools::verify(&store_config(data_dir), &mut report)
+        .await
+        .expect("scrub");
     assert!(clean, "{}", String::from_utf8_lossy(&report));
 }

@@ -104,7 +104,9 @@ async fn a_damaged_record_and_targets_are_reported_and_refused_never_served() {
 
     // Offline scrub: non-zero, naming both keys.
     let mut report = Vec::new();
-    let clean = tools::verify(&store_config(data_dir.clone()), &mut report).expect("scrub runs");
+    let clean = tools::verify(&store_config(data_dir.clone()), &mut report)
+        .await
+        .expect("scrub runs");
     let report = String::from_utf8(report).unwrap();
     assert!(!clean, "{report}");
     assert!(
@@ -220,7 +222,9 @@ async fn damaged_aggregates_are_refused_and_a_rebuild_repairs_them() {
     println!("damaged aggregates injected: {injected}");
 
     let mut report = Vec::new();
-    assert!(!tools::verify(&store_config(data_dir.clone()), &mut report).unwrap());
+    assert!(!tools::verify(&store_config(data_dir.clone()), &mut report)
+        .await
+        .unwrap());
     let report = String::from_utf8(report).unwrap();
     assert!(
         report.contains("damaged values: 0"),
