@@ -16,7 +16,7 @@
 //! team terms that changed during a rebuild, make it recompute whole there
 //! while writes wait.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -85,7 +85,7 @@ fn replayed(
     mut on_damage: OnDamage<'_>,
 ) -> Result<DerivedMap> {
     let indexes = recompute_raw_indexes(kv, &mut on_damage)?;
-    let groups: BTreeSet<keys::Group> = indexes.groups.into_iter().collect();
+    let groups = indexes.groups;
     let mut replaced = indexes.entries;
     let mut families = vec![keys::RAW_INDEX, keys::PENDING, keys::META];
     if let Some(terms) = terms {
@@ -102,7 +102,7 @@ fn replayed(
         "recomputing every group from the raw records"
     );
     let scratch = state.scratch_over(engine, DerivedMap::default());
-    scratch.recompute_groups(groups)?;
+    scratch.replay_groups(groups)?;
     scratch.into_map()
 }
 

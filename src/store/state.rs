@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 use super::buckets;
-use super::groups::{compute, id_from_bytes, recompute, Retract};
+use super::groups::{self, compute, id_from_bytes, in_replay_order, recompute, Retract};
 use super::journal;
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
@@ -78,6 +78,10 @@ impl Default for SnapshotPolicy {
 
 /// Groups recomputed per transaction while recovering.
 const RECOVERY_BATCH_GROUPS: usize = 2_000;
+
+/// A long recomputation logs its progress every this many batches (100,000
+/// groups: about a minute).
+const PROGRESS_EVERY_BATCHES: usize = 50;
 
 /// Whether a key belongs to the derived state (kept in memory).
 pub fn is_derived(key: &[u8]) -> bool {
@@ -334,14 +338,16 @@ impl DerivedState {
         let everything = journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?);
         let (groups, as_at_snapshot) = if everything {
             version.map = DerivedMap::new();
-            (every_group(self.engine.as_ref())?, None)
+            let openings = groups::openings(self.engine.as_ref())?;
+            let every = every_group(self.engine.as_ref())?;
+            (in_replay_order(every, &openings), None)
         } else {
             let as_at_snapshot = journal::AsAtSnapshot {
                 engine: self.engine.as_ref(),
                 map: version.map.clone(),
                 before: journal.before,
             };
-            (journal.groups, Some(as_at_snapshot))
+            (journal.groups.into_iter().collect(), Some(as_at_snapshot))
         };
         let recomputed = groups.len();
         self.publish(version.clone());
@@ -385,16 +391,31 @@ impl DerivedState {
     /// from empty). Tickets sort before customers, which read the contact
     /// index tickets maintain.
     pub fn recompute_groups(&self, groups: BTreeSet<Group>) -> Result<()> {
+        self.recompute_groups_since(groups.into_iter().collect(), None)
+    }
+
+    /// Recomputes groups in the order given, as [`DerivedState::recompute_groups`]
+    /// does: a replay into an empty state orders them by time, so that each
+    /// batch changes few aggregates. Customers must come after the tickets.
+    pub fn replay_groups(&self, groups: Vec<Group>) -> Result<()> {
         self.recompute_groups_since(groups, None)
     }
 
     fn recompute_groups_since(
         &self,
-        groups: BTreeSet<Group>,
+        groups: Vec<Group>,
         as_at_snapshot: Option<&journal::AsAtSnapshot<'_>>,
     ) -> Result<()> {
-        let groups: Vec<Group> = groups.into_iter().collect();
-        for batch in groups.chunks(RECOVERY_BATCH_GROUPS) {
+        let started = Instant::now();
+        for (done, batch) in groups.chunks(RECOVERY_BATCH_GROUPS).enumerate() {
+            if done > 0 && done % PROGRESS_EVERY_BATCHES == 0 {
+                tracing::info!(
+                    done = done * RECOVERY_BATCH_GROUPS,
+                    of = groups.len(),
+                    elapsed_s = started.elapsed().as_secs(),
+                    "recomputing groups"
+                );
+            }
             let mut txn = Txn::new(self);
             for group in batch {
                 let retract = match as_at_snapshot {

@@ -4,7 +4,7 @@
 //! path ([`super::background`]); this module recomputes the raw indexes,
 //! compares, and commits a rebuild.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::domain::aggregate::Aggregate;
 use crate::domain::records::{CustomerEvent, Id, Interaction, QualityReview, SurveyResponse};
@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 
 use super::buckets::HourParts;
 use super::codec::{decode, encode};
-use super::groups::decode_terms;
+use super::groups::{decode_terms, in_replay_order, note_opening, Openings};
 use super::keys::{self, Group, RecordKind};
 use super::kv::{Change, KvStore};
 use super::state::DerivedMap;
@@ -101,8 +101,8 @@ pub(super) fn check_targets(kv: &dyn KvStore, check: &mut SourceCheck) -> Result
 }
 
 /// The raw indexes, pending markers and counters the raw records imply
-/// (`I`, `P`, `M`), and every group (tickets first: customers read the
-/// contact index the tickets produce).
+/// (`I`, `P`, `M`), and every group in the order a replay takes them
+/// ([`in_replay_order`]).
 pub(super) struct RawIndexes {
     pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
     pub groups: Vec<Group>,
@@ -119,7 +119,7 @@ pub(super) fn recompute_raw_indexes(
     let mut counters = Counters::default();
 
     let mut known = HashSet::new();
-    let mut tickets = std::collections::BTreeSet::new();
+    let mut tickets = Openings::new();
     for_each_raw_record(
         kv,
         RecordKind::Interaction,
@@ -130,8 +130,8 @@ pub(super) fn recompute_raw_indexes(
                 empty.clone(),
             );
             counters.interactions += 1;
+            note_opening(&mut tickets, &interaction);
             known.insert(interaction.interaction_id);
-            tickets.insert(interaction.ticket_id);
         },
     )?;
     counters.tickets = tickets.len() as i64;
@@ -179,7 +179,7 @@ pub(super) fn recompute_raw_indexes(
     counters.survey_responses = surveys;
     counters.quality_reviews = reviews;
 
-    let mut customers = std::collections::BTreeSet::new();
+    let mut customers = BTreeSet::new();
     for_each_raw_record(kv, RecordKind::Event, on_damage, |event: CustomerEvent| {
         derived.insert(
             keys::customer_event(&event.customer_id, &event.event_id),
@@ -191,11 +191,14 @@ pub(super) fn recompute_raw_indexes(
     if counters != Counters::default() {
         derived.insert(keys::stats(), encode(&counters)?);
     }
-    let groups = tickets
-        .into_iter()
-        .map(Group::Ticket)
-        .chain(customers.into_iter().map(Group::Customer))
-        .collect();
+    let groups = in_replay_order(
+        tickets
+            .keys()
+            .cloned()
+            .map(Group::Ticket)
+            .chain(customers.into_iter().map(Group::Customer)),
+        &tickets,
+    );
     Ok(RawIndexes {
         entries: derived,
         groups,
