@@ -259,10 +259,11 @@ mod tests {
         let mut first = HistogramSum::new();
         first.add(&histogram_of(&[MINUTE, HOUR, 3 * DAY]), 1);
         assert_eq!(first.finish(), histogram_of(&[MINUTE, HOUR, 3 * DAY]));
-        // The first sum's slots went back to this thread; the second takes them.
+        // The first sum's slots went back to this thread; the second takes
+        // them, and finds nothing of the first in the bucket they share.
         let mut second = HistogramSum::new();
-        second.add(&histogram_of(&[SECOND]), 1);
-        assert_eq!(second.finish(), histogram_of(&[SECOND]));
+        second.add(&histogram_of(&[SECOND, HOUR]), 1);
+        assert_eq!(second.finish(), histogram_of(&[SECOND, HOUR]));
     }
 
     #[test]
