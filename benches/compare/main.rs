@@ -420,7 +420,7 @@ async fn ingest(args: &Args, plan: Plan, cpu: Option<usize>) -> anyhow::Result<s
     let peak_mib = |system: &str| field(system, 64, "server_peak_rss_bytes") / 1048576.0;
     println!(
         "server peak resident memory during ingest: durable {:.0} MiB, relaxed {:.0} MiB \
-         (the Kubernetes manifest allows 4 GiB)",
+         (the Kubernetes manifest allows 5 GiB)",
         peak_mib("service"),
         peak_mib("service-relaxed"),
     );

@@ -289,3 +289,59 @@ impl KvStore for Overlay {
         0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::aggregate::Scope;
+    use crate::domain::records::Priority;
+    use crate::domain::sla::{SlaClock, SlaMetric, SlaPolicy, SlaRule};
+    use crate::domain::time::{Instant, Window, NANOS_PER_SECOND};
+    use crate::store::kv::SledOptions;
+    use crate::store::{reads, Command, Reply, Store};
+    use crate::workload::{generate, WorkloadConfig};
+
+    /// A rebuild whose team terms change between its long part and its
+    /// finish cannot use what it prepared: the finish recomputes whole with
+    /// the terms as they are then (applied to all history), and what it
+    /// leaves verifies clean.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rebuild_whose_terms_change_meanwhile_recomputes_whole_with_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&SledOptions::for_tests(dir.path())).unwrap();
+        // A moment on a 15-minute boundary.
+        let now_seconds = 1_790_000_100;
+        let config = WorkloadConfig::new(5, 400, 20, Instant(now_seconds * NANOS_PER_SECOND));
+        let team = config.team_ids()[0].clone();
+        let outcomes = store.record(generate(&config)).await.unwrap();
+        assert!(outcomes.iter().all(Result::is_ok));
+        let history = Window::new(now_seconds - 40 * 86_400, now_seconds + 900).unwrap();
+        let sla_counted = || {
+            let team = [Scope::Team(team.clone())];
+            let total = reads::window_aggregate(store.kv(), &team, history).unwrap();
+            total.first_response_sla.met + total.first_response_sla.breached
+        };
+        assert_eq!(sla_counted(), 0, "no policy yet");
+
+        let prepared = prepare(store.inner.kv.as_ref(), &store.inner.state, true).unwrap();
+        // Takes effect a day from now; the rebuild applies it to all history.
+        let policy = SlaPolicy::new([SlaRule {
+            priority: Priority::Normal,
+            metric: SlaMetric::FirstResponse,
+            within_nanos: 3_600 * NANOS_PER_SECOND,
+            clock: SlaClock::Calendar,
+        }]);
+        store.set_sla_policy(team.clone(), policy).await.unwrap();
+        let reply = store
+            .submit(Command::FinishRebuild(Box::new(prepared)))
+            .await
+            .unwrap();
+        let Reply::Rebuild(report) = reply else {
+            panic!("a rebuild's finish answered something else");
+        };
+        assert!(report.groups_rebuilt > 0);
+        assert!(sla_counted() > 0, "the new policy counts in all history");
+        let verify = store.verify().await.unwrap();
+        assert_eq!(verify.mismatch_count, 0, "{:?}", verify.mismatches);
+    }
+}

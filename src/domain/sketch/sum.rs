@@ -73,6 +73,8 @@ impl Slots {
 
     /// The buckets that hold something, by index, each slot zeroed as it is read.
     fn drain_into(&mut self, histogram: &mut DurationHistogram) {
+        let touched = self.touched.iter().map(|word| word.count_ones() as usize);
+        histogram.buckets.reserve_exact(touched.sum());
         for word in 0..WORDS {
             let mut bits = std::mem::take(&mut self.touched[word]);
             while bits != 0 {
