@@ -13,7 +13,8 @@ use std::cell::RefCell;
 
 use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
 
-use super::{Bucket, Damage, DurationHistogram, StoredBuckets, LAST_INDEX};
+use super::stored::{Damage, StoredBuckets};
+use super::{Bucket, DurationHistogram, LAST_INDEX};
 
 const SLOTS: usize = LAST_INDEX as usize + 1;
 const WORDS: usize = SLOTS.div_ceil(64);
