@@ -697,14 +697,11 @@ impl<'de> Visitor<'de> for AddStored<'_> {
                     *into.scalars_mut()[index] += count * sign;
                 }
                 Slot::Histogram(index) => {
-                    let read = match histograms.as_deref_mut() {
-                        Some(sums) => seq.next_element_seed(sums[index].add_stored(sign))?,
-                        None => {
-                            let histogram = &mut *into.histograms_mut()[index];
-                            seq.next_element_seed(histogram.add_stored(sign))?
-                        }
+                    let seed = match histograms.as_deref_mut() {
+                        Some(sums) => sums[index].add_stored(sign),
+                        None => into.histograms_mut()[index].add_stored(sign),
                     };
-                    read.ok_or_else(missing)?;
+                    seq.next_element_seed(seed)?.ok_or_else(missing)?;
                 }
                 Slot::Score(index) => {
                     let count: i64 = seq.next_element()?.ok_or_else(missing)?;

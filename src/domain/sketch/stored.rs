@@ -6,7 +6,7 @@
 use serde::de::{self, DeserializeSeed, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Bucket, DurationHistogram, LAST_INDEX};
+use super::{Bucket, DurationHistogram, HistogramSum, LAST_INDEX};
 
 /// The largest power of ten the offsets are stored in units of.
 const MAX_UNIT_EXPONENT: u32 = 12;
@@ -94,7 +94,7 @@ impl DurationHistogram {
     /// writes) times `sign` into this one as it reads it: each bucket read
     /// is added where this one has it, the others merged in at the end.
     pub fn add_stored(&mut self, sign: i64) -> AddStoredBuckets<'_> {
-        AddStoredBuckets { into: self, sign }
+        AddStoredBuckets::new(Target::Histogram(self), sign)
     }
 
     fn add_buckets(&mut self, stored: StoredBuckets<'_>, sign: i64) -> Result<(), Damage> {
@@ -133,12 +133,26 @@ impl DurationHistogram {
     }
 }
 
-/// Reads a stored histogram into another: see [`DurationHistogram::add_stored`].
-/// Bytes that do not read leave it partly changed; the caller drops it.
+/// Reads a stored histogram into a histogram or a sum as it reads it: see
+/// [`DurationHistogram::add_stored`], [`HistogramSum::add_stored`]. Bytes
+/// that do not read leave the target partly changed; the caller drops it.
 #[derive(Debug)]
 pub struct AddStoredBuckets<'a> {
-    into: &'a mut DurationHistogram,
+    into: Target<'a>,
     sign: i64,
+}
+
+/// Where a stored histogram is added.
+#[derive(Debug)]
+pub(super) enum Target<'a> {
+    Histogram(&'a mut DurationHistogram),
+    Sum(&'a mut HistogramSum),
+}
+
+impl<'a> AddStoredBuckets<'a> {
+    pub(super) fn new(into: Target<'a>, sign: i64) -> AddStoredBuckets<'a> {
+        AddStoredBuckets { into, sign }
+    }
 }
 
 impl<'de> DeserializeSeed<'de> for AddStoredBuckets<'_> {
@@ -160,7 +174,11 @@ impl<'de> Visitor<'de> for AddStoredBuckets<'_> {
 
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<(), E> {
         let stored = StoredBuckets::new(bytes).map_err(E::custom)?;
-        self.into.add_buckets(stored, self.sign).map_err(E::custom)
+        let added = match self.into {
+            Target::Histogram(histogram) => histogram.add_buckets(stored, self.sign),
+            Target::Sum(sum) => sum.add_buckets(stored, self.sign),
+        };
+        added.map_err(E::custom)
     }
 }
 

@@ -11,9 +11,7 @@
 
 use std::cell::RefCell;
 
-use serde::de::{self, DeserializeSeed, Deserializer, Visitor};
-
-use super::stored::{Damage, StoredBuckets};
+use super::stored::{AddStoredBuckets, Damage, StoredBuckets, Target};
 use super::{Bucket, DurationHistogram, LAST_INDEX};
 
 const SLOTS: usize = LAST_INDEX as usize + 1;
@@ -135,11 +133,15 @@ impl HistogramSum {
 
     /// Adds a stored histogram (what [`DurationHistogram::serialize`] writes)
     /// times `sign` as it reads it.
-    pub fn add_stored(&mut self, sign: i64) -> AddStoredToSum<'_> {
-        AddStoredToSum { into: self, sign }
+    pub fn add_stored(&mut self, sign: i64) -> AddStoredBuckets<'_> {
+        AddStoredBuckets::new(Target::Sum(self), sign)
     }
 
-    fn add_buckets(&mut self, mut stored: StoredBuckets<'_>, sign: i64) -> Result<(), Damage> {
+    pub(super) fn add_buckets(
+        &mut self,
+        mut stored: StoredBuckets<'_>,
+        sign: i64,
+    ) -> Result<(), Damage> {
         if stored.bytes.is_empty() {
             return Ok(());
         }
@@ -161,40 +163,10 @@ impl HistogramSum {
     }
 }
 
-/// Reads a stored histogram into a sum: see [`HistogramSum::add_stored`].
-/// Bytes that do not read leave the sum partly changed; the caller drops it.
-#[derive(Debug)]
-pub struct AddStoredToSum<'a> {
-    into: &'a mut HistogramSum,
-    sign: i64,
-}
-
-impl<'de> DeserializeSeed<'de> for AddStoredToSum<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_bytes(self)
-    }
-}
-
-impl<'de> Visitor<'de> for AddStoredToSum<'_> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut std::fmt::Formatter) -> std::fmt::Result {
-        formatter.write_str(
-            "histogram buckets: a unit, then index steps, counts and offset sums, as varints",
-        )
-    }
-
-    fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<(), E> {
-        let stored = StoredBuckets::new(bytes).map_err(E::custom)?;
-        self.into.add_buckets(stored, self.sign).map_err(E::custom)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use serde::de::DeserializeSeed;
 
     use super::super::tests::{damaged_stored_histograms, histogram_of, stored};
     use super::super::{DAY, HOUR, MINUTE, SECOND};
