@@ -34,8 +34,12 @@ fn open(config: &StoreConfig, durable_acks: bool) -> anyhow::Result<Store> {
 
 /// Scrubs the store; `Ok(false)` when anything is damaged or inconsistent.
 pub async fn verify(config: &StoreConfig, out: &mut impl Write) -> anyhow::Result<bool> {
-    let store = open(config, true)?;
-    let report = store.verify().await?;
+    let opened = config.clone();
+    let store = tokio::task::spawn_blocking(move || open(&opened, true)).await??;
+    let report = store.verify().await;
+    // Closing joins the writer and saves the derived state: not on the runtime.
+    tokio::task::spawn_blocking(move || drop(store)).await?;
+    let report = report?;
     writeln!(
         out,
         "values checked: {}\ndamaged values: {}\ngroups recomputed: {}\nderived keys checked: {}\nmismatches: {}",
