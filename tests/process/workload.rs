@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use prost_types::{Duration as ProtoDuration, Timestamp};
 use support_metrics::proto::v1 as pb;
-use tonic::Code;
+use tonic::{Code, Status};
 
 use crate::server::{stats, verify, Server};
 
@@ -120,9 +120,9 @@ pub async fn write_until_error(
     cycle: usize,
     seed: u64,
     ledger: Arc<Mutex<Ledger>>,
-) -> Code {
+) -> Status {
     let Ok(channel) = crate::server::connect(server_port).await else {
-        return Code::Unavailable;
+        return Status::unavailable("could not connect");
     };
     let mut client = pb::ingest_service_client::IngestServiceClient::new(channel);
     let mut rng = Rng::new(seed ^ ((writer as u64 + 1) << 32) ^ cycle as u64);
@@ -151,10 +151,10 @@ pub async fn write_until_error(
                     }
                 }
             }
-            Err(status) => return status.code(),
+            Err(status) => return status,
         }
     }
-    Code::Ok
+    Status::ok("")
 }
 
 fn at(seconds: i64) -> Option<Timestamp> {
@@ -363,7 +363,16 @@ pub async fn check(
     findings
 }
 
-/// Codes a writer may see when the server goes away under it.
-pub fn is_disconnect(code: Code) -> bool {
-    matches!(code, Code::Unavailable | Code::Unknown | Code::Cancelled)
+/// What a writer may see when the server goes away under it: a status the
+/// client makes of the lost connection. That includes INTERNAL from the
+/// client's reading of an HTTP/2 error (tonic maps a stream caught by the
+/// server's GOAWAY with NO_ERROR, the graceful shutdown, to INTERNAL, as
+/// grpc-java once did: grpc/grpc-java#1355), never an INTERNAL the server
+/// sent.
+pub fn is_disconnect(status: &Status) -> bool {
+    match status.code() {
+        Code::Unavailable | Code::Unknown | Code::Cancelled => true,
+        Code::Internal => status.message().starts_with("h2 protocol error"),
+        _ => false,
+    }
 }
