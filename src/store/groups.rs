@@ -36,9 +36,27 @@ pub fn note_opening(openings: &mut Openings, interaction: &Interaction) {
         .or_insert(opened);
 }
 
+/// Every ticket and customer the raw indexes name (`I t ticket 0 …`,
+/// `I e customer 0 …`): every group that can have a contribution (a
+/// customer without events has none), in the order a replay takes them.
+pub fn every_group_in_replay_order(kv: &dyn KvStore) -> Result<Vec<Group>> {
+    let mut groups = BTreeSet::new();
+    for (family, group) in [(b't', Group::Ticket as GroupOf), (b'e', Group::Customer)] {
+        for entry in kv.scan_prefix(&[keys::RAW_INDEX, family]) {
+            let (key, _) = entry?;
+            let id = key[2..].split(|&b| b == 0).next().unwrap_or_default();
+            groups.insert(group(id_from_bytes(id)?));
+        }
+    }
+    Ok(in_replay_order(groups, &openings(kv)?))
+}
+
+/// A group of an id.
+type GroupOf = fn(Id) -> Group;
+
 /// Each ticket's earliest opening, from the raw interactions that decode
 /// (a damaged one is left out here; recomputing its ticket reports it).
-pub fn openings(kv: &dyn KvStore) -> Result<Openings> {
+fn openings(kv: &dyn KvStore) -> Result<Openings> {
     let mut openings = Openings::new();
     for entry in kv.scan_prefix(&keys::raw_prefix(RecordKind::Interaction)) {
         let (key, value) = entry?;

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 
 use super::buckets;
-use super::groups::{self, compute, id_from_bytes, in_replay_order, recompute, Retract};
+use super::groups::{self, compute, recompute, Retract};
 use super::journal;
 use super::keys::{self, Group};
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
@@ -338,9 +338,10 @@ impl DerivedState {
         let everything = journal.everything || (!loaded && has_raw_records(self.engine.as_ref())?);
         let (groups, as_at_snapshot) = if everything {
             version.map = DerivedMap::new();
-            let openings = groups::openings(self.engine.as_ref())?;
-            let every = every_group(self.engine.as_ref())?;
-            (in_replay_order(every, &openings), None)
+            (
+                groups::every_group_in_replay_order(self.engine.as_ref())?,
+                None,
+            )
         } else {
             let as_at_snapshot = journal::AsAtSnapshot {
                 engine: self.engine.as_ref(),
@@ -635,24 +636,6 @@ fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
         .next()
         .transpose()?
         .is_some())
-}
-
-/// A group of an id.
-type GroupOf = fn(crate::domain::records::Id) -> Group;
-
-/// Every ticket and customer the raw indexes name (`I t ticket 0 …`,
-/// `I e customer 0 …`): every group that can have a contribution (a
-/// customer without events has none).
-fn every_group(engine: &dyn KvStore) -> Result<BTreeSet<Group>> {
-    let mut groups = BTreeSet::new();
-    for (family, group) in [(b't', Group::Ticket as GroupOf), (b'e', Group::Customer)] {
-        for entry in engine.scan_prefix(&[keys::RAW_INDEX, family]) {
-            let (key, _) = entry?;
-            let id = key[2..].split(|&b| b == 0).next().unwrap_or_default();
-            groups.insert(group(id_from_bytes(id)?));
-        }
-    }
-    Ok(groups)
 }
 
 impl KvStore for DerivedState {
