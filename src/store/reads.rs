@@ -24,16 +24,16 @@ use super::writes::Counters;
 /// and hours), all of one state of the store ([`KvStore::read_consistently`]).
 pub fn window_aggregate(kv: &dyn KvStore, scopes: &[Scope], window: Window) -> Result<Aggregate> {
     let runs = decompose(window);
-    let mut total = None;
+    let mut total = Aggregate::default();
     kv.read_consistently(&mut || {
         let mut sum = AggregateSum::default();
         for scope in scopes {
             add_runs(kv, scope, &runs, &mut sum)?;
         }
-        total = Some(sum.finish());
+        total = sum.finish();
         Ok(())
     })?;
-    total.ok_or_else(|| Error::Internal("a consistent read did not run".into()))
+    Ok(total)
 }
 
 fn add_runs(
