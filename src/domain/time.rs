@@ -92,8 +92,8 @@ impl Window {
     }
 }
 
-/// The granularities aggregates are stored at. `Total` holds one all-time bucket per
-/// scope and doubles as the registry of known scopes.
+/// The granularities aggregates are stored at. (Which scopes are known is kept
+/// apart, as a count of facts per scope: no window reads an all-time bucket.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Quarter,
@@ -101,18 +101,11 @@ pub enum Level {
     Day,
     /// A UTC calendar month.
     Month,
-    Total,
 }
 
 impl Level {
     /// The levels a fact is added to, finest first.
-    pub const ALL: [Level; 5] = [
-        Level::Quarter,
-        Level::Hour,
-        Level::Day,
-        Level::Month,
-        Level::Total,
-    ];
+    pub const ALL: [Level; 4] = [Level::Quarter, Level::Hour, Level::Day, Level::Month];
 
     /// The start (seconds) of the bucket of this level holding `seconds`.
     pub fn bucket_start(self, seconds: i64) -> i64 {
@@ -126,7 +119,6 @@ impl Level {
                     .date_naive();
                 month_start_seconds(date.year(), date.month())
             }
-            Level::Total => 0,
         }
     }
 
@@ -147,7 +139,6 @@ impl Level {
                 };
                 month_start_seconds(year, month)
             }
-            Level::Total => i64::MAX,
         }
     }
 }

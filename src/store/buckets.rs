@@ -1,11 +1,10 @@
 //! Where aggregate buckets are stored. Each bucket has a key of its own
-//! (`A level scope start`, see [`keys::aggregate`]); day, month and all-time
-//! buckets are also stored under it, but a scope's hour
+//! (`A level scope start`, see [`keys::aggregate`]); day and month buckets
+//! are also stored under it, but a scope's hour
 //! bucket and the four quarter buckets in it share one stored value, its *hour
-//! parts* (`A p scope hour`). A write adds to a quarter, an hour, a day, a
-//! month and the total of every scope it counts in; with the quarters inside
-//! their hour, that is one key fewer per scope: a third fewer keys written per
-//! record, and ~40% fewer keys in a `demo` store (docs/benchmarks.md).
+//! parts* (`A p scope hour`). A write adds to a quarter, an hour, a day and a
+//! month of every scope it counts in; with the quarters inside their hour,
+//! that is one key fewer per scope.
 //!
 //! Why an hour and not a whole day: packing a day's 96 quarters and 24 hours
 //! into one value (~10 KB for a busy scope) halved ingest throughput although
@@ -264,7 +263,7 @@ impl HourParts {
 /// Where a bucket key is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placement {
-    /// Under its own key (days, months, totals, and any key that is not a bucket's).
+    /// Under its own key (days, months, and any key that is not a bucket's).
     Own,
     /// As a part of the hour parts stored under `key`.
     InHour { key: Vec<u8>, part: Part },
@@ -492,8 +491,8 @@ mod tests {
         let before = in_hour(Level::Quarter, hour - QUARTER_SECONDS).unwrap();
         assert_eq!(before.1, Part::Quarter(3));
         assert_eq!(hour_of(&before.0), Some(hour - HOUR_SECONDS));
-        // Days, months, totals and keys that are no bucket's are their own.
-        for level in [Level::Day, Level::Month, Level::Total] {
+        // Days, months and keys that are no bucket's are their own.
+        for level in [Level::Day, Level::Month] {
             assert_eq!(
                 placement(&keys::aggregate(level, &team, hour)),
                 Placement::Own

@@ -257,18 +257,26 @@ pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
     }
 }
 
-/// The aggregate deltas of a contribution, per (scope, 15-minute bucket start).
-pub fn fact_deltas(
-    contribution: &Contribution,
-    sign: i64,
-    into: &mut HashMap<(Scope, i64), Aggregate>,
-) {
-    for dated in &contribution.facts {
-        let quarter = dated.at.quarter_start();
-        for scope in dated.scopes.scopes_tagged(&contribution.tags) {
-            into.entry((scope, quarter))
-                .or_default()
-                .add_fact(&dated.fact, sign);
+/// What a contribution adds to the aggregates (per scope and 15-minute
+/// bucket start) and to the registry of known scopes (facts per scope), times
+/// `sign`.
+#[derive(Debug, Default)]
+pub struct FactDeltas {
+    pub aggregates: HashMap<(Scope, i64), Aggregate>,
+    pub facts: HashMap<Scope, i64>,
+}
+
+impl FactDeltas {
+    pub fn add(&mut self, contribution: &Contribution, sign: i64) {
+        for dated in &contribution.facts {
+            let quarter = dated.at.quarter_start();
+            for scope in dated.scopes.scopes_tagged(&contribution.tags) {
+                *self.facts.entry(scope.clone()).or_default() += sign;
+                self.aggregates
+                    .entry((scope, quarter))
+                    .or_default()
+                    .add_fact(&dated.fact, sign);
+            }
         }
     }
 }
@@ -426,10 +434,10 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group, retract: Retract) -> Result<(
     if old == new {
         return Ok(());
     }
-    let mut deltas = HashMap::new();
-    fact_deltas(&new, 1, &mut deltas);
-    fact_deltas(&old, -1, &mut deltas);
-    for ((scope, quarter), delta) in deltas {
+    let mut deltas = FactDeltas::default();
+    deltas.add(&new, 1);
+    deltas.add(&old, -1);
+    for ((scope, quarter), delta) in deltas.aggregates {
         if delta.is_zero() {
             continue;
         }
@@ -438,6 +446,11 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group, retract: Retract) -> Result<(
                 keys::aggregate(level, &scope, level.bucket_start(quarter)),
                 &delta,
             );
+        }
+    }
+    for (scope, facts) in deltas.facts {
+        if facts != 0 {
+            txn.count_facts(keys::registered_scope(&scope), facts);
         }
     }
     let old_entries = index_entries(&old)?;

@@ -8,7 +8,8 @@
 //! | `I` raw index | `I t ticket 0 interaction`, `I f interaction 0 kind id`, `I e customer 0 event` | empty |
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution, kept only while a background check recomputes; elsewhere a change to the key names the group to the journal |
-//! | `A` aggregate | `A level scope start` (day `d`, month `m`, total `t`) | the aggregate |
+//! | `A` aggregate | `A level scope start` (day `d`, month `m`) | the aggregate |
+//! | | `A t scope` (the registry of known scopes) | how many facts count in the scope |
 //! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
 //! | `X` derived index | `X o ticket` (the open ticket and the scopes counting it), `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
@@ -203,12 +204,18 @@ fn team_tags_scope_prefix(team: &Id) -> Vec<u8> {
     key(&[&[SCOPE_TEAM_TAG], team.as_str().as_bytes(), &[0]])
 }
 
-/// Prefix of the all-time aggregates of every team × tag scope of a team.
-pub fn team_tag_totals_prefix(team: &Id) -> Vec<u8> {
-    key(&[
-        &[AGGREGATE, level_byte(Level::Total)],
-        &team_tags_scope_prefix(team),
-    ])
+/// The level byte of the registry of known scopes: `A t scope`, holding how
+/// many facts count in the scope (a scope with none has no entry).
+pub const SCOPE_REGISTRY: u8 = b't';
+
+/// A scope's entry in the registry of known scopes.
+pub fn registered_scope(scope: &Scope) -> Vec<u8> {
+    key(&[&[AGGREGATE, SCOPE_REGISTRY], &scope_bytes(scope)])
+}
+
+/// Prefix of the registry entries of every team × tag scope of a team.
+pub fn team_tags_registry_prefix(team: &Id) -> Vec<u8> {
+    key(&[&[AGGREGATE, SCOPE_REGISTRY], &team_tags_scope_prefix(team)])
 }
 
 /// Decodes a scope from the start of `bytes`, returning it and the bytes after it.
@@ -262,7 +269,6 @@ pub fn level_byte(level: Level) -> u8 {
         Level::Hour => b'h',
         Level::Day => b'd',
         Level::Month => b'm',
-        Level::Total => b't',
     }
 }
 
@@ -274,9 +280,9 @@ pub fn aggregate(level: Level, scope: &Scope, start_seconds: i64) -> Vec<u8> {
     ])
 }
 
-/// Prefix of the all-time aggregates of every scope of a kind.
-pub fn totals_prefix(kind: crate::domain::aggregate::ScopeKind) -> Vec<u8> {
-    vec![AGGREGATE, level_byte(Level::Total), scope_kind_byte(kind)]
+/// Prefix of the registry entries of every scope of a kind.
+pub fn registry_prefix(kind: crate::domain::aggregate::ScopeKind) -> Vec<u8> {
+    vec![AGGREGATE, SCOPE_REGISTRY, scope_kind_byte(kind)]
 }
 
 /// Every key of the open-ticket index starts with this.

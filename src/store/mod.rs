@@ -393,8 +393,10 @@ impl Store {
 /// only, is still read: it makes a replay recompute every group). 12: duration histograms with buckets on round values and
 /// each bucket's offset sum (`domain::sketch`); the derived state of a
 /// version 10 or 11 store cannot be read, so its snapshot is removed on open
-/// and the state recomputed from the records.
-const FORMAT_VERSION: u32 = 12;
+/// and the state recomputed from the records. 13: no all-time aggregates; a
+/// registry of known scopes counts each scope's facts instead (`A t scope`);
+/// a version 10 to 12 snapshot is removed and recomputed the same way.
+const FORMAT_VERSION: u32 = 13;
 
 /// Keys deleted per batch when a version 9 store is migrated.
 const MIGRATION_BATCH_KEYS: usize = 10_000;
@@ -483,15 +485,12 @@ fn mark_current(kv: &dyn KvStore) -> Result<()> {
     kv.flush()
 }
 
-/// Removes the snapshot of a version 10 or 11 store, whose aggregates hold
-/// histograms this build does not read, then marks it current: the derived
+/// Removes the snapshot of a version 10 to 12 store, whose derived state
+/// this build does not read (histograms before 12, all-time aggregates
+/// before 13), then marks it current: the derived
 /// state is recomputed from the records as it opens. The removal is durable
 /// before the mark, so a crash between them leaves a store to migrate again.
-fn migrate_from_version_10_or_11(
-    kv: &dyn KvStore,
-    dir: &std::path::Path,
-    version: u32,
-) -> Result<()> {
+fn migrate_derived_state_from(kv: &dyn KvStore, dir: &std::path::Path, version: u32) -> Result<()> {
     snapshots::remove(&snapshots::path_in(dir))?;
     mark_current(kv)?;
     tracing::warn!(
@@ -512,8 +511,8 @@ fn check_format(kv: &dyn KvStore, dir: &std::path::Path) -> Result<()> {
             if version == 9 {
                 return migrate_from_version_9(kv);
             }
-            if version == 10 || version == 11 {
-                return migrate_from_version_10_or_11(kv, dir, version);
+            if (10..FORMAT_VERSION).contains(&version) {
+                return migrate_derived_state_from(kv, dir, version);
             }
             if version != FORMAT_VERSION {
                 return Err(Error::Unavailable(format!(

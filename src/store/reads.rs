@@ -71,7 +71,7 @@ fn add_runs(
 
 /// Every scope of a kind that has ever had a fact, in key order.
 pub fn list_scopes(kv: &dyn KvStore, kind: ScopeKind) -> Result<Vec<Scope>> {
-    let prefix = keys::totals_prefix(kind);
+    let prefix = keys::registry_prefix(kind);
     KvStore::scan_prefix(kv, &prefix)
         .map(|entry| {
             let (key, _) = entry?;
@@ -84,16 +84,16 @@ pub fn list_scopes(kv: &dyn KvStore, kind: ScopeKind) -> Result<Vec<Scope>> {
         .collect()
 }
 
-/// Whether any stored fact counts in `scope`: its all-time aggregate exists (an
-/// aggregate that adds up to zero is removed, so a scope whose last fact was
+/// Whether any stored fact counts in `scope`: it has a registry entry (which
+/// goes once its count of facts is zero, so a scope whose last fact was
 /// retracted is unknown again). One point read.
 pub fn scope_known(kv: &dyn KvStore, scope: &Scope) -> Result<bool> {
-    Ok(kv.get(&keys::aggregate(Level::Total, scope, 0))?.is_some())
+    Ok(kv.get(&keys::registered_scope(scope))?.is_some())
 }
 
 /// The tags a team has ever had a fact under, in key order.
 pub fn team_tags(kv: &dyn KvStore, team: &Id) -> Result<Vec<String>> {
-    KvStore::scan_prefix(kv, &keys::team_tag_totals_prefix(team))
+    KvStore::scan_prefix(kv, &keys::team_tags_registry_prefix(team))
         .map(|entry| {
             let (key, _) = entry?;
             match keys::scope_from_bytes(&key[2..]) {

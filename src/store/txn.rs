@@ -3,7 +3,8 @@
 //! durable batch. Aggregates are changed, not read: the transaction sums each
 //! bucket's changes, and the commit adds the sum to the stored bucket.
 //! Drill-down listings are changed the same way: a day's listing is read and
-//! rewritten once per transaction, however many of its tickets change.
+//! rewritten once per transaction, however many of its tickets change, and
+//! so is a scope's entry in the registry of known scopes.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,9 +12,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::aggregate::Aggregate;
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
+use super::keys;
 use super::kv::{AggregateDelta, Change, Entry, KvStore};
 use super::listings::{DayListing, ListingChange};
 
@@ -69,6 +71,8 @@ pub struct Txn<'a> {
     kv: &'a dyn KvStore,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     aggregates: HashMap<Vec<u8>, Aggregate>,
+    /// Changes to the registry of known scopes: facts counted, by entry key.
+    facts: HashMap<Vec<u8>, i64>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
     /// Since [`Txn::begin_record`]: each key written since, with what this
     /// transaction held for it before.
@@ -95,6 +99,7 @@ impl<'a> Txn<'a> {
             kv,
             writes: BTreeMap::new(),
             aggregates: HashMap::new(),
+            facts: HashMap::new(),
             listings: BTreeMap::new(),
             undo: None,
         }
@@ -144,6 +149,12 @@ impl<'a> Txn<'a> {
         self.aggregates.entry(key).or_default().merge(delta, 1);
     }
 
+    /// Adds `facts` to the count of facts in the scope registry entry at
+    /// `key`, which [`Txn::into_parts`] reads and rewrites once.
+    pub fn count_facts(&mut self, key: Vec<u8>, facts: i64) {
+        *self.facts.entry(key).or_default() += facts;
+    }
+
     /// Lists a ticket's position in the day listing at `day_key`, or
     /// (`listed` false) takes it out. Nothing is read here:
     /// [`Txn::into_parts`] rewrites each changed day once. Listings are not
@@ -177,6 +188,22 @@ impl<'a> Txn<'a> {
                 self.put(key, &listing)?;
             }
         }
+        for (key, facts) in std::mem::take(&mut self.facts) {
+            if facts == 0 {
+                continue;
+            }
+            let stored: i64 = self.get_decoded(&key)?.unwrap_or(0);
+            match stored.checked_add(facts) {
+                Some(0) => self.delete(key),
+                Some(count) if count > 0 => self.put(key, &count)?,
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "the count of facts in {} would go negative",
+                        keys::describe_key(&key)
+                    )))
+                }
+            }
+        }
         let deltas = self
             .aggregates
             .into_iter()
@@ -186,7 +213,10 @@ impl<'a> Txn<'a> {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.writes.is_empty() && self.aggregates.is_empty() && self.listings.is_empty()
+        self.writes.is_empty()
+            && self.aggregates.is_empty()
+            && self.facts.is_empty()
+            && self.listings.is_empty()
     }
 }
 

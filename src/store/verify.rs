@@ -314,6 +314,7 @@ fn differs_or_damaged(key: &[u8], value: &[u8]) -> &'static str {
         (Some(&keys::AGGREGATE), Some(&keys::HOUR_PARTS)) => {
             decode::<HourParts>(key, value).is_ok()
         }
+        (Some(&keys::AGGREGATE), Some(&keys::SCOPE_REGISTRY)) => decode::<i64>(key, value).is_ok(),
         (Some(&keys::AGGREGATE), _) => decode::<Aggregate>(key, value).is_ok(),
         _ => true,
     };

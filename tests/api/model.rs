@@ -2576,10 +2576,16 @@ fn corrupt(store: &Store, corruption: &Corruption) -> Result<Option<Vec<u8>>, St
         .collect::<Result<_, _>>()
         .map_err(|e| format!("scan: {e}"))?;
     let pick = |which: &usize| aggregates.get(which % aggregates.len().max(1)).cloned();
-    // Buckets under their own key (days, months, totals), not an hour's parts.
+    // Buckets under their own key (days, months), not an hour's parts nor
+    // the registry of known scopes.
     let own: Vec<&(Vec<u8>, Vec<u8>)> = aggregates
         .iter()
-        .filter(|(key, _)| key.get(1) != Some(&keys::HOUR_PARTS))
+        .filter(|(key, _)| {
+            !matches!(
+                key.get(1),
+                Some(&keys::HOUR_PARTS) | Some(&keys::SCOPE_REGISTRY)
+            )
+        })
         .collect();
     let change = match corruption {
         Corruption::Recount(which) => own.get(which % own.len().max(1)).map(|(key, value)| {
