@@ -6,6 +6,16 @@
 //! month of every scope it counts in; with the quarters inside their hour,
 //! that is one key fewer per scope.
 //!
+//! A day's or month's bucket is large (a month of a busy scope holds
+//! hundreds of histogram buckets), and rewriting it whole at every commit
+//! was most of the writer's time. Its changes gather instead in a small
+//! value beside it, its *pending changes* (`A D …`, `A M …`,
+//! [`keys::pending_changes_of`]), which a read adds to the bucket; they are
+//! added into the bucket (*folded*) once their stored form is a quarter of
+//! the bucket's, so that a bucket is rewritten once per several commits and
+//! the pending changes stay small. The split between the two depends on the
+//! commits that made it; their sum does not ([`folded`] gives it).
+//!
 //! Why an hour and not a whole day: packing a day's 96 quarters and 24 hours
 //! into one value (~10 KB for a busy scope) halved ingest throughput although
 //! it wrote a third fewer keys, most likely because sled's cost per insert
@@ -20,6 +30,7 @@
 //! (`reads.rs`, [`HourParts::within`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -30,7 +41,7 @@ use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
 use super::keys::{self, time_bytes, time_from_bytes};
-use super::kv::{AggregateDelta, Change};
+use super::kv::{AggregateDelta, Change, Entry};
 
 const HOUR_SECONDS: i64 = 3600;
 /// Quarters in an hour: the indexes of [`Part::Quarter`] are below this.
@@ -267,11 +278,16 @@ pub enum Placement {
     Own,
     /// As a part of the hour parts stored under `key`.
     InHour { key: Vec<u8>, part: Part },
+    /// A day or month: its changes gather under `changes` first.
+    Pending { changes: Vec<u8> },
 }
 
 /// Where the bucket with this key is stored. A quarter or hour key holds its
 /// start as its last eight bytes (the scope before it is prefix-free).
 pub fn placement(key: &[u8]) -> Placement {
+    if let Some(changes) = keys::pending_changes_of(key) {
+        return Placement::Pending { changes };
+    }
     let quarter = match key {
         [keys::AGGREGATE, b'q', ..] => true,
         [keys::AGGREGATE, b'h', ..] => false,
@@ -331,11 +347,11 @@ pub fn ensure_stays_non_negative(base: &Aggregate, delta: &Aggregate, key: &[u8]
     }
 }
 
+/// A stored value, as the derived state holds it.
+pub type Stored = Option<Arc<[u8]>>;
+
 /// The value stored at `key` (`bytes`), decoded; the default when there is none.
-fn decoded_or_default<T: DeserializeOwned + Default>(
-    key: &[u8],
-    bytes: Option<Vec<u8>>,
-) -> Result<T> {
+fn decoded_or_default<T: DeserializeOwned + Default>(key: &[u8], bytes: Stored) -> Result<T> {
     Ok(bytes
         .map(|bytes| decode(key, &bytes))
         .transpose()?
@@ -347,7 +363,7 @@ fn decoded_or_default<T: DeserializeOwned + Default>(
 fn decoded_once<'a, T: DeserializeOwned + Default>(
     decoded: &'a mut BTreeMap<Vec<u8>, T>,
     key: &[u8],
-    stored: impl FnOnce() -> Result<Option<Vec<u8>>>,
+    stored: impl FnOnce() -> Result<Stored>,
 ) -> Result<&'a mut T> {
     if !decoded.contains_key(key) {
         let value = decoded_or_default(key, stored()?)?;
@@ -384,21 +400,21 @@ pub fn summed_by_bucket(deltas: Vec<AggregateDelta>) -> Vec<AggregateDelta> {
 }
 
 /// Buckets after a commit's changes, decoded: those stored under their own
-/// key, and hours' parts.
+/// key, hours' parts, and days' and months' pending changes (by their key).
 #[derive(Debug, Default)]
 pub struct Added {
     pub own: BTreeMap<Vec<u8>, Aggregate>,
     pub hours: BTreeMap<Vec<u8>, HourParts>,
+    pub pending: BTreeMap<Vec<u8>, Aggregate>,
 }
 
 /// Each delta in `deltas` (one per bucket) added to its bucket as `base`
 /// reads the stored value, each value read and decoded once, an hour's parts
 /// together; a bucket that adds up to zero is emptied. Fails if a bucket
-/// would go negative.
-pub fn added(
-    deltas: Vec<AggregateDelta>,
-    base: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
-) -> Result<Added> {
+/// would go negative. A day's or month's delta is added to its pending
+/// changes, which may go negative: its hours, changed by the same deltas,
+/// are checked.
+pub fn added(deltas: Vec<AggregateDelta>, base: impl Fn(&[u8]) -> Result<Stored>) -> Result<Added> {
     let mut added = Added::default();
     for (bucket, delta) in deltas {
         match placement(&bucket) {
@@ -412,20 +428,29 @@ pub fn added(
                 parts.ensure_stays_non_negative(part, &delta, &bucket)?;
                 parts.add(part, &delta);
             }
+            Placement::Pending { changes } => {
+                decoded_once(&mut added.pending, &changes, || base(&changes))?.merge(&delta, 1);
+            }
         }
     }
     Ok(added)
 }
 
+/// Pending changes are folded into their bucket once their stored form is
+/// at least this fraction (1/n) of the bucket's.
+const FOLD_AT_FRACTION: usize = 4;
+
 /// The stored changes that add each delta in `deltas` to the bucket at its
 /// key (a bucket's changes summed first), applied after `earlier` (changes
 /// of the same commit) over what `stored` reads: every changed value is
 /// read, changed and written whole, an hour's parts together; a bucket that
-/// adds up to zero is removed. Fails if a bucket would go negative.
+/// adds up to zero is removed. A day's or month's delta goes to its pending
+/// changes, folded into the bucket once they are large enough. Fails if a
+/// bucket would go negative.
 pub fn aggregate_changes(
     earlier: &[Change],
     deltas: Vec<AggregateDelta>,
-    stored: impl Fn(&[u8]) -> Result<Option<Vec<u8>>>,
+    stored: impl Fn(&[u8]) -> Result<Stored>,
 ) -> Result<Vec<Change>> {
     // The last change of a key wins; a recomputation's commit holds
     // thousands of changes, so they are looked up by key, not scanned.
@@ -434,11 +459,15 @@ pub fn aggregate_changes(
         .map(|(key, value)| (key.as_slice(), value))
         .collect();
     let base = |key: &[u8]| match earlier.get(key) {
-        Some(value) => Ok((*value).clone()),
+        Some(value) => Ok(value.as_deref().map(Arc::from)),
         None => stored(key),
     };
-    let Added { own, hours } = added(summed_by_bucket(deltas), base)?;
-    let mut changes = Vec::with_capacity(own.len() + hours.len());
+    let Added {
+        own,
+        hours,
+        pending,
+    } = added(summed_by_bucket(deltas), base)?;
+    let mut changes = Vec::with_capacity(own.len() + hours.len() + 2 * pending.len());
     for (key, aggregate) in own {
         let value = (!aggregate.is_zero())
             .then(|| encode(&aggregate))
@@ -449,7 +478,66 @@ pub fn aggregate_changes(
         let value = (!parts.is_empty()).then(|| encode(&parts)).transpose()?;
         changes.push((key, value));
     }
+    for (key, pending) in pending {
+        changes.extend(pending_or_folded(key, &pending, &base)?);
+    }
     Ok(changes)
+}
+
+/// The changes that store `pending` as the pending changes at `key`, or,
+/// once they are large enough, add them into their bucket (as `base` reads
+/// it) and delete them.
+fn pending_or_folded(
+    key: Vec<u8>,
+    pending: &Aggregate,
+    base: &impl Fn(&[u8]) -> Result<Stored>,
+) -> Result<Vec<Change>> {
+    let bucket = keys::bucket_of_pending(&key).ok_or_else(|| {
+        Error::Internal(format!(
+            "{} holds no pending changes",
+            keys::describe_key(&key)
+        ))
+    })?;
+    if pending.is_zero() {
+        return Ok(vec![(key, None)]);
+    }
+    let encoded = encode(pending)?;
+    let stored = base(&bucket)?;
+    let bucket_len = stored.as_ref().map_or(0, |bytes| bytes.len());
+    if encoded.len() * FOLD_AT_FRACTION < bucket_len {
+        return Ok(vec![(key, Some(encoded))]);
+    }
+    let mut folded: Aggregate = decoded_or_default(&bucket, stored)?;
+    ensure_stays_non_negative(&folded, pending, &bucket)?;
+    folded.merge(pending, 1);
+    let value = (!folded.is_zero()).then(|| encode(&folded)).transpose()?;
+    Ok(vec![(bucket, value), (key, None)])
+}
+
+/// Entries of the derived state (in key order) with every day's and month's
+/// pending changes folded into its bucket: what they add up to, whatever
+/// commits made them (a bucket that adds up to zero is left out).
+pub fn folded(entries: impl IntoIterator<Item = Entry>) -> Result<Vec<Entry>> {
+    let mut pending: BTreeMap<Vec<u8>, Aggregate> = BTreeMap::new();
+    let mut rest: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    for (key, value) in entries {
+        match keys::bucket_of_pending(&key) {
+            Some(bucket) => {
+                pending.insert(bucket, decode(&key, &value)?);
+            }
+            None => {
+                rest.insert(key, value);
+            }
+        }
+    }
+    for (bucket, changes) in pending {
+        let mut sum: Aggregate = decoded_or_default(&bucket, rest.remove(&bucket).map(Arc::from))?;
+        sum.merge(&changes, 1);
+        if !sum.is_zero() {
+            rest.insert(bucket, encode(&sum)?);
+        }
+    }
+    Ok(rest.into_iter().collect())
 }
 
 #[cfg(test)]
@@ -466,12 +554,12 @@ mod tests {
     }
 
     #[test]
-    fn quarters_go_into_their_hour_and_the_rest_stays_put() {
+    fn quarters_go_into_their_hour_and_days_and_months_take_changes_beside_them() {
         let team = Scope::Team(Id::parse("billing").unwrap());
         let hour = 480_000 * HOUR_SECONDS;
         let in_hour = |level, start| match placement(&keys::aggregate(level, &team, start)) {
             Placement::InHour { key, part } => Some((key, part)),
-            Placement::Own => None,
+            Placement::Own | Placement::Pending { .. } => None,
         };
         let (quarter_key, quarter) = in_hour(Level::Quarter, hour + 45 * 60).unwrap();
         assert_eq!(quarter, Part::Quarter(3));
@@ -491,13 +579,19 @@ mod tests {
         let before = in_hour(Level::Quarter, hour - QUARTER_SECONDS).unwrap();
         assert_eq!(before.1, Part::Quarter(3));
         assert_eq!(hour_of(&before.0), Some(hour - HOUR_SECONDS));
-        // Days, months and keys that are no bucket's are their own.
-        for level in [Level::Day, Level::Month] {
-            assert_eq!(
-                placement(&keys::aggregate(level, &team, hour)),
-                Placement::Own
-            );
+        // Days' and months' changes wait beside them: the same key, but for
+        // the level's capital letter.
+        for (level, byte) in [(Level::Day, b'D'), (Level::Month, b'M')] {
+            let bucket = keys::aggregate(level, &team, hour);
+            let Placement::Pending { changes } = placement(&bucket) else {
+                panic!("{level:?} changes are pending first");
+            };
+            assert_eq!(changes[1], byte);
+            assert_eq!(changes[2..], bucket[2..]);
+            assert_eq!(keys::bucket_of_pending(&changes), Some(bucket));
         }
+        // Keys that are no bucket's are their own.
+        assert_eq!(placement(b"Ad"), Placement::Own);
         assert_eq!(placement(b"Aq"), Placement::Own);
         assert_eq!(placement(b"Xq01234567890"), Placement::Own);
         let unaligned_hour = keys::aggregate(Level::Hour, &team, hour + QUARTER_SECONDS);
@@ -542,7 +636,7 @@ mod tests {
         };
         let mut before = HourParts::default();
         before.set(Part::Quarter(3), with_interactions(3));
-        let stored_bytes = encode(&before).unwrap();
+        let stored_bytes: Arc<[u8]> = encode(&before).unwrap().into();
         let changes = aggregate_changes(
             &[],
             vec![
@@ -556,11 +650,14 @@ mod tests {
         let mut expected = before.clone();
         expected.set(Part::Quarter(1), with_interactions(2));
         expected.set(Part::Hour, with_interactions(5));
+        let pending = keys::pending_changes_of(&month).unwrap();
         assert_eq!(
             changes,
             vec![
-                (month.clone(), Some(encode(&with_interactions(9)).unwrap())),
                 (key.clone(), Some(encode(&expected).unwrap())),
+                // A month with nothing stored takes its first changes at once.
+                (month.clone(), Some(encode(&with_interactions(9)).unwrap())),
+                (pending.clone(), None),
             ]
         );
         // Retracting the last part deletes the value; a change earlier in the
@@ -580,15 +677,76 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.to_string().contains("would go negative"), "{error}");
-        let stored_month = encode(&with_interactions(9)).unwrap();
-        let month_base = |_: &[u8]| Ok(Some(stored_month.clone()));
+        // A month's changes fold into it once they are a quarter of its size
+        // (retracting all it holds, here); one that would go negative fails.
+        let stored_month: Arc<[u8]> = encode(&with_interactions(9)).unwrap().into();
+        let month_base = |k: &[u8]| Ok((k == month.as_slice()).then(|| stored_month.clone()));
         let added = aggregate_changes(
             &[],
             vec![(month.clone(), with_interactions(-9))],
             month_base,
         );
-        assert_eq!(added.unwrap(), vec![(month.clone(), None)]);
-        assert!(aggregate_changes(&[], vec![(month, with_interactions(-10))], month_base).is_err());
+        assert_eq!(
+            added.unwrap(),
+            vec![(month.clone(), None), (pending.clone(), None)]
+        );
+        let error = aggregate_changes(
+            &[],
+            vec![(month.clone(), with_interactions(-10))],
+            month_base,
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("would go negative"), "{error}");
+    }
+
+    /// An aggregate of `interactions` and one handle time per second in
+    /// `seconds`, so that its stored form grows with them.
+    fn handled(interactions: i64, seconds: std::ops::RangeInclusive<i64>) -> Aggregate {
+        let mut aggregate = with_interactions(interactions);
+        for second in seconds {
+            aggregate.handle.record(second * 1_000_000_000, 1);
+        }
+        aggregate
+    }
+
+    #[test]
+    fn changes_to_a_large_month_wait_beside_it_until_they_are_a_quarter_of_its_size() {
+        let month = keys::aggregate(Level::Month, &Scope::Organization, 0);
+        let pending = keys::pending_changes_of(&month).unwrap();
+        let first = handled(100, 1..=400);
+        let mut stored: BTreeMap<Vec<u8>, Arc<[u8]>> =
+            BTreeMap::from([(month.clone(), encode(&first).unwrap().into())]);
+        let mut want = first;
+        let mut folds = 0;
+        for commit in 0..300 {
+            // Each commit's handle time in a bucket of its own (a minute wide).
+            let minute = 100 + commit;
+            let delta = handled(1, 60 * minute..=60 * minute);
+            want.merge(&delta, 1);
+            let changes = aggregate_changes(&[], vec![(month.clone(), delta)], |k| {
+                Ok(stored.get(k).cloned())
+            })
+            .unwrap();
+            if changes.iter().any(|(key, _)| *key == month) {
+                folds += 1;
+                assert_eq!(changes.len(), 2, "a fold deletes the pending changes");
+            }
+            for (key, value) in changes {
+                match value {
+                    Some(value) => stored.insert(key, value.into()),
+                    None => stored.remove(&key),
+                };
+            }
+            // Whatever the split, the sum is the month with every change added.
+            let entries = stored.iter().map(|(k, v)| (k.clone(), v.to_vec()));
+            let sum: Aggregate = decode(&month, &folded(entries).unwrap()[0].1).unwrap();
+            assert_eq!(sum, want);
+            if let Some(changes) = stored.get(&pending) {
+                assert!(changes.len() * FOLD_AT_FRACTION < stored[&month].len());
+            }
+        }
+        // Most commits wrote only the small pending changes, not the month.
+        assert!((1..10).contains(&folds), "{folds} folds");
     }
 
     /// What hour parts were stored as before their quarters became a

@@ -9,6 +9,7 @@
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution, kept only while a background check recomputes; elsewhere a change to the key names the group to the journal |
 //! | `A` aggregate | `A level scope start` (day `d`, month `m`) | the aggregate |
+//! | | `A D scope start`, `A M scope start` | changes to that day's or month's aggregate not yet added to it (see `buckets`) |
 //! | | `A t scope` (the registry of known scopes) | how many facts count in the scope |
 //! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
 //! | `X` derived index | `X o ticket` (the open ticket and the scopes counting it), `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
@@ -202,6 +203,27 @@ pub fn scope_bytes(scope: &Scope) -> Vec<u8> {
 /// What every team × tag scope of `team` starts with.
 fn team_tags_scope_prefix(team: &Id) -> Vec<u8> {
     key(&[&[SCOPE_TEAM_TAG], team.as_str().as_bytes(), &[0]])
+}
+
+/// A day's or month's changes not yet added to its bucket: `A D scope start`
+/// and `A M scope start` beside `A d …` and `A m …` (see `buckets`).
+pub fn pending_changes_of(bucket: &[u8]) -> Option<Vec<u8>> {
+    match bucket {
+        [AGGREGATE, level @ (b'd' | b'm'), rest @ ..] if rest.len() > 8 => {
+            Some([&[AGGREGATE, level.to_ascii_uppercase()][..], rest].concat())
+        }
+        _ => None,
+    }
+}
+
+/// The bucket whose pending changes are stored at `key`, if they are.
+pub fn bucket_of_pending(key: &[u8]) -> Option<Vec<u8>> {
+    match key {
+        [AGGREGATE, level @ (b'D' | b'M'), rest @ ..] if rest.len() > 8 => {
+            Some([&[AGGREGATE, level.to_ascii_lowercase()][..], rest].concat())
+        }
+        _ => None,
+    }
 }
 
 /// The level byte of the registry of known scopes: `A t scope`, holding how

@@ -108,7 +108,8 @@ pub trait KvStore: Send + Sync + 'static {
         mut changes: Vec<Change>,
         deltas: Vec<AggregateDelta>,
     ) -> Result<()> {
-        let stored = buckets::aggregate_changes(&changes, deltas, |key| self.get(key))?;
+        let stored =
+            buckets::aggregate_changes(&changes, deltas, |key| Ok(self.get(key)?.map(Arc::from)))?;
         changes.extend(stored);
         self.commit(changes)
     }

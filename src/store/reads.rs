@@ -21,7 +21,9 @@ use super::writes::Counters;
 /// The sum of some scopes' buckets over a window (a selection's members,
 /// say): the window is cut into runs of buckets to add and to take away
 /// ([`decompose`]), each one range read (of the hours' parts, for quarters
-/// and hours), all of one state of the store ([`KvStore::read_consistently`]).
+/// and hours; two, for days and months: the buckets and the changes pending
+/// beside them), all of one state of the store
+/// ([`KvStore::read_consistently`]).
 pub fn window_aggregate(kv: &dyn KvStore, scopes: &[Scope], window: Window) -> Result<Aggregate> {
     let runs = decompose(window);
     let mut total = Aggregate::default();
@@ -59,11 +61,15 @@ fn add_runs(
             }
             continue;
         }
+        // The buckets, then the changes pending beside them (see `buckets`).
         let start = keys::aggregate(run.level, scope, run.start);
         let end = keys::aggregate(run.level, scope, run.end);
-        for entry in kv.range(&start, &end) {
-            let (key, value) = entry?;
-            decode_seed(&key, &value, total.add_stored(run.sign))?;
+        let pending = keys::pending_changes_of(&start).zip(keys::pending_changes_of(&end));
+        for (start, end) in std::iter::once((start, end)).chain(pending) {
+            for entry in kv.range(&start, &end) {
+                let (key, value) = entry?;
+                decode_seed(&key, &value, total.add_stored(run.sign))?;
+            }
         }
     }
     Ok(())

@@ -466,9 +466,7 @@ impl DerivedState {
                 "an aggregate change outside the derived state".into(),
             ));
         }
-        buckets::aggregate_changes(earlier, derived, |key| {
-            Ok(version.map.get(key).map(|value| value.to_vec()))
-        })
+        buckets::aggregate_changes(earlier, derived, |key| Ok(version.map.get(key).cloned()))
     }
 
     /// Collects a finished snapshot: the journal entries it covers can go.
