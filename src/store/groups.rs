@@ -99,7 +99,7 @@ pub fn id_from_bytes(bytes: &[u8]) -> Result<Id> {
         })
 }
 
-fn load<T: serde::de::DeserializeOwned>(reader: &impl Reader, key: &[u8]) -> Result<T> {
+fn load<T: serde::de::DeserializeOwned>(reader: &(impl Reader + ?Sized), key: &[u8]) -> Result<T> {
     reader.get_decoded(key)?.ok_or_else(|| {
         Error::DataLoss(format!(
             "index points at a missing record {}",
@@ -109,7 +109,10 @@ fn load<T: serde::de::DeserializeOwned>(reader: &impl Reader, key: &[u8]) -> Res
 }
 
 /// The interactions of a ticket, in ticket order.
-pub fn ticket_interactions(reader: &impl Reader, ticket: &Id) -> Result<Vec<Interaction>> {
+pub fn ticket_interactions(
+    reader: &(impl Reader + ?Sized),
+    ticket: &Id,
+) -> Result<Vec<Interaction>> {
     let mut interactions = reader
         .key_suffixes(&keys::ticket_members_prefix(ticket))?
         .into_iter()
@@ -125,7 +128,10 @@ pub fn ticket_interactions(reader: &impl Reader, ticket: &Id) -> Result<Vec<Inte
 }
 
 /// The CHURNED events of a customer.
-pub fn customer_events(reader: &impl Reader, customer: &Id) -> Result<Vec<CustomerEvent>> {
+pub fn customer_events(
+    reader: &(impl Reader + ?Sized),
+    customer: &Id,
+) -> Result<Vec<CustomerEvent>> {
     reader
         .key_suffixes(&keys::customer_events_prefix(customer))?
         .into_iter()
@@ -187,7 +193,7 @@ pub fn decode_terms(key: &[u8], value: &[u8]) -> Result<TeamTerms> {
 }
 
 /// Recomputes a group's contribution from the raw records.
-pub fn compute(reader: &impl Reader, group: &Group) -> Result<Contribution> {
+pub fn compute(reader: &(impl Reader + ?Sized), group: &Group) -> Result<Contribution> {
     match group {
         Group::Ticket(ticket) => {
             let interactions = ticket_interactions(reader, ticket)?;
@@ -406,10 +412,10 @@ pub fn decode_open_ticket(key: &[u8], value: &[u8]) -> Result<(OpenTicket, Vec<V
 /// What a group contributed before a recomputation, to be retracted.
 #[derive(Debug)]
 pub enum Retract {
-    /// Its contribution recomputed from the records as they were when the
-    /// transaction's record began ([`Txn::before`]): the live store keeps
-    /// no contributions.
-    AsBefore,
+    /// Its contribution recomputed from the records as they were before the
+    /// transaction ([`Txn::committed`]): the live store keeps no
+    /// contributions.
+    AsCommitted,
     /// Its contribution as stored under its `G` key, which the
     /// recomputation replaces (a background check's scratch state).
     Stored,
@@ -426,7 +432,7 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group, retract: Retract) -> Result<(
     let key = keys::group(group);
     let stored = matches!(retract, Retract::Stored);
     let old: Contribution = match retract {
-        Retract::AsBefore => compute(&txn.before(), group)?,
+        Retract::AsCommitted => compute(txn.committed(), group)?,
         Retract::Stored => txn.get_decoded(&key)?.unwrap_or_default(),
         Retract::This(old) => old,
     };

@@ -635,6 +635,7 @@ fn commit_group(kv: &dyn KvStore, metrics: &Metrics, group: Vec<Job>) -> bool {
             .iter()
             .map(|job| apply_command(&mut txn, &mut counters, &job.command))
             .collect::<Result<Vec<_>>>()?;
+        writes::recompute_touched(&mut txn)?;
         if counters != before {
             txn.put(keys::stats(), &counters)?;
         }

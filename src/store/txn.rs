@@ -6,12 +6,13 @@
 //! rewritten once per transaction, however many of its tickets change, and
 //! so is a scope's entry in the registry of known scopes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::domain::aggregate::Aggregate;
+use crate::domain::records::Id;
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
@@ -74,14 +75,18 @@ pub struct Txn<'a> {
     /// Changes to the registry of known scopes: facts counted, by entry key.
     facts: HashMap<Vec<u8>, i64>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
-    /// Since [`Txn::begin_record`]: each key written since, with what this
-    /// transaction held for it before.
-    undo: Option<BTreeMap<Vec<u8>, Held>>,
+    /// Tickets and customers whose contribution the transaction's records
+    /// may change, recomputed once each before it commits.
+    touched: Touched,
 }
 
-/// What a transaction holds for a key: `None` if it has not written it (the
-/// store's value stands), else its write (a value, or a deletion).
-type Held = Option<Option<Vec<u8>>>;
+/// Groups a transaction must recompute, tickets apart: they maintain the
+/// customer-contact index that customers read, so they go first.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub tickets: BTreeSet<Id>,
+    pub customers: BTreeSet<Id>,
+}
 
 impl std::fmt::Debug for Txn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -101,29 +106,32 @@ impl<'a> Txn<'a> {
             aggregates: HashMap::new(),
             facts: HashMap::new(),
             listings: BTreeMap::new(),
-            undo: None,
+            touched: Touched::default(),
         }
     }
 
-    /// Marks the state a record's application starts from, which
-    /// [`Txn::before`] reads until the next mark.
-    pub fn begin_record(&mut self) {
-        self.undo = Some(BTreeMap::new());
+    /// The store as it was before this transaction: what a group contributed
+    /// there, recomputed, is what the transaction's recomputation retracts.
+    pub fn committed(&self) -> &'a dyn KvStore {
+        self.kv
     }
 
-    /// The store as this transaction had it at [`Txn::begin_record`] (as it
-    /// has it now, if never called): what a record's groups contributed
-    /// before it, recomputed, is what its application retracts.
-    pub fn before(&self) -> Before<'_, 'a> {
-        Before { txn: self }
+    /// Names groups whose contribution this transaction's records may change.
+    pub fn touch(
+        &mut self,
+        tickets: impl IntoIterator<Item = Id>,
+        customers: impl IntoIterator<Item = Id>,
+    ) {
+        self.touched.tickets.extend(tickets);
+        self.touched.customers.extend(customers);
+    }
+
+    /// The groups touched so far, which are then forgotten.
+    pub fn take_touched(&mut self) -> Touched {
+        std::mem::take(&mut self.touched)
     }
 
     fn write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
-        if let Some(undo) = &mut self.undo {
-            if !undo.contains_key(&key) {
-                undo.insert(key.clone(), self.writes.get(&key).cloned());
-            }
-        }
         self.writes.insert(key, value);
     }
 
@@ -175,7 +183,11 @@ impl<'a> Txn<'a> {
     /// make an aggregate negative). Each changed day listing is read here and
     /// rewritten with its changes.
     pub fn into_parts(mut self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
-        self.undo = None;
+        if !self.touched.tickets.is_empty() || !self.touched.customers.is_empty() {
+            return Err(Error::Internal(
+                "a transaction committed before recomputing the groups it touched".into(),
+            ));
+        }
         for (key, change) in std::mem::take(&mut self.listings) {
             let stored = match self.get(&key)? {
                 Some(value) => DayListing::decode(&key, &value)?,
@@ -217,6 +229,8 @@ impl<'a> Txn<'a> {
             && self.aggregates.is_empty()
             && self.facts.is_empty()
             && self.listings.is_empty()
+            && self.touched.tickets.is_empty()
+            && self.touched.customers.is_empty()
     }
 }
 
@@ -236,45 +250,6 @@ impl Reader for Txn<'_> {
             self.writes
                 .range(prefix.to_vec()..)
                 .map(|(key, value)| (key, value.clone())),
-        )
-    }
-}
-
-/// A transaction's reads as of its last [`Txn::begin_record`].
-#[derive(Debug)]
-pub struct Before<'t, 'a> {
-    txn: &'t Txn<'a>,
-}
-
-impl Before<'_, '_> {
-    /// What the transaction held for `key` at the mark: `None` if it had
-    /// not written it (the store's value stands), else its write then.
-    fn held(&self, key: &[u8]) -> Held {
-        match self.txn.undo.as_ref().and_then(|undo| undo.get(key)) {
-            Some(earlier) => earlier.clone(),
-            None => self.txn.writes.get(key).cloned(),
-        }
-    }
-}
-
-impl Reader for Before<'_, '_> {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        match self.held(key) {
-            Some(value) => Ok(value),
-            None => KvStore::get(self.txn.kv, key),
-        }
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
-        // A key the transaction had not written at the mark keeps the store's value.
-        overlaid(
-            KvStore::scan_prefix(self.txn.kv, prefix),
-            prefix,
-            self.txn
-                .writes
-                .range(prefix.to_vec()..)
-                .take_while(|(key, _)| key.starts_with(prefix))
-                .filter_map(|(key, _)| Some((key, self.held(key)?))),
         )
     }
 }

@@ -1,6 +1,7 @@
 //! Applying one record to a transaction: idempotency by id and revision, raw
-//! record and raw index upkeep, then the recomputation of every group (ticket,
-//! customer) whose contribution the record can change.
+//! record and raw index upkeep, naming every group (ticket, customer) whose
+//! contribution the record can change; each is recomputed once when the
+//! transaction ends ([`recompute_touched`]).
 
 use std::collections::BTreeSet;
 
@@ -75,7 +76,6 @@ pub fn apply_record(
     counters: &mut Counters,
     record: &Record,
 ) -> Result<Outcome> {
-    txn.begin_record();
     match record {
         Record::Interaction(interaction) => apply_interaction(txn, counters, interaction),
         Record::SurveyResponse(survey) => apply_feedback(txn, counters, &Feedback::Survey(survey)),
@@ -136,7 +136,7 @@ fn apply_interaction(
     }
     txn.put(keys::ticket_member(&new.ticket_id, id), &())?;
     txn.put(key, new)?;
-    recompute_all(txn, tickets, customers)?;
+    txn.touch(tickets, customers);
     Ok(outcome)
 }
 
@@ -242,7 +242,7 @@ fn apply_feedback(
         Feedback::Survey(survey) => txn.put(key, *survey)?,
         Feedback::Review(review) => txn.put(key, *review)?,
     }
-    recompute_all(txn, tickets, BTreeSet::new())?;
+    txn.touch(tickets, []);
     Ok(outcome)
 }
 
@@ -281,17 +281,26 @@ fn apply_event(txn: &mut Txn<'_>, counters: &mut Counters, new: &CustomerEvent) 
             tickets.insert(ticket);
         }
     }
-    recompute_all(txn, tickets, customers)?;
+    txn.touch(tickets, customers);
     Ok(outcome)
 }
 
-/// Tickets first: they maintain the customer-contact index that customers read.
-fn recompute_all(txn: &mut Txn<'_>, tickets: BTreeSet<Id>, customers: BTreeSet<Id>) -> Result<()> {
-    for ticket in tickets {
-        recompute(txn, &Group::Ticket(ticket), Retract::AsBefore)?;
+/// Recomputes every group the transaction's records touched, once, however
+/// many of its records touched it: what it contributed before the
+/// transaction is retracted and what it contributes after it applied (the
+/// sum, over the records, of what each changed). Tickets first: they
+/// maintain the customer-contact index that customers read.
+///
+/// A record's groups are found by reading the transaction, whose
+/// customer-ticket index is not yet updated for the tickets it touched; the
+/// tickets it misses that way are its own, touched already.
+pub fn recompute_touched(txn: &mut Txn<'_>) -> Result<()> {
+    let touched = txn.take_touched();
+    for ticket in touched.tickets {
+        recompute(txn, &Group::Ticket(ticket), Retract::AsCommitted)?;
     }
-    for customer in customers {
-        recompute(txn, &Group::Customer(customer), Retract::AsBefore)?;
+    for customer in touched.customers {
+        recompute(txn, &Group::Customer(customer), Retract::AsCommitted)?;
     }
     Ok(())
 }
