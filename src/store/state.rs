@@ -7,7 +7,8 @@
 //! lives in memory, in a persistent ordered map, and is saved now and then as
 //! a snapshot file ([`snapshots`]). Group contributions (`G`) are not kept at
 //! all: a write retracts what a ticket or customer contributed before it by
-//! recomputing that from the records as they were ([`Retract::AsBefore`]).
+//! recomputing that from the records as they were before its commit
+//! ([`Retract::AsCommitted`]).
 //!
 //! Every durable commit that changes records a replay reads (`R`, `I`, `P`,
 //! `C`) or derived state also writes one journal entry `J sequence` in the
