@@ -326,7 +326,8 @@ mod tests {
     use crate::domain::records::Id;
     use crate::domain::time::Level;
 
-    fn with_interactions(interactions: i64) -> Aggregate {
+    /// An aggregate of `interactions` alone (shared with `hour_parts`' tests).
+    pub(super) fn with_interactions(interactions: i64) -> Aggregate {
         Aggregate {
             interactions,
             ..Aggregate::default()

@@ -239,15 +239,9 @@ mod tests {
 
     use super::*;
     use crate::error::Error;
+    use crate::store::buckets::tests::with_interactions;
     use crate::store::buckets::HOUR_SECONDS;
     use crate::store::codec::{decode, encode};
-
-    fn with_interactions(interactions: i64) -> Aggregate {
-        Aggregate {
-            interactions,
-            ..Aggregate::default()
-        }
-    }
 
     #[test]
     fn within_picks_the_parts_of_a_level_that_start_in_the_window() {
