@@ -1,8 +1,8 @@
 //! The derived state a store restores after a crash (its last snapshot, then
 //! the journal replayed from the raw records) equals the state its live
-//! writes built, byte for byte (days' and months' pending changes folded), for random write sequences (late records,
-//! updates, stale revisions) with snapshots every few groups and crashes at
-//! random points.
+//! writes built, byte for byte (days' and months' pending changes folded),
+//! for random write sequences (late records, updates, stale revisions) with
+//! snapshots every few groups and crashes at random points.
 //!
 //! A crash is taken in process: between two writes the store is flushed (as
 //! every durable commit is) and its directory copied, files as a killed
