@@ -18,11 +18,15 @@ use crate::domain::time::Instant;
 use crate::error::Error;
 use crate::ndjson;
 use crate::proto::v1 as pb;
-use crate::store::{compact, refresh_snapshot, Compaction, Outcome, Store};
+use crate::store::{compact, refresh_snapshot, BulkLoad, Compaction, Outcome, Store};
 use crate::workload::{self, WorkloadConfig};
 
-/// Records per commit when importing.
+/// Records per commit when importing into a store that holds records
+/// already: each commit recomputes what its records touch.
 const IMPORT_BATCH: usize = 1000;
+/// Records per commit of a bulk load ([`BulkLoad`]), which recomputes
+/// nothing until the end.
+const BULK_BATCH: usize = 10_000;
 
 fn open(config: &StoreConfig, durable_acks: bool) -> anyhow::Result<Store> {
     if !config.data_dir.join("db").exists() {
@@ -170,7 +174,8 @@ pub struct ImportSummary {
 
 /// Imports NDJSON from `input` (a file) or standard input.
 pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Result<ImportSummary> {
-    let store = open_for_bulk_load(config).await?;
+    let mut loader = Loader::open(config).await?;
+    let batch_size = loader.batch_size();
     let reader: Box<dyn BufRead + Send> = match input {
         Some(path) => Box::new(BufReader::new(
             File::open(path).with_context(|| format!("opening {}", path.display()))?,
@@ -178,8 +183,8 @@ pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Resul
         None => Box::new(BufReader::new(std::io::stdin())),
     };
     let mut summary = ImportSummary::default();
-    let mut batch = Vec::with_capacity(IMPORT_BATCH);
-    let mut batch_lines = Vec::with_capacity(IMPORT_BATCH);
+    let mut batch = Vec::with_capacity(batch_size);
+    let mut batch_lines = Vec::with_capacity(batch_size);
     let result = async {
         for (index, line) in reader.lines().enumerate() {
             let number = index as u64 + 1;
@@ -191,7 +196,7 @@ pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Resul
                 Ok(item) => item,
                 Err(error) => {
                     // The lines before the bad one are imported, as documented.
-                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    record_batch(&mut loader, &mut batch, &mut batch_lines, &mut summary).await?;
                     bail!("line {number}: {error}");
                 }
             };
@@ -200,14 +205,15 @@ pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Resul
                 Item::Record(record) => {
                     batch.push(record);
                     batch_lines.push(number);
-                    if batch.len() == IMPORT_BATCH {
-                        record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
+                    if batch.len() == batch_size {
+                        record_batch(&mut loader, &mut batch, &mut batch_lines, &mut summary)
+                            .await?;
                     }
                 }
                 Item::Targets(team, targets) => {
                     // Keep the file's order: earlier records land first.
-                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
-                    store.set_targets(team, targets).await?;
+                    record_batch(&mut loader, &mut batch, &mut batch_lines, &mut summary).await?;
+                    loader.set_targets(team, targets).await?;
                     summary.targets += 1;
                 }
                 Item::Terms {
@@ -215,8 +221,8 @@ pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Resul
                     effective_from,
                     terms,
                 } => {
-                    record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await?;
-                    store
+                    record_batch(&mut loader, &mut batch, &mut batch_lines, &mut summary).await?;
+                    loader
                         .restore_terms(team, effective_from, terms)
                         .await
                         .with_context(|| format!("line {number}"))?;
@@ -224,24 +230,118 @@ pub async fn import(config: &StoreConfig, input: Option<&Path>) -> anyhow::Resul
                 }
             }
         }
-        record_batch(&store, &mut batch, &mut batch_lines, &mut summary).await
+        record_batch(&mut loader, &mut batch, &mut batch_lines, &mut summary).await
     }
     .await;
     // Whatever was recorded is made durable, even when a line stopped the import.
-    let flushed = close_durably(config, store).await;
+    let flushed = loader.close(config).await;
     result?;
     flushed?;
     Ok(summary)
 }
 
-/// Opens (or creates) the store for a bulk load: acknowledged after the apply,
-/// made durable once at the end by [`close_durably`].
-async fn open_for_bulk_load(config: &StoreConfig) -> anyhow::Result<Store> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let options = config.sled_options(false);
-    tokio::task::spawn_blocking(move || Store::open(&options))
-        .await?
-        .with_context(|| format!("opening {}", config.data_dir.display()))
+/// Where `import` and `demo` write: a [`BulkLoad`] into a store without
+/// records, else the store's writer. Either way commits are acknowledged once
+/// applied, and the whole is made durable once at the end ([`Loader::close`]).
+enum Loader {
+    /// `None` only while a call holds it on a blocking thread.
+    Bulk(Option<BulkLoad>),
+    Writer(Store),
+}
+
+impl Loader {
+    /// Opens (or creates) the store of `config` for a load.
+    async fn open(config: &StoreConfig) -> anyhow::Result<Loader> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let options = config.sled_options(false);
+        let opening = || format!("opening {}", config.data_dir.display());
+        let bulk = tokio::task::spawn_blocking(move || BulkLoad::begin(&options))
+            .await?
+            .with_context(opening)?;
+        if let Some(bulk) = bulk {
+            return Ok(Loader::Bulk(Some(bulk)));
+        }
+        let options = config.sled_options(false);
+        let store = tokio::task::spawn_blocking(move || Store::open(&options))
+            .await?
+            .with_context(opening)?;
+        Ok(Loader::Writer(store))
+    }
+
+    fn batch_size(&self) -> usize {
+        match self {
+            Loader::Bulk(_) => BULK_BATCH,
+            Loader::Writer(_) => IMPORT_BATCH,
+        }
+    }
+
+    /// Runs `call` on the bulk load, on a blocking thread (it writes to sled).
+    async fn bulk<T: Send + 'static>(
+        slot: &mut Option<BulkLoad>,
+        call: impl FnOnce(&mut BulkLoad) -> crate::error::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let mut bulk = slot
+            .take()
+            .context("an earlier bulk-load call did not come back")?;
+        let (bulk, result) = tokio::task::spawn_blocking(move || {
+            let result = call(&mut bulk);
+            (bulk, result)
+        })
+        .await?;
+        *slot = Some(bulk);
+        Ok(result?)
+    }
+
+    async fn record(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<Result<Outcome, Error>>> {
+        match self {
+            Loader::Bulk(slot) => Loader::bulk(slot, move |bulk| bulk.record(records)).await,
+            Loader::Writer(store) => Ok(store.record(records).await?),
+        }
+    }
+
+    async fn set_targets(&mut self, team: Option<Id>, targets: Targets) -> anyhow::Result<()> {
+        match self {
+            Loader::Bulk(slot) => {
+                Loader::bulk(slot, move |bulk| bulk.set_targets(team, targets)).await
+            }
+            Loader::Writer(store) => Ok(store.set_targets(team, targets).await?),
+        }
+    }
+
+    async fn restore_terms(
+        &mut self,
+        team: Id,
+        effective_from: i64,
+        terms: TeamTerms,
+    ) -> anyhow::Result<()> {
+        match self {
+            Loader::Bulk(slot) => {
+                Loader::bulk(slot, move |bulk| {
+                    bulk.restore_terms(team, effective_from, terms)
+                })
+                .await
+            }
+            Loader::Writer(store) => Ok(store
+                .restore_terms(team, effective_from, terms)
+                .await
+                .map(|_| ())?),
+        }
+    }
+
+    /// Finishes a bulk load (its derived state computed once, see
+    /// [`BulkLoad::finish`]), then closes the store durably.
+    async fn close(self, config: &StoreConfig) -> anyhow::Result<()> {
+        let store = match self {
+            Loader::Bulk(slot) => {
+                let bulk = slot.context("an earlier bulk-load call did not come back")?;
+                tokio::task::spawn_blocking(move || bulk.finish())
+                    .await?
+                    .with_context(|| format!("opening {}", config.data_dir.display()))?
+            }
+            Loader::Writer(store) => store,
+        };
+        close_durably(config, store).await
+    }
 }
 
 /// Flushes and closes the store, then opens and closes it once more so that
@@ -340,33 +440,34 @@ pub async fn load(
     targets: Option<Targets>,
     terms: &[(Id, TeamTerms)],
 ) -> anyhow::Result<ImportSummary> {
-    let store = open_for_bulk_load(config).await?;
+    let mut loader = Loader::open(config).await?;
+    let batch_size = loader.batch_size();
     let mut summary = ImportSummary::default();
     let loaded = async {
         for (team, team_terms) in terms {
-            store
+            loader
                 .restore_terms(team.clone(), i64::MIN, team_terms.clone())
                 .await?;
             summary.terms += 1;
         }
         let progress = indicatif::ProgressBar::new(records.len() as u64);
-        for chunk in records.chunks(IMPORT_BATCH) {
+        for chunk in records.chunks(batch_size) {
             let mut batch = chunk.to_vec();
             let mut lines: Vec<u64> =
                 (summary.lines + 1..=summary.lines + chunk.len() as u64).collect();
             summary.lines += batch.len() as u64;
-            record_batch(&store, &mut batch, &mut lines, &mut summary).await?;
+            record_batch(&mut loader, &mut batch, &mut lines, &mut summary).await?;
             progress.inc(chunk.len() as u64);
         }
         progress.finish_and_clear();
         if let Some(targets) = targets {
-            store.set_targets(None, targets).await?;
+            loader.set_targets(None, targets).await?;
             summary.targets += 1;
         }
         anyhow::Ok(())
     }
     .await;
-    let flushed = close_durably(config, store).await;
+    let flushed = loader.close(config).await;
     loaded?;
     flushed?;
     Ok(summary)
@@ -431,7 +532,7 @@ fn parse_item(line: &str) -> Result<Item, String> {
 }
 
 async fn record_batch(
-    store: &Store,
+    loader: &mut Loader,
     batch: &mut Vec<Record>,
     lines: &mut Vec<u64>,
     summary: &mut ImportSummary,
@@ -439,7 +540,7 @@ async fn record_batch(
     if batch.is_empty() {
         return Ok(());
     }
-    let outcomes = store.record(std::mem::take(batch)).await?;
+    let outcomes = loader.record(std::mem::take(batch)).await?;
     for (outcome, line) in outcomes.into_iter().zip(lines.drain(..)) {
         match outcome {
             Ok(Outcome::Created) => summary.created += 1,

@@ -15,7 +15,7 @@ use crate::domain::ticket::{
     customer_contribution, sort_in_ticket_order, ticket_contribution, ticket_customer,
     Contribution, CustomerContact, IndexEntry, TicketInputs,
 };
-use crate::domain::time::{Instant, Level};
+use crate::domain::time::Instant;
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
@@ -444,14 +444,8 @@ pub fn recompute(txn: &mut Txn<'_>, group: &Group, retract: Retract) -> Result<(
     deltas.add(&new, 1);
     deltas.add(&old, -1);
     for ((scope, quarter), delta) in deltas.aggregates {
-        if delta.is_zero() {
-            continue;
-        }
-        for level in Level::ALL {
-            txn.add_to_aggregate(
-                keys::aggregate(level, &scope, level.bucket_start(quarter)),
-                &delta,
-            );
+        if !delta.is_zero() {
+            txn.add_to_quarter(scope, quarter, delta);
         }
     }
     for (scope, facts) in deltas.facts {

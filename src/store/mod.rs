@@ -6,6 +6,7 @@
 mod background;
 pub mod backup;
 pub mod buckets;
+mod bulk;
 pub mod codec;
 pub mod compact;
 pub mod groups;
@@ -35,6 +36,7 @@ use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 
 pub use backup::{BackupItem, Snapshot};
+pub use bulk::BulkLoad;
 pub use compact::Compaction;
 pub use journal::{entry as journal_entry, JournalEntry};
 pub use kv::{refresh_snapshot, KvStore, SledOptions, SledStore};

@@ -1,18 +1,22 @@
 //! A write transaction of the writer thread: changes are buffered in memory (read
 //! back by later reads of the same transaction) and committed as one atomic,
-//! durable batch. Aggregates are changed, not read: the transaction sums each
-//! bucket's changes, and the commit adds the sum to the stored bucket.
+//! durable batch. Aggregates are changed, not read: the transaction sums the
+//! changes of each scope's quarter-hours, rolls them up into hours, days and
+//! months once when it ends (one pass per bucket, however many groups changed
+//! it), and the commit adds each bucket's sum to the stored bucket.
 //! Drill-down listings are changed the same way: a day's listing is read and
 //! rewritten once per transaction, however many of its tickets change, and
 //! so is a scope's entry in the registry of known scopes.
 
+use std::collections::hash_map;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::domain::aggregate::Aggregate;
+use crate::domain::aggregate::{Aggregate, AggregateSum, Scope};
 use crate::domain::records::Id;
+use crate::domain::time::Level;
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
@@ -71,7 +75,8 @@ impl Reader for dyn KvStore {
 pub struct Txn<'a> {
     kv: &'a dyn KvStore,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    aggregates: HashMap<Vec<u8>, Aggregate>,
+    /// Changes to aggregates, by scope and quarter-hour start.
+    quarters: HashMap<(Scope, i64), Aggregate>,
     /// Changes to the registry of known scopes: facts counted, by entry key.
     facts: HashMap<Vec<u8>, i64>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
@@ -92,7 +97,7 @@ impl std::fmt::Debug for Txn<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Txn")
             .field("writes", &self.writes.len())
-            .field("aggregates", &self.aggregates.len())
+            .field("quarters", &self.quarters.len())
             .field("listings", &self.listings.len())
             .finish()
     }
@@ -103,7 +108,7 @@ impl<'a> Txn<'a> {
         Txn {
             kv,
             writes: BTreeMap::new(),
-            aggregates: HashMap::new(),
+            quarters: HashMap::new(),
             facts: HashMap::new(),
             listings: BTreeMap::new(),
             touched: Touched::default(),
@@ -149,12 +154,18 @@ impl<'a> Txn<'a> {
         self.write(key, None);
     }
 
-    /// Adds `delta` to the aggregate of the bucket at `key`: to
-    /// this transaction's change to it, which the commit adds to the stored
-    /// aggregate. Nothing is read here: a bucket is read only where the commit
-    /// needs it, and not at all where the store holds it decoded.
-    pub fn add_to_aggregate(&mut self, key: Vec<u8>, delta: &Aggregate) {
-        self.aggregates.entry(key).or_default().merge(delta, 1);
+    /// Adds `delta` to the aggregates of `scope` for the quarter-hour
+    /// starting at `quarter`, and so to its hour's, day's and month's: to
+    /// this transaction's change to them, which the commit adds to the stored
+    /// buckets. Nothing is read here: a bucket is read only where the commit
+    /// needs it.
+    pub fn add_to_quarter(&mut self, scope: Scope, quarter: i64, delta: Aggregate) {
+        match self.quarters.entry((scope, quarter)) {
+            hash_map::Entry::Occupied(mut summed) => summed.get_mut().merge(&delta, 1),
+            hash_map::Entry::Vacant(vacant) => {
+                vacant.insert(delta);
+            }
+        }
     }
 
     /// Adds `facts` to the count of facts in the scope registry entry at
@@ -216,22 +227,60 @@ impl<'a> Txn<'a> {
                 }
             }
         }
-        let deltas = self
-            .aggregates
-            .into_iter()
-            .filter(|(_, delta)| !delta.is_zero())
-            .collect();
+        let deltas = rolled_up(self.quarters);
         Ok((self.writes.into_iter().collect(), deltas))
     }
 
     pub fn is_empty(&self) -> bool {
         self.writes.is_empty()
-            && self.aggregates.is_empty()
+            && self.quarters.is_empty()
             && self.facts.is_empty()
             && self.listings.is_empty()
             && self.touched.tickets.is_empty()
             && self.touched.customers.is_empty()
     }
+}
+
+/// Each bucket's change, from the changes of the quarter-hours it holds:
+/// the quarters' own, then each hour's, day's and month's summed in one pass
+/// over the quarters' buckets ([`AggregateSum`]), where adding them one by
+/// one into a growing month would shift its buckets at every insertion.
+/// Buckets whose change is zero are left out.
+fn rolled_up(quarters: HashMap<(Scope, i64), Aggregate>) -> Vec<AggregateDelta> {
+    let mut coarser: HashMap<Vec<u8>, Vec<&Aggregate>> = HashMap::new();
+    for ((scope, quarter), delta) in &quarters {
+        if delta.is_zero() {
+            continue;
+        }
+        for level in [Level::Hour, Level::Day, Level::Month] {
+            coarser
+                .entry(keys::aggregate(level, scope, level.bucket_start(*quarter)))
+                .or_default()
+                .push(delta);
+        }
+    }
+    let mut deltas = Vec::with_capacity(quarters.len() + coarser.len());
+    for (key, parts) in coarser {
+        let sum = match parts.as_slice() {
+            [only] => (*only).clone(),
+            parts => {
+                let mut sum = AggregateSum::default();
+                for part in parts {
+                    sum.add(part, 1);
+                }
+                sum.finish()
+            }
+        };
+        if !sum.is_zero() {
+            deltas.push((key, sum));
+        }
+    }
+    for ((scope, quarter), delta) in quarters {
+        if !delta.is_zero() {
+            deltas.push((keys::aggregate(Level::Quarter, &scope, quarter), delta));
+        }
+    }
+    deltas
 }
 
 impl Reader for Txn<'_> {
