@@ -292,7 +292,10 @@ impl Loader {
         Ok(result?)
     }
 
-    async fn record(&mut self, records: Vec<Record>) -> anyhow::Result<Vec<Result<Outcome, Error>>> {
+    async fn record(
+        &mut self,
+        records: Vec<Record>,
+    ) -> anyhow::Result<Vec<Result<Outcome, Error>>> {
         match self {
             Loader::Bulk(slot) => Loader::bulk(slot, move |bulk| bulk.record(records)).await,
             Loader::Writer(store) => Ok(store.record(records).await?),

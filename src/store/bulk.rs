@@ -75,7 +75,9 @@ impl BulkLoad {
     pub fn record(&mut self, records: Vec<Record>) -> Result<Vec<Result<Outcome>>> {
         match self.commit(Command::Records(records))? {
             Reply::Records(outcomes) => Ok(outcomes),
-            _ => Err(Error::Internal("records answered as another command".into())),
+            _ => Err(Error::Internal(
+                "records answered as another command".into(),
+            )),
         }
     }
 

@@ -504,6 +504,23 @@ pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     parse(&body)
 }
 
+/// Every derived entry and the counters, as the store serves them, days'
+/// and months' pending changes folded into their buckets (where a commit
+/// splits them depends on the commits, what they add up to does not).
+pub fn derived_state(store: &support_metrics::store::Store) -> Vec<(Vec<u8>, Vec<u8>)> {
+    use support_metrics::store::{buckets, keys};
+    let entries = [
+        keys::GROUP,
+        keys::AGGREGATE,
+        keys::DERIVED_INDEX,
+        keys::META,
+    ]
+    .into_iter()
+    .flat_map(|family| store.kv().scan_prefix(&[family]).collect::<Vec<_>>())
+    .map(|entry| entry.expect("scan"));
+    buckets::folded(entries).expect("pending changes decode")
+}
+
 /// Copies a store's directory as a killed process leaves it (call it after
 /// the writes to keep were acknowledged, or the store flushed): a crash,
 /// taken in process.

@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod auth;
 mod backup;
+mod bulk;
 mod business_hours;
 mod client;
 mod command_line;

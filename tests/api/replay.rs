@@ -15,11 +15,11 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support_metrics::domain::time::Instant;
-use support_metrics::store::{buckets, keys};
+use support_metrics::store::keys;
 use support_metrics::store::{SledOptions, SnapshotPolicy, Store};
 use support_metrics::workload::{self, WorkloadConfig};
 
-use crate::helpers::copy_dir;
+use crate::helpers::{copy_dir, derived_state};
 
 fn options(path: &Path, after_groups: u64) -> SledOptions {
     SledOptions {
@@ -31,22 +31,6 @@ fn options(path: &Path, after_groups: u64) -> SledOptions {
             interval: Duration::from_secs(3600),
         },
     }
-}
-
-/// Every derived entry and the counters, as the store serves them, days'
-/// and months' pending changes folded into their buckets (where a commit
-/// splits them depends on the commits, what they add up to does not).
-fn derived_state(store: &Store) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let entries = [
-        keys::GROUP,
-        keys::AGGREGATE,
-        keys::DERIVED_INDEX,
-        keys::META,
-    ]
-    .into_iter()
-    .flat_map(|family| store.kv().scan_prefix(&[family]).collect::<Vec<_>>())
-    .map(|entry| entry.expect("scan"));
-    buckets::folded(entries).expect("pending changes decode")
 }
 
 #[derive(Debug, Clone)]
