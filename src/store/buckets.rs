@@ -47,8 +47,10 @@ const HOUR_SECONDS: i64 = 3600;
 const QUARTERS_PER_HOUR: u8 = (HOUR_SECONDS / QUARTER_SECONDS) as u8;
 
 mod hour_parts;
+mod replay;
 
 pub use hour_parts::{HourParts, Part};
+pub use replay::{days_and_months, ReplayedHours};
 
 /// Where a bucket key is stored.
 #[derive(Debug, Clone, PartialEq, Eq)]

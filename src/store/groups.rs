@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::aggregate::{Aggregate, Scope};
+use crate::domain::aggregate::Scope;
 use crate::domain::records::{
     Attribution, CustomerEvent, Id, Interaction, QualityReview, SurveyResponse,
 };
@@ -22,7 +22,7 @@ use super::codec::{decode, encode};
 use super::keys::{self, Group, RecordKind};
 use super::kv::KvStore;
 use super::listings;
-use super::txn::{Reader, Txn};
+use super::txn::{QuarterChanges, Reader, Txn};
 
 /// Each ticket's earliest interaction opening (UTC nanoseconds).
 pub type Openings = HashMap<Id, i64>;
@@ -268,8 +268,8 @@ pub fn compute(reader: &(impl Reader + ?Sized), group: &Group) -> Result<Contrib
 /// `sign`.
 #[derive(Debug, Default)]
 pub struct FactDeltas {
-    pub aggregates: HashMap<(Scope, i64), Aggregate>,
-    pub facts: HashMap<Scope, i64>,
+    pub aggregates: QuarterChanges,
+    pub facts: HashMap<Scope, i64, foldhash::fast::RandomState>,
 }
 
 impl FactDeltas {

@@ -295,9 +295,14 @@ pub fn level_byte(level: Level) -> u8 {
 }
 
 pub fn aggregate(level: Level, scope: &Scope, start_seconds: i64) -> Vec<u8> {
+    aggregate_of(level, &scope_bytes(scope), start_seconds)
+}
+
+/// [`aggregate`] for a scope given by its encoding ([`scope_bytes`]).
+pub fn aggregate_of(level: Level, scope_bytes: &[u8], start_seconds: i64) -> Vec<u8> {
     key(&[
         &[AGGREGATE, level_byte(level)],
-        &scope_bytes(scope),
+        scope_bytes,
         &time_bytes(start_seconds),
     ])
 }

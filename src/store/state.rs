@@ -83,6 +83,9 @@ const RECOVERY_BATCH_GROUPS: usize = 2_000;
 /// A long recomputation logs its progress every this many batches (100,000
 /// groups: about a minute).
 const PROGRESS_EVERY_BATCHES: usize = 50;
+/// A replay from empty keeps an hour's parts decoded while one of this many
+/// last batches changed it ([`buckets::ReplayedHours`]).
+const HELD_BATCHES: u64 = 4;
 
 /// Whether a key belongs to the derived state (kept in memory).
 pub fn is_derived(key: &[u8]) -> bool {
@@ -354,7 +357,10 @@ impl DerivedState {
         let recomputed = groups.len();
         self.publish(version.clone());
         self.writer.lock().map_err(poisoned)?.master = version;
-        self.recompute_groups_since(groups, as_at_snapshot.as_ref())?;
+        match &as_at_snapshot {
+            None => self.replay_from_empty(groups)?,
+            Some(view) => self.recompute_groups_since(groups, Some(view))?,
+        }
         drop(as_at_snapshot);
         if !journal.covered.is_empty() {
             self.engine.commit(journal.covered)?;
@@ -396,11 +402,12 @@ impl DerivedState {
         self.recompute_groups_since(groups.into_iter().collect(), None)
     }
 
-    /// Recomputes groups in the order given, as [`DerivedState::recompute_groups`]
-    /// does: a replay into an empty state orders them by time, so that each
-    /// batch changes few aggregates. Customers must come after the tickets.
+    /// Replays groups, in the order given, into this state, which holds no
+    /// aggregates yet (a verify's or rebuild's scratch state): see
+    /// [`DerivedState::replay_from_empty`]. Customers must come after the
+    /// tickets.
     pub fn replay_groups(&self, groups: Vec<Group>) -> Result<()> {
-        self.recompute_groups_since(groups, None)
+        self.replay_from_empty(groups)
     }
 
     fn recompute_groups_since(
@@ -410,30 +417,9 @@ impl DerivedState {
     ) -> Result<()> {
         let started = Instant::now();
         for (done, batch) in groups.chunks(RECOVERY_BATCH_GROUPS).enumerate() {
-            if done > 0 && done % PROGRESS_EVERY_BATCHES == 0 {
-                tracing::info!(
-                    done = done * RECOVERY_BATCH_GROUPS,
-                    of = groups.len(),
-                    elapsed_s = started.elapsed().as_secs(),
-                    "recomputing groups"
-                );
-            }
-            let mut txn = Txn::new(self);
-            for group in batch {
-                let retract = match as_at_snapshot {
-                    _ if self.keeps_contributions => Retract::Stored,
-                    Some(view) => Retract::This(compute(view, group)?),
-                    None => Retract::This(Default::default()),
-                };
-                recompute(&mut txn, group, retract)?;
-            }
-            let (changes, deltas) = txn.into_parts()?;
-            if let Some((key, _)) = changes.iter().find(|(key, _)| !is_derived(key)) {
-                return Err(Error::Internal(format!(
-                    "recomputing a group changed the raw key {}",
-                    keys::describe_key(key)
-                )));
-            }
+            log_progress(done, groups.len(), started);
+            let (changes, deltas) = self.recomputed(batch, as_at_snapshot)?.into_parts()?;
+            let changes = only_derived(changes)?;
             let mut writer = self.writer.lock().map_err(poisoned)?;
             let stored = self.stored_aggregates(&writer.master, &changes, deltas)?;
             let kept = self.kept(changes);
@@ -441,6 +427,72 @@ impl DerivedState {
             self.publish(writer.master.clone());
         }
         Ok(())
+    }
+
+    /// Replays groups into a state that holds no aggregates yet, in the
+    /// order given: a replay into an empty state orders them by time, so
+    /// that each batch changes few hours. Aggregates are built as
+    /// [`buckets::ReplayedHours`] says, days and months last; nothing may
+    /// read the state until this returns.
+    fn replay_from_empty(&self, groups: Vec<Group>) -> Result<()> {
+        let started = Instant::now();
+        let aggregates = [keys::AGGREGATE];
+        let after_aggregates = [keys::AGGREGATE + 1];
+        if !map_range(&self.view().map, &aggregates, Some(&after_aggregates)).is_empty() {
+            return Err(Error::Internal(
+                "a replay from empty into a state that holds aggregates".into(),
+            ));
+        }
+        let mut hours = buckets::ReplayedHours::default();
+        for (done, batch) in groups.chunks(RECOVERY_BATCH_GROUPS).enumerate() {
+            log_progress(done, groups.len(), started);
+            let (changes, quarters) = self.recomputed(batch, None)?.into_quarters()?;
+            let changes = only_derived(changes)?;
+            let mut writer = self.writer.lock().map_err(poisoned)?;
+            apply(&mut writer.master.map, self.kept(changes));
+            let map = &writer.master.map;
+            hours.add(quarters, |key| Ok(map.get(key).cloned()))?;
+            let released = hours.release_unchanged(HELD_BATCHES)?;
+            apply(&mut writer.master.map, released);
+            self.publish(writer.master.clone());
+        }
+        let mut writer = self.writer.lock().map_err(poisoned)?;
+        apply(&mut writer.master.map, hours.into_changes()?);
+        let hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS];
+        let after_hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS + 1];
+        let days_and_months = buckets::days_and_months(
+            writer
+                .master
+                .map
+                .range::<_, [u8]>((
+                    std::ops::Bound::Included(&hour_parts[..]),
+                    std::ops::Bound::Excluded(&after_hour_parts[..]),
+                ))
+                .map(|(key, value)| (&key[..], &value[..])),
+        )?;
+        apply(&mut writer.master.map, days_and_months);
+        self.publish(writer.master.clone());
+        Ok(())
+    }
+
+    /// A transaction over this state that recomputes `batch`, retracting
+    /// what each group contributed: as stored, in a state that keeps
+    /// contributions; else as computed from `as_at_snapshot`; else nothing.
+    fn recomputed(
+        &self,
+        batch: &[Group],
+        as_at_snapshot: Option<&journal::AsAtSnapshot<'_>>,
+    ) -> Result<Txn<'_>> {
+        let mut txn = Txn::new(self);
+        for group in batch {
+            let retract = match as_at_snapshot {
+                _ if self.keeps_contributions => Retract::Stored,
+                Some(view) => Retract::This(compute(view, group)?),
+                None => Retract::This(Default::default()),
+            };
+            recompute(&mut txn, group, retract)?;
+        }
+        Ok(txn)
     }
 
     /// The derived changes this state keeps: all but the `G` keys' where it
@@ -627,6 +679,29 @@ pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
             DiffItem::Remove(key, _) => (key.to_vec(), None),
         })
         .collect()
+}
+
+/// Logs a long recomputation's progress every [`PROGRESS_EVERY_BATCHES`].
+fn log_progress(done_batches: usize, of: usize, started: Instant) {
+    if done_batches > 0 && done_batches % PROGRESS_EVERY_BATCHES == 0 {
+        tracing::info!(
+            done = done_batches * RECOVERY_BATCH_GROUPS,
+            of,
+            elapsed_s = started.elapsed().as_secs(),
+            "recomputing groups"
+        );
+    }
+}
+
+/// A recomputation's changes, checked to be all derived state.
+fn only_derived(changes: Vec<Change>) -> Result<Vec<Change>> {
+    if let Some((key, _)) = changes.iter().find(|(key, _)| !is_derived(key)) {
+        return Err(Error::Internal(format!(
+            "recomputing a group changed the raw key {}",
+            keys::describe_key(key)
+        )));
+    }
+    Ok(changes)
 }
 
 fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {

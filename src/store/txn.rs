@@ -72,11 +72,16 @@ impl Reader for dyn KvStore {
     }
 }
 
+/// Changes to aggregates by scope and quarter-hour start. Hashed with a
+/// fast seeded hasher (the writer hashes a scope per fact), each aggregate
+/// boxed (a map that grows moves its entries, and an aggregate is ~500 bytes).
+pub type QuarterChanges = HashMap<(Scope, i64), Box<Aggregate>, foldhash::fast::RandomState>;
+
 pub struct Txn<'a> {
     kv: &'a dyn KvStore,
     writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Changes to aggregates, by scope and quarter-hour start.
-    quarters: HashMap<(Scope, i64), Aggregate>,
+    quarters: QuarterChanges,
     /// Changes to the registry of known scopes: facts counted, by entry key.
     facts: HashMap<Vec<u8>, i64>,
     listings: BTreeMap<Vec<u8>, ListingChange>,
@@ -108,7 +113,7 @@ impl<'a> Txn<'a> {
         Txn {
             kv,
             writes: BTreeMap::new(),
-            quarters: HashMap::new(),
+            quarters: QuarterChanges::default(),
             facts: HashMap::new(),
             listings: BTreeMap::new(),
             touched: Touched::default(),
@@ -159,7 +164,7 @@ impl<'a> Txn<'a> {
     /// this transaction's change to them, which the commit adds to the stored
     /// buckets. Nothing is read here: a bucket is read only where the commit
     /// needs it.
-    pub fn add_to_quarter(&mut self, scope: Scope, quarter: i64, delta: Aggregate) {
+    pub fn add_to_quarter(&mut self, scope: Scope, quarter: i64, delta: Box<Aggregate>) {
         match self.quarters.entry((scope, quarter)) {
             hash_map::Entry::Occupied(mut summed) => summed.get_mut().merge(&delta, 1),
             hash_map::Entry::Vacant(vacant) => {
@@ -193,7 +198,16 @@ impl<'a> Txn<'a> {
     /// [`KvStore::commit_with_aggregates`] (which refuses a change that would
     /// make an aggregate negative). Each changed day listing is read here and
     /// rewritten with its changes.
-    pub fn into_parts(mut self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
+    pub fn into_parts(self) -> Result<(Vec<Change>, Vec<AggregateDelta>)> {
+        let (changes, quarters) = self.into_quarters()?;
+        Ok((changes, rolled_up(quarters)))
+    }
+
+    /// The changes to commit, as [`Txn::into_parts`] gives them, and the
+    /// changes to aggregates by scope and quarter-hour start, not rolled up
+    /// into hours, days and months (a replay from empty does that itself,
+    /// see `buckets::ReplayedHours`).
+    pub fn into_quarters(mut self) -> Result<(Vec<Change>, QuarterChanges)> {
         if !self.touched.tickets.is_empty() || !self.touched.customers.is_empty() {
             return Err(Error::Internal(
                 "a transaction committed before recomputing the groups it touched".into(),
@@ -227,8 +241,7 @@ impl<'a> Txn<'a> {
                 }
             }
         }
-        let deltas = rolled_up(self.quarters);
-        Ok((self.writes.into_iter().collect(), deltas))
+        Ok((self.writes.into_iter().collect(), self.quarters))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -246,8 +259,9 @@ impl<'a> Txn<'a> {
 /// over the quarters' buckets ([`AggregateSum`]), where adding them one by
 /// one into a growing month would shift its buckets at every insertion.
 /// Buckets whose change is zero are left out.
-fn rolled_up(quarters: HashMap<(Scope, i64), Aggregate>) -> Vec<AggregateDelta> {
-    let mut coarser: HashMap<Vec<u8>, Vec<&Aggregate>> = HashMap::new();
+fn rolled_up(quarters: QuarterChanges) -> Vec<AggregateDelta> {
+    let mut coarser: HashMap<Vec<u8>, Vec<&Aggregate>, foldhash::fast::RandomState> =
+        HashMap::default();
     for ((scope, quarter), delta) in &quarters {
         if delta.is_zero() {
             continue;
@@ -256,7 +270,7 @@ fn rolled_up(quarters: HashMap<(Scope, i64), Aggregate>) -> Vec<AggregateDelta> 
             coarser
                 .entry(keys::aggregate(level, scope, level.bucket_start(*quarter)))
                 .or_default()
-                .push(delta);
+                .push(delta.as_ref());
         }
     }
     let mut deltas = Vec::with_capacity(quarters.len() + coarser.len());
@@ -277,7 +291,7 @@ fn rolled_up(quarters: HashMap<(Scope, i64), Aggregate>) -> Vec<AggregateDelta> 
     }
     for ((scope, quarter), delta) in quarters {
         if !delta.is_zero() {
-            deltas.push((keys::aggregate(Level::Quarter, &scope, quarter), delta));
+            deltas.push((keys::aggregate(Level::Quarter, &scope, quarter), *delta));
         }
     }
     deltas
