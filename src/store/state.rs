@@ -683,7 +683,7 @@ pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
 
 /// Logs a long recomputation's progress every [`PROGRESS_EVERY_BATCHES`].
 fn log_progress(done_batches: usize, of: usize, started: Instant) {
-    if done_batches > 0 && done_batches % PROGRESS_EVERY_BATCHES == 0 {
+    if done_batches > 0 && done_batches.is_multiple_of(PROGRESS_EVERY_BATCHES) {
         tracing::info!(
             done = done_batches * RECOVERY_BATCH_GROUPS,
             of,
