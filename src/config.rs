@@ -83,9 +83,11 @@ pub enum Command {
         into: PathBuf,
     },
     /// Record NDJSON items (as `export` writes them) into the store with the
-    /// ingest API's validation and idempotency; aggregates follow as records
-    /// land. Stops at the first bad line, naming it: the lines before it are
-    /// imported, and importing the same file again changes nothing.
+    /// ingest API's validation and idempotency. Into a store without records
+    /// the records are loaded in bulk and the aggregates computed once at the
+    /// end; else aggregates follow as records land. Stops at the first bad
+    /// line, naming it: the lines before it are imported, and importing the
+    /// same file again changes nothing.
     Import {
         #[command(flatten)]
         store: StoreConfig,
