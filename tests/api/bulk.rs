@@ -6,28 +6,18 @@
 //! state from the records that landed.
 
 use std::path::Path;
-use std::time::Duration;
 
 use support_metrics::domain::records::Record;
 use support_metrics::domain::scorecard::{Metric, Targets};
 use support_metrics::domain::time::Instant;
-use support_metrics::store::{
-    snapshot_written_at, BulkLoad, Outcome, SledOptions, SnapshotPolicy, Store,
-};
+use support_metrics::store::{snapshot_written_at, BulkLoad, Outcome, SledOptions, Store};
 use support_metrics::workload::{self, WorkloadConfig};
 
-use crate::helpers::{derived_state, Rng};
+use crate::helpers::{derived_state, store_options, Rng};
 
+/// Relaxed commits, as `import` opens a store; snapshots every 50 groups.
 fn options(path: &Path) -> SledOptions {
-    SledOptions {
-        path: path.to_owned(),
-        cache_capacity_bytes: 4 << 20,
-        durable_acks: false,
-        snapshots: SnapshotPolicy {
-            after_groups: 50,
-            interval: Duration::from_secs(3600),
-        },
-    }
+    store_options(path, false, 50)
 }
 
 /// A generated history, then some of its records sent again: as they were

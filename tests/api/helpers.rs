@@ -504,6 +504,24 @@ pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     parse(&body)
 }
 
+/// Options of a store a test opens itself: a small cache, and a snapshot
+/// once `after_groups` groups changed (never for time alone).
+pub fn store_options(
+    path: &Path,
+    durable_acks: bool,
+    after_groups: u64,
+) -> support_metrics::store::SledOptions {
+    support_metrics::store::SledOptions {
+        path: path.to_owned(),
+        cache_capacity_bytes: 4 << 20,
+        durable_acks,
+        snapshots: support_metrics::store::SnapshotPolicy {
+            after_groups,
+            interval: std::time::Duration::from_secs(3600),
+        },
+    }
+}
+
 /// Every derived entry and the counters, as the store serves them, days'
 /// and months' pending changes folded into their buckets (where a commit
 /// splits them depends on the commits, what they add up to does not).

@@ -10,27 +10,18 @@
 //! opened as a store of its own and compared with the live one.
 
 use std::path::Path;
-use std::time::Duration;
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use support_metrics::domain::time::Instant;
 use support_metrics::store::keys;
-use support_metrics::store::{SledOptions, SnapshotPolicy, Store};
+use support_metrics::store::{SledOptions, Store};
 use support_metrics::workload::{self, WorkloadConfig};
 
-use crate::helpers::{copy_dir, derived_state};
+use crate::helpers::{copy_dir, derived_state, store_options};
 
 fn options(path: &Path, after_groups: u64) -> SledOptions {
-    SledOptions {
-        path: path.to_owned(),
-        cache_capacity_bytes: 4 << 20,
-        durable_acks: true,
-        snapshots: SnapshotPolicy {
-            after_groups,
-            interval: Duration::from_secs(3600),
-        },
-    }
+    store_options(path, true, after_groups)
 }
 
 #[derive(Debug, Clone)]
