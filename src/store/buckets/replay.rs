@@ -2,9 +2,9 @@
 //! snapshot, the end of a bulk load, the scratch state of a verify or a
 //! rebuild. A commit adds each bucket's change to its stored value,
 //! decoding and re-encoding it, and rolls its changes per quarter-hour up
-//! into hours, days and months; replayed batch by batch, that was nearly
-//! all of a replay's time, since each batch changes the same days and
-//! months again. A replay from empty only adds, and nothing reads its state
+//! into hours, days and months; replayed batch by batch, that was most of
+//! a replay's time, since each batch changes the same days and months
+//! again. A replay from empty only adds, and nothing reads its state
 //! until it ends, so here:
 //!
 //! - each batch's changes per scope and quarter-hour (the transaction's,
@@ -121,7 +121,8 @@ pub fn days_and_months<'a>(
     let mut day = Summing::new(Level::Day);
     let mut month = Summing::new(Level::Month);
     for (key, value) in hours {
-        let (Some(hour), Some(scope)) = (hour_of(key), key.get(2..key.len() - 8)) else {
+        let scope = key.len().checked_sub(8).and_then(|end| key.get(2..end));
+        let (Some(hour), Some(scope)) = (hour_of(key), scope) else {
             return Err(Error::Internal(format!(
                 "{} is not an hour's parts",
                 keys::describe_key(key)
