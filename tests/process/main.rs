@@ -406,3 +406,152 @@ async fn resident_memory_stays_within_the_documented_sizing() {
 /// How many times the serving memory of docs/operations.md's sizing a
 /// verify or a rebuild may peak at.
 const VERIFY_PEAK_OVER_SERVING: u64 = 4;
+
+/// Runs the binary with `args` to the end; panics with its standard error
+/// unless it succeeds.
+fn run_tool(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
+        .args(args)
+        .output()
+        .expect("the tool runs");
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        args,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Starts `import` of `backup` into `data_dir`, and SIGKILLs it once `ready`
+/// says so (looked at every 5 ms), or fails if the import ends first.
+fn import_killed_when(
+    data_dir: &std::path::Path,
+    backup: &std::path::Path,
+    ready: impl Fn(&str) -> bool,
+) {
+    let log_path = data_dir.with_extension("log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let mut import = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
+        .args([
+            "import",
+            "--log",
+            "info",
+            "--log-format",
+            "json",
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .arg("--input")
+        .arg(backup)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("import starts");
+    loop {
+        let logged = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if ready(&logged) {
+            break;
+        }
+        assert!(
+            import.try_wait().expect("import status").is_none(),
+            "the import ended before the moment to kill it: {logged}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    import.kill().expect("SIGKILL");
+    import.wait().expect("reaped");
+}
+
+/// A bulk import (into an empty directory) killed while it writes records,
+/// or while it computes the derived state, leaves a store whose next open
+/// computes the state from the records that landed: `verify` finds it
+/// consistent, and importing the same file again completes it, record for
+/// record what the backup holds.
+#[test]
+fn a_bulk_import_killed_part_way_leaves_a_consistent_store_the_same_import_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    run_tool(&[
+        "demo".as_ref(),
+        "--log".as_ref(),
+        "warn".as_ref(),
+        "--data-dir".as_ref(),
+        source.as_os_str(),
+        "--interactions".as_ref(),
+        "30000".as_ref(),
+        "--days".as_ref(),
+        "30".as_ref(),
+    ]);
+    let backup = dir.path().join("backup.ndjson");
+    let export = |data_dir: &std::path::Path, to: &std::path::Path| {
+        run_tool(&[
+            "export".as_ref(),
+            "--log".as_ref(),
+            "warn".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--output".as_ref(),
+            to.as_os_str(),
+        ]);
+    };
+    export(&source, &backup);
+    let original = std::fs::read_to_string(&backup).expect("backup");
+
+    let while_writing = dir.path().join("killed-while-writing");
+    // Records land in batches of 10,000: killed once sled's file has grown,
+    // before the records are all in (the import fails if it gets there first).
+    let db = while_writing.join("db");
+    import_killed_when(&while_writing, &backup, |logged| {
+        assert!(
+            !logged.contains("bulk load written"),
+            "the records were all in before sled's file grew"
+        );
+        std::fs::metadata(&db).is_ok_and(|meta| meta.len() > 2 << 20)
+    });
+    let while_computing = dir.path().join("killed-while-computing");
+    import_killed_when(&while_computing, &backup, |logged| {
+        logged.contains("bulk load written")
+    });
+
+    for data_dir in [&while_writing, &while_computing] {
+        assert!(
+            !data_dir.join("derived-state.snapshot").exists(),
+            "{}: a killed bulk load left a snapshot",
+            data_dir.display()
+        );
+        let verify = |when: &str| {
+            let output = run_tool(&[
+                "verify".as_ref(),
+                "--log".as_ref(),
+                "warn".as_ref(),
+                "--data-dir".as_ref(),
+                data_dir.as_os_str(),
+            ]);
+            let report = String::from_utf8_lossy(&output.stdout).into_owned();
+            assert!(
+                report.contains("mismatches: 0"),
+                "{} {when}: {report}",
+                data_dir.display()
+            );
+        };
+        verify("after the kill");
+        run_tool(&[
+            "import".as_ref(),
+            "--log".as_ref(),
+            "warn".as_ref(),
+            "--data-dir".as_ref(),
+            data_dir.as_os_str(),
+            "--input".as_ref(),
+            backup.as_os_str(),
+        ]);
+        verify("after the import again");
+        let restored = data_dir.with_extension("ndjson");
+        export(data_dir, &restored);
+        assert!(
+            std::fs::read_to_string(&restored).expect("export") == original,
+            "{}: the completed import does not export as its backup",
+            data_dir.display()
+        );
+    }
+}
