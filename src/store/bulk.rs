@@ -20,7 +20,7 @@ use crate::domain::sla::TeamTerms;
 use crate::error::{Error, Result};
 
 use super::kv::{KvStore, SledOptions, SledStore};
-use super::state::is_derived;
+use super::state::{has_raw_records, is_derived};
 use super::txn::{Reader, Txn};
 use super::writes::{Counters, Outcome};
 use super::{apply_command, check_format, keys, refuse_an_emptied_store, snapshots};
@@ -52,12 +52,7 @@ impl BulkLoad {
         let engine = Arc::new(SledStore::open(options)?);
         refuse_an_emptied_store(engine.as_ref(), &options.path)?;
         check_format(engine.as_ref(), &options.path)?;
-        if engine
-            .scan_prefix(&[keys::RAW])
-            .next()
-            .transpose()?
-            .is_some()
-        {
+        if has_raw_records(engine.as_ref())? {
             return Ok(None);
         }
         // Durably gone before the first record lands (see the module doc).

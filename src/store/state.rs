@@ -87,14 +87,25 @@ pub fn is_derived(key: &[u8]) -> bool {
 
 /// The entries of `map` from `start` up to `end` (to its end if `None`).
 pub(super) fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
+    map_entries(map, start, end)
+        .map(|(key, value)| (key.to_vec(), value.to_vec()))
+        .collect()
+}
+
+/// The entries of `map` from `start` up to `end` (to its end if `None`),
+/// borrowed.
+pub(super) fn map_entries<'a>(
+    map: &'a DerivedMap,
+    start: &'a [u8],
+    end: Option<&'a [u8]>,
+) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
     use std::ops::Bound;
     let upper = match end {
         Some(end) => Bound::Excluded(end),
         None => Bound::Unbounded,
     };
     map.range::<_, [u8]>((Bound::Included(start), upper))
-        .map(|(key, value)| (key.to_vec(), value.to_vec()))
-        .collect()
+        .map(|(key, value)| (&key[..], &value[..]))
 }
 
 /// Takes every `G` key out of `map`.
@@ -540,7 +551,8 @@ pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
         .collect()
 }
 
-fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
+/// Whether the engine holds any raw record.
+pub(super) fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
     Ok(engine
         .scan_prefix(&[keys::RAW])
         .next()

@@ -318,17 +318,17 @@ async fn resident_memory_stays_within_the_documented_sizing() {
     const INTERACTIONS: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    let demo = std::process::Command::new(env!("CARGO_BIN_EXE_support-metrics"))
-        .args(["demo", "--log", "warn", "--data-dir"])
-        .arg(&data_dir)
-        .args(["--interactions", &INTERACTIONS.to_string(), "--days", "30"])
-        .output()
-        .expect("demo runs");
-    assert!(
-        demo.status.success(),
-        "{}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    run_tool(&[
+        "demo".as_ref(),
+        "--log".as_ref(),
+        "warn".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+        "--interactions".as_ref(),
+        INTERACTIONS.to_string().as_ref(),
+        "--days".as_ref(),
+        "30".as_ref(),
+    ]);
 
     let server = Server::start(&data_dir, &[]).await;
     let mut scorecards =

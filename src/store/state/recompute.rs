@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 
-use super::{apply, is_derived, map_range, poisoned, DerivedState, Version};
+use super::{apply, is_derived, map_entries, poisoned, DerivedState, Version};
 use crate::store::buckets;
 use crate::store::groups::{compute, recompute, Retract};
 use crate::store::journal;
@@ -75,7 +75,12 @@ impl DerivedState {
         let started = Instant::now();
         let aggregates = [keys::AGGREGATE];
         let after_aggregates = [keys::AGGREGATE + 1];
-        if !map_range(&self.view().map, &aggregates, Some(&after_aggregates)).is_empty() {
+        let holds_aggregates = {
+            let view = self.view();
+            let mut entries = map_entries(&view.map, &aggregates, Some(&after_aggregates));
+            entries.next().is_some()
+        };
+        if holds_aggregates {
             return Err(Error::Internal(
                 "a replay from empty into a state that holds aggregates".into(),
             ));
@@ -97,16 +102,11 @@ impl DerivedState {
         apply(&mut writer.master.map, hours.into_changes()?);
         let hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS];
         let after_hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS + 1];
-        let days_and_months = buckets::days_and_months(
-            writer
-                .master
-                .map
-                .range::<_, [u8]>((
-                    std::ops::Bound::Included(&hour_parts[..]),
-                    std::ops::Bound::Excluded(&after_hour_parts[..]),
-                ))
-                .map(|(key, value)| (&key[..], &value[..])),
-        )?;
+        let days_and_months = buckets::days_and_months(map_entries(
+            &writer.master.map,
+            &hour_parts,
+            Some(&after_hour_parts),
+        ))?;
         apply(&mut writer.master.map, days_and_months);
         self.publish(writer.master.clone());
         Ok(())
