@@ -14,6 +14,7 @@ mod journal;
 pub mod keys;
 pub mod kv;
 pub mod listings;
+mod packed;
 pub mod reads;
 pub mod resident;
 mod snapshots;

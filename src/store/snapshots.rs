@@ -23,13 +23,13 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
 use super::keys;
 use super::kv::KvStore;
-use super::state::{DerivedMap, Version};
+use super::packed;
+use super::state::Version;
 
 const MAGIC: &[u8; 8] = b"SMSTATE2";
 
@@ -168,18 +168,19 @@ impl<R: Read> Reader<R> {
         Ok(self.fill(&mut bytes)?.then(|| u64::from_le_bytes(bytes)))
     }
 
-    /// A length-prefixed byte string no longer than `limit`.
-    fn sized(&mut self, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    /// Reads a length-prefixed byte string no longer than `limit` into
+    /// `bytes`; `false` if the file ends first or the length is beyond it.
+    fn sized(&mut self, limit: u64, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
         let mut length = [0; 4];
         if !self.fill(&mut length)? {
-            return Ok(None);
+            return Ok(false);
         }
         let length = u64::from(u32::from_le_bytes(length));
         if length > limit {
-            return Ok(None);
+            return Ok(false);
         }
-        let mut bytes = vec![0; length as usize];
-        Ok(self.fill(&mut bytes)?.then_some(bytes))
+        bytes.resize(length as usize, 0);
+        self.fill(bytes)
     }
 }
 
@@ -218,24 +219,22 @@ pub fn load(path: &Path, store: &StoreId) -> Result<Option<Version>> {
     }
     let next_journal = reader.u64()?.ok_or_else(truncated)?;
     let count = reader.u64()?.ok_or_else(truncated)?;
-    let mut map = DerivedMap::new();
-    let mut previous: Option<Arc<[u8]>> = None;
-    for _ in 0..count {
-        let key = reader.sized(size)?.ok_or_else(truncated)?;
-        let value = reader.sized(size)?.ok_or_else(truncated)?;
-        if previous
-            .as_deref()
-            .is_some_and(|previous| previous >= key.as_slice())
-        {
+    let mut map = packed::Builder::default();
+    let (mut key, mut previous, mut value) = (Vec::new(), Vec::new(), Vec::new());
+    for at in 0..count {
+        if !reader.sized(size, &mut key)? || !reader.sized(size, &mut value)? {
+            return Err(truncated());
+        }
+        if at > 0 && previous >= key {
             return Err(damaged(path, "holds keys out of order"));
         }
         if !super::state::is_derived(&key) {
             return Err(damaged(path, "holds a key that is not derived state"));
         }
-        let key: Arc<[u8]> = Arc::from(key);
-        previous = Some(Arc::clone(&key));
-        map.insert(key, Arc::from(value));
+        map.push(&key, &value);
+        std::mem::swap(&mut previous, &mut key);
     }
+    let map = map.finish();
     let computed = reader.hasher.clone().finalize().to_le_bytes();
     let mut stored = [0; 4];
     if reader.inner.read_exact(&mut stored).is_err() {
@@ -298,10 +297,7 @@ mod tests {
 
     fn version(entries: &[(&[u8], &[u8])], next_journal: u64) -> Version {
         Version {
-            map: entries
-                .iter()
-                .map(|(k, v)| (Arc::<[u8]>::from(*k), Arc::<[u8]>::from(*v)))
-                .collect(),
+            map: packed::PackedMap::from_sorted(entries.iter().copied()),
             next_journal,
         }
     }

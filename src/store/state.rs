@@ -50,12 +50,9 @@ use super::snapshots::{self, StoreId};
 
 mod recompute;
 
-/// A key or value of the derived state.
-pub type Bytes = Arc<[u8]>;
-
 /// The derived state: every `A` and `X` key with its stored value (and
 /// `G`, in a background check's scratch state).
-pub type DerivedMap = imbl::OrdMap<Bytes, Bytes>;
+pub type DerivedMap = super::packed::PackedMap;
 
 /// When the derived state is saved as a snapshot while the store is open
 /// (it always is at a clean close).
@@ -99,24 +96,15 @@ pub(super) fn map_entries<'a>(
     start: &'a [u8],
     end: Option<&'a [u8]>,
 ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-    use std::ops::Bound;
-    let upper = match end {
-        Some(end) => Bound::Excluded(end),
-        None => Bound::Unbounded,
-    };
-    map.range::<_, [u8]>((Bound::Included(start), upper))
-        .map(|(key, value)| (&key[..], &value[..]))
+    map.range(start, end)
 }
 
 /// Takes every `G` key out of `map`.
 pub fn without_contributions(mut map: DerivedMap) -> DerivedMap {
-    let contributions: Vec<Vec<u8>> = map_range(&map, &[keys::GROUP], Some(&[keys::GROUP + 1]))
-        .into_iter()
-        .map(|(key, _)| key)
+    let contributions: Vec<Change> = map_entries(&map, &[keys::GROUP], Some(&[keys::GROUP + 1]))
+        .map(|(key, _)| (key.to_vec(), None))
         .collect();
-    for key in contributions {
-        map.remove(key.as_slice());
-    }
+    map.apply(contributions);
     map
 }
 
@@ -186,10 +174,6 @@ impl std::fmt::Debug for DerivedState {
 
 fn poisoned<T>(_: T) -> Error {
     Error::Internal("derived state lock poisoned".into())
-}
-
-fn bytes(slice: &[u8]) -> Bytes {
-    Arc::from(slice)
 }
 
 impl DerivedState {
@@ -523,30 +507,21 @@ fn write_snapshot(
 }
 
 fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
-    for (key, value) in changes {
-        match value {
-            Some(value) => {
-                map.insert(bytes(&key), Arc::from(value));
-            }
-            None => {
-                map.remove(key.as_slice());
-            }
-        }
-    }
+    map.apply(changes);
 }
 
 /// What turns `served` into `fresh`: puts of what is new or different,
 /// deletions of what is gone.
 pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
-    use imbl::ordmap::DiffItem;
+    use super::packed::Difference;
     served
         .diff(fresh)
         .map(|item| match item {
-            DiffItem::Add(key, value)
-            | DiffItem::Update {
-                new: (key, value), ..
+            Difference::Added(key, value)
+            | Difference::Changed {
+                key, new: value, ..
             } => (key.to_vec(), Some(value.to_vec())),
-            DiffItem::Remove(key, _) => (key.to_vec(), None),
+            Difference::Removed(key, _) => (key.to_vec(), None),
         })
         .collect()
 }

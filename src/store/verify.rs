@@ -285,12 +285,9 @@ pub(super) fn compare(
     // their sums, which do not depend on the commits that split them.
     let mut days_and_months = BTreeSet::new();
     for item in served.diff(fresh) {
-        use imbl::ordmap::DiffItem;
-        let key = match &item {
-            DiffItem::Add(key, _) | DiffItem::Remove(key, _) => key,
-            DiffItem::Update { old: (key, _), .. } => key,
-        };
-        if matches!(item, DiffItem::Add(..)) {
+        use super::packed::Difference;
+        let key = item.key();
+        if matches!(item, Difference::Added(..)) {
             report.keys_checked += 1;
         }
         if let Some(bucket) = keys::bucket_of_pending(key)
@@ -300,11 +297,11 @@ pub(super) fn compare(
             continue;
         }
         match item {
-            DiffItem::Add(key, _) => report.mismatch(key, MISSING),
-            DiffItem::Remove(key, _) => report.mismatch(key, NOT_DERIVABLE),
-            DiffItem::Update {
-                old: (key, value), ..
-            } => report.mismatch(key, differs_or_damaged(key, value)),
+            Difference::Added(key, _) => report.mismatch(key, MISSING),
+            Difference::Removed(key, _) => report.mismatch(key, NOT_DERIVABLE),
+            Difference::Changed { key, old, .. } => {
+                report.mismatch(key, differs_or_damaged(key, old))
+            }
         }
     }
     for bucket in days_and_months {

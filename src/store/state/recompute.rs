@@ -5,6 +5,7 @@
 //! own ([`buckets::ReplayedHours`]).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -93,7 +94,7 @@ impl DerivedState {
             let mut writer = self.writer.lock().map_err(poisoned)?;
             apply(&mut writer.master.map, self.kept(changes));
             let map = &writer.master.map;
-            hours.add(quarters, |key| Ok(map.get(key).cloned()))?;
+            hours.add(quarters, |key| Ok(map.get(key).map(Arc::from)))?;
             let released = hours.release_unchanged(HELD_BATCHES)?;
             apply(&mut writer.master.map, released);
             self.publish(writer.master.clone());
@@ -156,7 +157,9 @@ impl DerivedState {
                 "an aggregate change outside the derived state".into(),
             ));
         }
-        buckets::aggregate_changes(earlier, derived, |key| Ok(version.map.get(key).cloned()))
+        buckets::aggregate_changes(earlier, derived, |key| {
+            Ok(version.map.get(key).map(Arc::from))
+        })
     }
 }
 
