@@ -101,12 +101,18 @@ impl Packer {
         self.ends.push((offset(key_end), offset(self.bytes.len())));
     }
 
+    /// Moves what was pushed into a chunk of its exact size. Copied, not
+    /// shrunk in place: an allocator may keep a shrunk block whole (mimalloc
+    /// keeps it when the new size is at least half), and the buffers are
+    /// reused for the next chunk.
     fn cut(&mut self) {
         if self.ends.is_empty() {
             return;
         }
-        let bytes = std::mem::take(&mut self.bytes).into_boxed_slice();
-        let ends = std::mem::take(&mut self.ends).into_boxed_slice();
+        let bytes = Box::from(self.bytes.as_slice());
+        let ends = Box::from(self.ends.as_slice());
+        self.bytes.clear();
+        self.ends.clear();
         self.done.push(Chunk { bytes, ends });
     }
 
