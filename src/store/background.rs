@@ -11,7 +11,7 @@
 //! [`finish_rebuild`]): it recomputes the raw indexes (one pass over the raw
 //! records, far shorter than the groups), catches the scratch state up with
 //! the groups journaled since the check began, and compares it with the
-//! state served (a walk of the two persistent maps' differences), or
+//! state served (one walk over both maps in key order), or
 //! commits what differs. A journal that cannot say which groups changed, or
 //! team terms that changed during a rebuild, make it recompute whole there
 //! while writes wait.

@@ -73,26 +73,18 @@ impl Chunk {
     }
 }
 
-/// Builds chunks from entries given in key order.
+/// Builds chunks of about [`TARGET_CHUNK_BYTES`] from entries given in key order.
 #[derive(Default)]
 struct Packer {
     bytes: Vec<u8>,
     ends: Vec<(u32, u32)>,
     done: Vec<Chunk>,
-    /// Cut chunks at this many bytes.
-    cut_at: usize,
 }
 
 impl Packer {
-    fn new(cut_at: usize) -> Packer {
-        Packer {
-            cut_at,
-            ..Packer::default()
-        }
-    }
-
     fn push(&mut self, key: &[u8], value: &[u8]) {
-        if !self.ends.is_empty() && self.bytes.len() + key.len() + value.len() > self.cut_at {
+        if !self.ends.is_empty() && self.bytes.len() + key.len() + value.len() > TARGET_CHUNK_BYTES
+        {
             self.cut();
         }
         self.bytes.extend_from_slice(key);
@@ -126,6 +118,78 @@ impl Packer {
 /// stored in 32 bits in a snapshot, and a write is bounded far below.
 fn offset(at: usize) -> u32 {
     u32::try_from(at).expect("a chunk of the derived state exceeds 4 GiB")
+}
+
+/// The chunks of `old`'s entries with `changes` (in key order) applied:
+/// one chunk, or chunks of about [`TARGET_CHUNK_BYTES`] if that one would
+/// exceed [`MAX_CHUNK_BYTES`]; none if no entry is left. Each is allocated
+/// once, at its size.
+fn merged(old: &Chunk, changes: &[(&[u8], Option<&[u8]>)]) -> Vec<Chunk> {
+    let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(old.len() + changes.len());
+    let mut entries = old.entries().peekable();
+    let mut changes = changes.iter().peekable();
+    loop {
+        let order = match (entries.peek(), changes.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((key, _)), Some((changed, _))) => key.cmp(changed),
+        };
+        match order {
+            Ordering::Less => merged.extend(entries.next()),
+            Ordering::Equal | Ordering::Greater => {
+                if order == Ordering::Equal {
+                    entries.next();
+                }
+                if let Some(&(key, Some(value))) = changes.next() {
+                    merged.push((key, value));
+                }
+            }
+        }
+    }
+    let size = |entries: &[(&[u8], &[u8])]| -> usize {
+        entries
+            .iter()
+            .map(|(key, value)| key.len() + value.len())
+            .sum()
+    };
+    let total = size(&merged);
+    let cut_at = match total <= MAX_CHUNK_BYTES {
+        true => usize::MAX,
+        false => total.div_ceil(total.div_ceil(TARGET_CHUNK_BYTES)),
+    };
+    let mut chunks = Vec::new();
+    let mut rest = merged.as_slice();
+    while !rest.is_empty() {
+        let (mut count, mut bytes) = (0, 0);
+        while let Some((key, value)) = rest.get(count) {
+            if count > 0 && bytes + key.len() + value.len() > cut_at {
+                break;
+            }
+            bytes += key.len() + value.len();
+            count += 1;
+        }
+        let (piece, after) = rest.split_at(count);
+        chunks.push(chunk_of(piece, bytes));
+        rest = after;
+    }
+    chunks
+}
+
+/// A chunk of `entries` (in key order), whose keys and values take `bytes`.
+fn chunk_of(entries: &[(&[u8], &[u8])], bytes: usize) -> Chunk {
+    let mut packed = Vec::with_capacity(bytes);
+    let mut ends = Vec::with_capacity(entries.len());
+    for (key, value) in entries {
+        packed.extend_from_slice(key);
+        let key_end = packed.len();
+        packed.extend_from_slice(value);
+        ends.push((offset(key_end), offset(packed.len())));
+    }
+    Chunk {
+        bytes: packed.into_boxed_slice(),
+        ends: ends.into_boxed_slice(),
+    }
 }
 
 /// The map. Cloning it is a pointer copy; clones share unchanged chunks.
@@ -255,59 +319,36 @@ impl PackedMap {
                 batch.push((key.as_slice(), change.as_deref()));
                 pending.next();
             }
-            let old = match holder {
-                Some((first, chunk)) => {
-                    self.chunks.remove(&first[..]);
-                    self.len -= chunk.len();
-                    chunk
-                }
-                None => Arc::new(Chunk::default()),
+            let (first, old) = match holder {
+                Some((first, chunk)) => (Some(first), chunk),
+                None => (None, Arc::new(Chunk::default())),
             };
-            self.put_merged(&old, &batch);
-        }
-    }
-
-    /// Puts the chunks of `old`'s entries with `changes` (in key order) applied.
-    fn put_merged(&mut self, old: &Chunk, changes: &[(&[u8], Option<&[u8]>)]) {
-        let mut merged: Vec<(&[u8], &[u8])> = Vec::with_capacity(old.len() + changes.len());
-        let mut entries = old.entries().peekable();
-        let mut changes = changes.iter().peekable();
-        loop {
-            let order = match (entries.peek(), changes.peek()) {
-                (None, None) => break,
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (Some((key, _)), Some((changed, _))) => key.cmp(changed),
-            };
-            match order {
-                Ordering::Less => merged.extend(entries.next()),
-                Ordering::Equal | Ordering::Greater => {
-                    if order == Ordering::Equal {
-                        entries.next();
+            self.len -= old.len();
+            let mut rebuilt = merged(&old, &batch).into_iter();
+            // A chunk that keeps its first key is replaced in place: one
+            // walk down the tree instead of a removal and an insertion.
+            if let Some(first) = first {
+                match rebuilt.next() {
+                    Some(chunk) if chunk.key(0) == &first[..] => {
+                        self.len += chunk.len();
+                        if let Some(slot) = self.chunks.get_mut(&first[..]) {
+                            *slot = Arc::new(chunk);
+                        }
                     }
-                    if let Some(&(key, Some(value))) = changes.next() {
-                        merged.push((key, value));
+                    other => {
+                        self.chunks.remove(&first[..]);
+                        rebuilt = other
+                            .into_iter()
+                            .chain(rebuilt)
+                            .collect::<Vec<_>>()
+                            .into_iter();
                     }
                 }
             }
-        }
-        let total: usize = merged
-            .iter()
-            .map(|(key, value)| key.len() + value.len())
-            .sum();
-        let pieces = total.div_ceil(TARGET_CHUNK_BYTES).max(1);
-        let cut_at = if total <= MAX_CHUNK_BYTES {
-            usize::MAX
-        } else {
-            total.div_ceil(pieces)
-        };
-        let mut packer = Packer::new(cut_at);
-        for (key, value) in merged {
-            packer.push(key, value);
-        }
-        for chunk in packer.finish() {
-            self.len += chunk.len();
-            self.chunks.insert(Arc::from(chunk.key(0)), Arc::new(chunk));
+            for chunk in rebuilt {
+                self.len += chunk.len();
+                self.chunks.insert(Arc::from(chunk.key(0)), Arc::new(chunk));
+            }
         }
     }
 
@@ -369,9 +410,7 @@ impl Builder {
     /// Adds an entry after every entry added before; a key not above the
     /// last one's is a caller's bug.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        let packer = self
-            .packer
-            .get_or_insert_with(|| Packer::new(TARGET_CHUNK_BYTES));
+        let packer = self.packer.get_or_insert_with(Packer::default);
         packer.push(key, value);
         for chunk in packer.done.drain(..) {
             self.map.len += chunk.len();

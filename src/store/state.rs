@@ -4,8 +4,9 @@
 //! A write is acknowledged once its raw records (families `R`, `I`, `P`, `M`,
 //! `T`, `C`) are durable in the engine. What is derived from them
 //! (aggregates `A`, derived indexes `X`) is never written to the engine: it
-//! lives in memory, in a persistent ordered map, and is saved now and then as
-//! a snapshot file ([`snapshots`]). Group contributions (`G`) are not kept at
+//! lives in memory, in a persistent ordered map whose entries are packed
+//! into chunks ([`PackedMap`](super::packed::PackedMap)), and is saved now
+//! and then as a snapshot file ([`snapshots`]). Group contributions (`G`) are not kept at
 //! all: a write retracts what a ticket or customer contributed before it by
 //! recomputing that from the records as they were before its commit
 //! ([`Retract::AsCommitted`](super::groups::Retract::AsCommitted)).
