@@ -12,6 +12,9 @@
 //!
 //! Changes are applied in batches ([`PackedMap::apply`]): each touched chunk
 //! is rebuilt once per batch, merged with the batch's changes in one pass.
+//! A chunk that removals leave small is not merged into a neighbour (the
+//! derived state mostly grows and changes in place); loading a snapshot
+//! packs every chunk full again.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
