@@ -372,6 +372,46 @@ mod tests {
         assert!(message.contains("not derived"), "{message}");
     }
 
+    /// A snapshot file of `entries` as given, in the layout above, with a
+    /// checksum that matches.
+    fn file_of(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&STORE);
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        for (key, value) in entries {
+            for part in [key, value] {
+                bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(part);
+            }
+        }
+        let checksum = crc32fast::hash(&bytes);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_well_checksummed_file_with_keys_out_of_order_or_twice_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let in_order: &[(&[u8], &[u8])] = &[(b"Ad1", b"a"), (b"Ad2", b"b"), (b"Xo1", b"c")];
+        std::fs::write(&path, file_of(in_order)).unwrap();
+        let loaded = load(&path, &STORE).unwrap().expect("a snapshot");
+        assert_eq!(
+            loaded.map,
+            packed::PackedMap::from_sorted(in_order.iter().copied())
+        );
+        for entries in [
+            [(b"Ad2", b"b"), (b"Ad1", b"a"), (b"Xo1", b"c")],
+            [(b"Ad1", b"a"), (b"Ad1", b"b"), (b"Xo1", b"c")],
+        ] {
+            let entries = entries.map(|(key, value)| (&key[..], &value[..]));
+            std::fs::write(&path, file_of(&entries)).unwrap();
+            let message = load(&path, &STORE).unwrap_err().to_string();
+            assert!(message.contains("out of order"), "{message}");
+        }
+    }
+
     #[test]
     fn a_write_that_fails_before_install_leaves_the_last_snapshot() {
         let dir = tempfile::tempdir().unwrap();
