@@ -6,10 +6,10 @@
 //! (aggregates `A`, derived indexes `X`) is never written to the engine: it
 //! lives in memory, in a persistent ordered map whose entries are packed
 //! into chunks ([`PackedMap`](super::packed::PackedMap)), and is saved now
-//! and then as a snapshot file ([`snapshots`]). Group contributions (`G`) are not kept at
-//! all: a write retracts what a ticket or customer contributed before it by
-//! recomputing that from the records as they were before its commit
-//! ([`Retract::AsCommitted`](super::groups::Retract::AsCommitted)).
+//! and then as a snapshot file ([`snapshots`]). Group contributions (`G`)
+//! are not kept at all: a write retracts what a ticket or customer
+//! contributed before it by recomputing that from the records as they were
+//! before its commit ([`Retract::AsCommitted`](super::groups::Retract::AsCommitted)).
 //!
 //! Every durable commit that changes records a replay reads (`R`, `I`, `P`,
 //! `C`) or derived state also writes one journal entry `J sequence` in the
@@ -83,26 +83,17 @@ pub fn is_derived(key: &[u8]) -> bool {
     )
 }
 
-/// The entries of `map` from `start` up to `end` (to its end if `None`).
+/// The entries of `map` from `start` up to `end` (to its end if `None`), copied.
 pub(super) fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
-    map_entries(map, start, end)
+    map.range(start, end)
         .map(|(key, value)| (key.to_vec(), value.to_vec()))
         .collect()
 }
 
-/// The entries of `map` from `start` up to `end` (to its end if `None`),
-/// borrowed.
-pub(super) fn map_entries<'a>(
-    map: &'a DerivedMap,
-    start: &'a [u8],
-    end: Option<&'a [u8]>,
-) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
-    map.range(start, end)
-}
-
 /// Takes every `G` key out of `map`.
 pub fn without_contributions(mut map: DerivedMap) -> DerivedMap {
-    let contributions: Vec<Change> = map_entries(&map, &[keys::GROUP], Some(&[keys::GROUP + 1]))
+    let contributions: Vec<Change> = map
+        .range(&[keys::GROUP], Some(&[keys::GROUP + 1]))
         .map(|(key, _)| (key.to_vec(), None))
         .collect();
     map.apply(contributions);
@@ -507,10 +498,6 @@ fn write_snapshot(
     Ok(version.next_journal)
 }
 
-fn apply(map: &mut DerivedMap, changes: impl IntoIterator<Item = Change>) {
-    map.apply(changes);
-}
-
 /// What turns `served` into `fresh`: puts of what is new or different,
 /// deletions of what is gone.
 pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
@@ -648,7 +635,7 @@ impl KvStore for DerivedState {
         let Some((sequence, groups)) = journaled else {
             return Ok(());
         };
-        apply(&mut writer.master.map, derived.into_iter().chain(stored));
+        writer.master.map.apply(derived.into_iter().chain(stored));
         writer.master.next_journal = sequence + 1;
         writer.groups_since_snapshot += groups;
         self.publish(writer.master.clone());

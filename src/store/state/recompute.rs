@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 
-use super::{apply, is_derived, map_entries, poisoned, DerivedState, Version};
+use super::{is_derived, poisoned, DerivedState, Version};
 use crate::store::buckets;
 use crate::store::groups::{compute, recompute, Retract};
 use crate::store::journal;
@@ -61,7 +61,7 @@ impl DerivedState {
             let mut writer = self.writer.lock().map_err(poisoned)?;
             let stored = self.stored_aggregates(&writer.master, &changes, deltas)?;
             let kept = self.kept(changes);
-            apply(&mut writer.master.map, kept.into_iter().chain(stored));
+            writer.master.map.apply(kept.into_iter().chain(stored));
             self.publish(writer.master.clone());
         }
         Ok(())
@@ -78,7 +78,7 @@ impl DerivedState {
         let after_aggregates = [keys::AGGREGATE + 1];
         let holds_aggregates = {
             let view = self.view();
-            let mut entries = map_entries(&view.map, &aggregates, Some(&after_aggregates));
+            let mut entries = view.map.range(&aggregates, Some(&after_aggregates));
             entries.next().is_some()
         };
         if holds_aggregates {
@@ -92,23 +92,24 @@ impl DerivedState {
             let (changes, quarters) = self.recomputed(batch, None)?.into_quarters()?;
             let changes = only_derived(changes)?;
             let mut writer = self.writer.lock().map_err(poisoned)?;
-            apply(&mut writer.master.map, self.kept(changes));
+            writer.master.map.apply(self.kept(changes));
             let map = &writer.master.map;
             hours.add(quarters, |key| Ok(map.get(key).map(Arc::from)))?;
             let released = hours.release_unchanged(HELD_BATCHES)?;
-            apply(&mut writer.master.map, released);
+            writer.master.map.apply(released);
             self.publish(writer.master.clone());
         }
         let mut writer = self.writer.lock().map_err(poisoned)?;
-        apply(&mut writer.master.map, hours.into_changes()?);
+        writer.master.map.apply(hours.into_changes()?);
         let hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS];
         let after_hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS + 1];
-        let days_and_months = buckets::days_and_months(map_entries(
-            &writer.master.map,
-            &hour_parts,
-            Some(&after_hour_parts),
-        ))?;
-        apply(&mut writer.master.map, days_and_months);
+        let days_and_months = buckets::days_and_months(
+            writer
+                .master
+                .map
+                .range(&hour_parts, Some(&after_hour_parts)),
+        )?;
+        writer.master.map.apply(days_and_months);
         self.publish(writer.master.clone());
         Ok(())
     }
