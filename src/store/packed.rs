@@ -233,6 +233,7 @@ impl PackedMap {
     }
 
     /// A map of `entries`, which must come in strictly increasing key order.
+    #[cfg(test)]
     pub fn from_sorted<'e>(entries: impl IntoIterator<Item = (&'e [u8], &'e [u8])>) -> PackedMap {
         let mut builder = Builder::default();
         for (key, value) in entries {
@@ -288,6 +289,7 @@ impl PackedMap {
         self.chunks.values().flat_map(|chunk| chunk.entries())
     }
 
+    #[cfg(test)]
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
         self.apply([(key.to_vec(), Some(value.to_vec()))]);
     }
@@ -327,32 +329,33 @@ impl PackedMap {
                 None => (None, Arc::new(Chunk::default())),
             };
             self.len -= old.len();
-            let mut rebuilt = merged(&old, &batch).into_iter();
+            let mut rebuilt = merged(&old, &batch);
             // A chunk that keeps its first key is replaced in place: one
             // walk down the tree instead of a removal and an insertion.
             if let Some(first) = first {
-                match rebuilt.next() {
-                    Some(chunk) if chunk.key(0) == &first[..] => {
-                        self.len += chunk.len();
-                        if let Some(slot) = self.chunks.get_mut(&first[..]) {
-                            *slot = Arc::new(chunk);
-                        }
+                if rebuilt
+                    .first()
+                    .is_some_and(|chunk| chunk.key(0) == &first[..])
+                {
+                    let chunk = rebuilt.remove(0);
+                    self.len += chunk.len();
+                    if let Some(slot) = self.chunks.get_mut(&first[..]) {
+                        *slot = Arc::new(chunk);
                     }
-                    other => {
-                        self.chunks.remove(&first[..]);
-                        rebuilt = other
-                            .into_iter()
-                            .chain(rebuilt)
-                            .collect::<Vec<_>>()
-                            .into_iter();
-                    }
+                } else {
+                    self.chunks.remove(&first[..]);
                 }
             }
             for chunk in rebuilt {
-                self.len += chunk.len();
-                self.chunks.insert(Arc::from(chunk.key(0)), Arc::new(chunk));
+                self.put_chunk(chunk);
             }
         }
+    }
+
+    /// Adds `chunk` under its first key, which no chunk holds.
+    fn put_chunk(&mut self, chunk: Chunk) {
+        self.len += chunk.len();
+        self.chunks.insert(Arc::from(chunk.key(0)), Arc::new(chunk));
     }
 
     /// How `other` differs from this map, in key order.
@@ -402,10 +405,10 @@ impl fmt::Debug for PackedMap {
 }
 
 /// Builds a map from entries in strictly increasing key order, chunk by
-/// chunk, without a tree operation per entry.
+/// chunk, with a tree operation per chunk rather than per entry.
 #[derive(Default)]
 pub struct Builder {
-    packer: Option<Packer>,
+    packer: Packer,
     map: PackedMap,
 }
 
@@ -413,24 +416,15 @@ impl Builder {
     /// Adds an entry after every entry added before; a key not above the
     /// last one's is a caller's bug.
     pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        let packer = self.packer.get_or_insert_with(Packer::default);
-        packer.push(key, value);
-        for chunk in packer.done.drain(..) {
-            self.map.len += chunk.len();
-            self.map
-                .chunks
-                .insert(Arc::from(chunk.key(0)), Arc::new(chunk));
+        self.packer.push(key, value);
+        for chunk in self.packer.done.drain(..) {
+            self.map.put_chunk(chunk);
         }
     }
 
     pub fn finish(mut self) -> PackedMap {
-        if let Some(packer) = self.packer.take() {
-            for chunk in packer.finish() {
-                self.map.len += chunk.len();
-                self.map
-                    .chunks
-                    .insert(Arc::from(chunk.key(0)), Arc::new(chunk));
-            }
+        for chunk in self.packer.finish() {
+            self.map.put_chunk(chunk);
         }
         self.map
     }

@@ -318,17 +318,7 @@ async fn resident_memory_stays_within_the_documented_sizing() {
     const INTERACTIONS: u64 = 20_000;
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().join("data");
-    run_tool(&[
-        "demo".as_ref(),
-        "--log".as_ref(),
-        "warn".as_ref(),
-        "--data-dir".as_ref(),
-        data_dir.as_os_str(),
-        "--interactions".as_ref(),
-        INTERACTIONS.to_string().as_ref(),
-        "--days".as_ref(),
-        "30".as_ref(),
-    ]);
+    demo_store(&data_dir, INTERACTIONS);
 
     let server = Server::start(&data_dir, &[]).await;
     let mut scorecards =
@@ -423,6 +413,21 @@ fn run_tool(args: &[&std::ffi::OsStr]) -> std::process::Output {
     output
 }
 
+/// Generates a `demo` store of `interactions` over 30 days in `data_dir`.
+fn demo_store(data_dir: &std::path::Path, interactions: u64) {
+    run_tool(&[
+        "demo".as_ref(),
+        "--log".as_ref(),
+        "warn".as_ref(),
+        "--data-dir".as_ref(),
+        data_dir.as_os_str(),
+        "--interactions".as_ref(),
+        interactions.to_string().as_ref(),
+        "--days".as_ref(),
+        "30".as_ref(),
+    ]);
+}
+
 /// Starts `import` of `backup` into `data_dir`, and SIGKILLs it once `ready`
 /// says so (looked at every 5 ms), or fails if the import ends first.
 fn import_killed_when(
@@ -472,17 +477,7 @@ fn import_killed_when(
 fn a_bulk_import_killed_part_way_leaves_a_consistent_store_the_same_import_completes() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("source");
-    run_tool(&[
-        "demo".as_ref(),
-        "--log".as_ref(),
-        "warn".as_ref(),
-        "--data-dir".as_ref(),
-        source.as_os_str(),
-        "--interactions".as_ref(),
-        "30000".as_ref(),
-        "--days".as_ref(),
-        "30".as_ref(),
-    ]);
+    demo_store(&source, 30_000);
     let backup = dir.path().join("backup.ndjson");
     let export = |data_dir: &std::path::Path, to: &std::path::Path| {
         run_tool(&[
