@@ -93,11 +93,12 @@ impl Window {
 }
 
 /// The granularities aggregates are stored at. (Which scopes are known is kept
-/// apart, as a count of facts per scope: no window reads an all-time bucket.)
+/// apart, as a count of facts per scope: no window reads an all-time bucket.
+/// No hour buckets either: an hour's four quarters are stored in one value,
+/// which a read of the hour sums.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Level {
     Quarter,
-    Hour,
     Day,
     /// A UTC calendar month.
     Month,
@@ -105,13 +106,12 @@ pub enum Level {
 
 impl Level {
     /// The levels a fact is added to, finest first.
-    pub const ALL: [Level; 4] = [Level::Quarter, Level::Hour, Level::Day, Level::Month];
+    pub const ALL: [Level; 3] = [Level::Quarter, Level::Day, Level::Month];
 
     /// The start (seconds) of the bucket of this level holding `seconds`.
     pub fn bucket_start(self, seconds: i64) -> i64 {
         match self {
             Level::Quarter => seconds.div_euclid(QUARTER_SECONDS) * QUARTER_SECONDS,
-            Level::Hour => seconds.div_euclid(3600) * 3600,
             Level::Day => seconds.div_euclid(86_400) * 86_400,
             Level::Month => {
                 let date = DateTime::from_timestamp(seconds, 0)
@@ -126,7 +126,6 @@ impl Level {
     fn bucket_end(self, start: i64) -> i64 {
         match self {
             Level::Quarter => start + QUARTER_SECONDS,
-            Level::Hour => start + 3600,
             Level::Day => start + 86_400,
             Level::Month => {
                 let date = DateTime::from_timestamp(start, 0)
@@ -161,11 +160,15 @@ pub struct BucketRun {
 }
 
 /// The levels a window is cut into, coarsest first.
-const COARSE_TO_FINE: [Level; 4] = [Level::Month, Level::Day, Level::Hour, Level::Quarter];
+const COARSE_TO_FINE: [Level; 3] = [Level::Month, Level::Day, Level::Quarter];
+
+/// An hour's quarters are stored in one value: a run of quarters reads one
+/// value per hour it touches.
+const QUARTERS_STORED_TOGETHER_SECONDS: i64 = 3600;
 
 /// Cuts a window into bucket runs whose signed sum is the window's, reading as
-/// few stored values as it can (an hour's quarters are stored in the hour's
-/// value, so they cost one read): the whole buckets of the coarsest level
+/// few stored values as it can (an hour's quarters are stored in one value,
+/// so they cost one read): the whole buckets of the coarsest level
 /// inside the window, and for each ragged end the cheaper of the finer
 /// buckets that fill it and the whole coarser bucket less the finer buckets
 /// of it that lie outside the window (the last 30 days of a 31-day month:
@@ -198,16 +201,18 @@ struct Cover {
 
 impl Cover {
     fn whole(level: Level, start: i64, end: i64) -> Cover {
-        // An hour's quarters are stored in its hour's value.
-        let (level_read, first) = match level {
-            Level::Quarter => (Level::Hour, Level::Hour.bucket_start(start)),
-            _ => (level, start),
-        };
         let mut values = 0;
-        let mut cursor = first;
-        while cursor < end {
-            cursor = level_read.bucket_end(cursor);
-            values += 1;
+        if level == Level::Quarter {
+            let hour = QUARTERS_STORED_TOGETHER_SECONDS;
+            if start < end {
+                values = (end - 1).div_euclid(hour) - start.div_euclid(hour) + 1;
+            }
+        } else {
+            let mut cursor = start;
+            while cursor < end {
+                cursor = level.bucket_end(cursor);
+                values += 1;
+            }
         }
         let runs = (start < end)
             .then_some(BucketRun {
@@ -550,11 +555,10 @@ mod tests {
         // Fifteen days of a 31-day month are read one by one.
         let half = Window::new(at("2025-12-17T00:00:00Z"), at("2026-01-01T00:00:00Z")).unwrap();
         assert_eq!(values_read(&decompose(half)), 15);
-        // Twenty hours are their day less four hours.
+        // Twenty hours are their day less the quarters of four hours.
         let hours = Window::new(at("2025-12-17T02:00:00Z"), at("2025-12-17T22:00:00Z")).unwrap();
         assert_eq!(values_read(&decompose(hours)), 5);
-        // Three quarters are read from their hour's value, not as the hour
-        // less a quarter (two reads of that value).
+        // Three quarters are read from their hour's value.
         let quarters = Window::new(at("2025-12-17T10:15:00Z"), at("2025-12-17T11:00:00Z")).unwrap();
         assert_eq!(
             decompose(quarters),
@@ -569,17 +573,20 @@ mod tests {
 
     #[test]
     fn whole_buckets_are_read_whole_and_runs_of_a_level_are_joined() {
-        // One hour: its hour aggregate, not its four quarters.
+        // One hour: its quarters, one stored value; two hours, two.
         let hour = Window::new(at("2025-12-17T10:00:00Z"), at("2025-12-17T11:00:00Z")).unwrap();
         assert_eq!(
             decompose(hour),
             vec![BucketRun {
-                level: Level::Hour,
+                level: Level::Quarter,
                 start: hour.from(),
                 end: hour.to(),
                 sign: 1
             }]
         );
+        assert_eq!(values_read(&decompose(hour)), 1);
+        let two = Window::new(at("2025-12-17T10:45:00Z"), at("2025-12-17T11:15:00Z")).unwrap();
+        assert_eq!(values_read(&decompose(two)), 2);
         // January less its first ten days and most of the tenth, then
         // February and March: one run of months, one of days taken away.
         let window = Window::new(at("2026-01-10T20:15:00Z"), at("2026-04-02T00:00:00Z")).unwrap();

@@ -1,10 +1,11 @@
 //! Where aggregate buckets are stored. Each bucket has a key of its own
 //! (`A level scope start`, see [`keys::aggregate`]); day and month buckets
-//! are also stored under it, but a scope's hour
-//! bucket and the four quarter buckets in it share one stored value, its *hour
-//! parts* (`A p scope hour`). A write adds to a quarter, an hour, a day and a
-//! month of every scope it counts in; with the quarters inside their hour,
-//! that is one key fewer per scope.
+//! are also stored under it, but the four quarter buckets of a scope's hour
+//! share one stored value, its *hour parts* (`A p scope hour`). A write adds
+//! to a quarter, a day and a month of every scope it counts in. Hours have
+//! no bucket of their own: a read of an hour sums its ≤ 4 quarters, from the
+//! one value it reads anyway, where an hour's own aggregate took a fifth of
+//! the state (format 14).
 //!
 //! A day's or month's bucket is large (a month of a busy scope holds
 //! hundreds of histogram buckets), and rewriting it whole at every commit
@@ -35,7 +36,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 
 use crate::domain::aggregate::Aggregate;
-use crate::domain::time::QUARTER_SECONDS;
+use crate::domain::time::{Level, QUARTER_SECONDS};
 use crate::error::{Error, Result};
 
 use super::codec::{decode, encode};
@@ -43,13 +44,13 @@ use super::keys::{self, time_bytes, time_from_bytes};
 use super::kv::{AggregateDelta, Change, Entry};
 
 const HOUR_SECONDS: i64 = 3600;
-/// Quarters in an hour: the indexes of [`Part::Quarter`] are below this.
+/// Quarters in an hour: the indexes in [`HourParts`] are below this.
 const QUARTERS_PER_HOUR: u8 = (HOUR_SECONDS / QUARTER_SECONDS) as u8;
 
 mod hour_parts;
 mod replay;
 
-pub use hour_parts::{HourParts, Part};
+pub use hour_parts::HourParts;
 pub use replay::{days_and_months, ReplayedHours};
 
 /// Where a bucket key is stored.
@@ -57,23 +58,21 @@ pub use replay::{days_and_months, ReplayedHours};
 pub enum Placement {
     /// Under its own key (days, months, and any key that is not a bucket's).
     Own,
-    /// As a part of the hour parts stored under `key`.
-    InHour { key: Vec<u8>, part: Part },
+    /// A quarter, the one at index `quarter` of the hour parts stored under `key`.
+    InHour { key: Vec<u8>, quarter: u8 },
     /// A day or month: its changes gather under `changes` first.
     Pending { changes: Vec<u8> },
 }
 
-/// Where the bucket with this key is stored. A quarter or hour key holds its
-/// start as its last eight bytes (the scope before it is prefix-free).
+/// Where the bucket with this key is stored. A quarter key holds its start
+/// as its last eight bytes (the scope before it is prefix-free).
 pub fn placement(key: &[u8]) -> Placement {
     if let Some(changes) = keys::pending_changes_of(key) {
         return Placement::Pending { changes };
     }
-    let quarter = match key {
-        [keys::AGGREGATE, b'q', ..] => true,
-        [keys::AGGREGATE, b'h', ..] => false,
-        _ => return Placement::Own,
-    };
+    if !key.starts_with(&[keys::AGGREGATE, keys::level_byte(Level::Quarter)]) {
+        return Placement::Own;
+    }
     let Some(scope_end) = key.len().checked_sub(8).filter(|&end| end >= 2) else {
         return Placement::Own;
     };
@@ -82,16 +81,12 @@ pub fn placement(key: &[u8]) -> Placement {
     };
     let hour = start.div_euclid(HOUR_SECONDS) * HOUR_SECONDS;
     let offset = start - hour;
-    let part = match (quarter, offset) {
-        (false, 0) => Part::Hour,
-        (true, offset) if offset % QUARTER_SECONDS == 0 => {
-            Part::Quarter((offset / QUARTER_SECONDS) as u8)
-        }
-        _ => return Placement::Own,
-    };
+    if offset % QUARTER_SECONDS != 0 {
+        return Placement::Own;
+    }
     Placement::InHour {
         key: hour_parts_key(&key[2..scope_end], hour),
-        part,
+        quarter: (offset / QUARTER_SECONDS) as u8,
     }
 }
 
@@ -204,10 +199,10 @@ pub fn added(deltas: Vec<AggregateDelta>, base: impl Fn(&[u8]) -> Result<Stored>
                 ensure_stays_non_negative(aggregate, &delta, &bucket)?;
                 aggregate.merge(&delta, 1);
             }
-            Placement::InHour { key, part } => {
+            Placement::InHour { key, quarter } => {
                 let parts = decoded_once(&mut added.hours, &key, || base(&key))?;
-                parts.ensure_stays_non_negative(part, &delta, &bucket)?;
-                parts.add(part, &delta);
+                parts.ensure_stays_non_negative(quarter, &delta, &bucket)?;
+                parts.add(quarter, &delta);
             }
             Placement::Pending { changes } => {
                 decoded_once(&mut added.pending, &changes, || base(&changes))?.merge(&delta, 1);
@@ -326,7 +321,6 @@ mod tests {
     use super::*;
     use crate::domain::aggregate::Scope;
     use crate::domain::records::Id;
-    use crate::domain::time::Level;
 
     /// An aggregate of `interactions` alone (shared with `hour_parts`' tests).
     pub(super) fn with_interactions(interactions: i64) -> Aggregate {
@@ -341,14 +335,14 @@ mod tests {
         let team = Scope::Team(Id::parse("billing").unwrap());
         let hour = 480_000 * HOUR_SECONDS;
         let in_hour = |level, start| match placement(&keys::aggregate(level, &team, start)) {
-            Placement::InHour { key, part } => Some((key, part)),
+            Placement::InHour { key, quarter } => Some((key, quarter)),
             Placement::Own | Placement::Pending { .. } => None,
         };
         let (quarter_key, quarter) = in_hour(Level::Quarter, hour + 45 * 60).unwrap();
-        assert_eq!(quarter, Part::Quarter(3));
-        let (hour_key, hour_part) = in_hour(Level::Hour, hour).unwrap();
-        assert_eq!(hour_part, Part::Hour);
-        assert_eq!(quarter_key, hour_key);
+        assert_eq!(quarter, 3);
+        let (first_key, first) = in_hour(Level::Quarter, hour).unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(quarter_key, first_key);
         assert_eq!(hour_of(&quarter_key), Some(hour));
         assert_eq!(
             quarter_key,
@@ -360,7 +354,7 @@ mod tests {
             quarter_key
         );
         let before = in_hour(Level::Quarter, hour - QUARTER_SECONDS).unwrap();
-        assert_eq!(before.1, Part::Quarter(3));
+        assert_eq!(before.1, 3);
         assert_eq!(hour_of(&before.0), Some(hour - HOUR_SECONDS));
         // Days' and months' changes wait beside them: the same key, but for
         // the level's capital letter.
@@ -377,8 +371,8 @@ mod tests {
         assert_eq!(placement(b"Ad"), Placement::Own);
         assert_eq!(placement(b"Aq"), Placement::Own);
         assert_eq!(placement(b"Xq01234567890"), Placement::Own);
-        let unaligned_hour = keys::aggregate(Level::Hour, &team, hour + QUARTER_SECONDS);
-        assert_eq!(placement(&unaligned_hour), Placement::Own);
+        let unaligned = keys::aggregate(Level::Quarter, &team, hour + 60);
+        assert_eq!(placement(&unaligned), Placement::Own);
     }
 
     #[test]
@@ -386,27 +380,24 @@ mod tests {
         let scope = Scope::Organization;
         let hour = 470_000 * HOUR_SECONDS;
         let quarter = keys::aggregate(Level::Quarter, &scope, hour + 900);
-        let hour_key = keys::aggregate(Level::Hour, &scope, hour);
         let month = keys::aggregate(Level::Month, &scope, hour);
         let Placement::InHour { key, .. } = placement(&quarter) else {
             panic!("a quarter is in its hour");
         };
         let mut before = HourParts::default();
-        before.set(Part::Quarter(3), with_interactions(3));
+        before.set(3, with_interactions(3));
         let stored_bytes: Arc<[u8]> = encode(&before).unwrap().into();
         let changes = aggregate_changes(
             &[],
             vec![
                 (quarter, with_interactions(2)),
-                (hour_key, with_interactions(5)),
                 (month.clone(), with_interactions(9)),
             ],
             |k| Ok((k == key.as_slice()).then(|| stored_bytes.clone())),
         )
         .unwrap();
         let mut expected = before.clone();
-        expected.set(Part::Quarter(1), with_interactions(2));
-        expected.set(Part::Hour, with_interactions(5));
+        expected.set(1, with_interactions(2));
         let pending = keys::pending_changes_of(&month).unwrap();
         assert_eq!(
             changes,

@@ -8,10 +8,10 @@
 //! | `I` raw index | `I t ticket 0 interaction`, `I f interaction 0 kind id`, `I e customer 0 event` | empty |
 //! | `P` pending feedback | `P interaction 0 kind id` | empty |
 //! | `G` group contribution | `G t ticket`, `G c customer` | the contribution, kept only while a background check recomputes; elsewhere a change to the key names the group to the journal |
-//! | `A` aggregate | `A level scope start` (day `d`, month `m`) | the aggregate |
+//! | `A` aggregate | `A level scope start` (day `d`, month `m`; quarter `q` names a quarter in changes, stored in its hour parts) | the aggregate |
 //! | | `A D scope start`, `A M scope start` | changes to that day's or month's aggregate not yet added to it (see `buckets`) |
 //! | | `A t scope` (the registry of known scopes) | how many facts count in the scope |
-//! | | `A p scope hour` | the scope's hour aggregate and its quarters' (see `buckets`) |
+//! | | `A p scope hour` | the aggregates of the hour's quarters (see `buckets`) |
 //! | `X` derived index | `X o ticket` (the open ticket and the scopes counting it), `X c customer 0 opened_at interaction 0 ticket`, `X k customer 0 ticket`, `X l scope newest-first-day` (the day's listed tickets), `X r ticket` (the ticket's row) | see store |
 //! | `T` targets | `T team` (empty = organisation) | the targets |
 //! | `C` team terms | `C team 0 effective_from` | the team's business calendar and SLA policy from then on (either may be none) |
@@ -288,7 +288,6 @@ pub fn scope_kind_byte(kind: crate::domain::aggregate::ScopeKind) -> u8 {
 pub fn level_byte(level: Level) -> u8 {
     match level {
         Level::Quarter => b'q',
-        Level::Hour => b'h',
         Level::Day => b'd',
         Level::Month => b'm',
     }

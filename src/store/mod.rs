@@ -399,7 +399,10 @@ impl Store {
 /// and the state recomputed from the records. 13: no all-time aggregates; a
 /// registry of known scopes counts each scope's facts instead (`A t scope`);
 /// a version 10 to 12 snapshot is removed and recomputed the same way.
-const FORMAT_VERSION: u32 = 13;
+/// 14: no hour aggregates; an hour's parts hold its quarters alone, which a
+/// read of the hour sums (`buckets`); a version 10 to 13 snapshot is
+/// removed and recomputed.
+const FORMAT_VERSION: u32 = 14;
 
 /// Keys deleted per batch when a version 9 store is migrated.
 const MIGRATION_BATCH_KEYS: usize = 10_000;

@@ -20,8 +20,8 @@ use super::writes::Counters;
 
 /// The sum of some scopes' buckets over a window (a selection's members,
 /// say): the window is cut into runs of buckets to add and to take away
-/// ([`decompose`]), each one range read (of the hours' parts, for quarters
-/// and hours; two, for days and months: the buckets and the changes pending
+/// ([`decompose`]), each one range read (of the hours' parts, for quarters;
+/// two, for days and months: the buckets and the changes pending
 /// beside them), all of one state of the store
 /// ([`KvStore::read_consistently`]).
 pub fn window_aggregate(kv: &dyn KvStore, scopes: &[Scope], window: Window) -> Result<Aggregate> {
@@ -45,7 +45,7 @@ fn add_runs(
     total: &mut AggregateSum,
 ) -> Result<()> {
     for run in runs {
-        if matches!(run.level, Level::Quarter | Level::Hour) {
+        if run.level == Level::Quarter {
             let scope_bytes = keys::scope_bytes(scope);
             let start = buckets::hour_parts_from(&scope_bytes, run.start);
             let end = buckets::hour_parts_from(&scope_bytes, run.end + 3599);
@@ -55,7 +55,7 @@ fn add_runs(
                     Error::DataLoss(format!("bad hour parts key {}", keys::describe_key(&key)))
                 })?;
                 let parts: HourParts = decode(&key, &value)?;
-                for aggregate in parts.within(run.level, hour, run.start, run.end) {
+                for aggregate in parts.within(hour, run.start, run.end) {
                     total.add(aggregate, run.sign);
                 }
             }

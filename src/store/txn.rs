@@ -255,7 +255,7 @@ impl<'a> Txn<'a> {
 }
 
 /// Each bucket's change, from the changes of the quarter-hours it holds:
-/// the quarters' own, then each hour's, day's and month's summed in one pass
+/// the quarters' own, then each day's and month's summed in one pass
 /// over the quarters' buckets ([`AggregateSum`]), where adding them one by
 /// one into a growing month would shift its buckets at every insertion.
 /// Buckets whose change is zero are left out.
@@ -266,7 +266,7 @@ fn rolled_up(quarters: QuarterChanges) -> Vec<AggregateDelta> {
         if delta.is_zero() {
             continue;
         }
-        for level in [Level::Hour, Level::Day, Level::Month] {
+        for level in [Level::Day, Level::Month] {
             coarser
                 .entry(keys::aggregate(level, scope, level.bucket_start(*quarter)))
                 .or_default()

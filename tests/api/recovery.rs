@@ -208,9 +208,9 @@ async fn a_damaged_journal_entry_recomputes_every_group() {
     .await;
 }
 
-/// A format 10 to 12 store left by a crash: its snapshot (of the example's
+/// A format 10 to 13 store left by a crash: its snapshot (of the example's
 /// first half) holds state this build does not read (histograms before 12,
-/// all-time aggregates before 13), and its journal is
+/// all-time aggregates before 13, hour aggregates before 14), and its journal is
 /// dropped here, so that loading the snapshot would serve the first half
 /// alone. It must be removed and the state recomputed from the records.
 async fn an_earlier_format_store_recomputes_its_state(version: u8) {
@@ -222,6 +222,11 @@ async fn an_earlier_format_store_recomputes_its_state(version: u8) {
         kv.commit(changes).expect("write an earlier format's store");
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_format_13_store_is_migrated_its_snapshot_removed_and_recomputed() {
+    an_earlier_format_store_recomputes_its_state(13).await;
 }
 
 #[tokio::test]
@@ -277,7 +282,7 @@ async fn a_format_9_store_is_migrated_its_derived_keys_deleted_and_recomputed() 
     ] {
         assert_eq!(family_count(&kv, family), 0);
     }
-    assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(13)));
+    assert_eq!(kv.get(&keys::format()).unwrap(), Some(encoded_u32(14)));
 }
 
 /// A `u32` as the store encodes values (a CRC-32 of the payload, then the

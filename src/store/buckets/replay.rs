@@ -2,7 +2,7 @@
 //! snapshot, the end of a bulk load, the scratch state of a verify or a
 //! rebuild. A commit adds each bucket's change to its stored value,
 //! decoding and re-encoding it, and rolls its changes per quarter-hour up
-//! into hours, days and months; replayed batch by batch, that was most of
+//! into days and months; replayed batch by batch, that was most of
 //! a replay's time, since each batch changes the same days and months
 //! again. A replay from empty only adds, and nothing reads its state
 //! until it ends, so here:
@@ -13,7 +13,7 @@
 //!   for a few batches (a replay runs in time order, so the hour is seldom
 //!   changed again; if it is, it is decoded again);
 //! - days and months are not changed batch by batch at all: at the end each
-//!   is summed from its hours ([`days_and_months`]), in one pass over the
+//!   is summed from its quarters ([`days_and_months`]), in one pass over the
 //!   hours' parts in key order.
 //!
 //! The buckets are the ones commits would have built: a day's and a
@@ -21,11 +21,11 @@
 
 use std::collections::hash_map::{self, HashMap};
 
-use crate::domain::aggregate::{Aggregate, AggregateSum, Scope};
+use crate::domain::aggregate::{AggregateSum, Scope};
 use crate::domain::time::{Level, QUARTER_SECONDS};
 use crate::error::{Error, Result};
 
-use super::{decoded_or_default, hour_of, hour_parts_key, HourParts, Part, Stored, HOUR_SECONDS};
+use super::{decoded_or_default, hour_of, hour_parts_key, HourParts, Stored, HOUR_SECONDS};
 use crate::store::codec::{decode, encode};
 use crate::store::keys;
 use crate::store::kv::Change;
@@ -77,8 +77,7 @@ impl ReplayedHours {
                     }))
                 }
             };
-            held.parts.add(Part::Quarter(index), &delta);
-            held.parts.add(Part::Hour, &delta);
+            held.parts.add(index, &delta);
             held.changed = self.batch;
         }
         Ok(())
@@ -129,11 +128,8 @@ pub fn days_and_months<'a>(
             )));
         };
         let parts: HourParts = decode(key, value)?;
-        let Some(aggregate) = parts.get(Part::Hour) else {
-            continue;
-        };
         for summing in [&mut day, &mut month] {
-            changes.extend(summing.add(scope, hour, aggregate)?);
+            changes.extend(summing.add(scope, hour, &parts)?);
         }
     }
     changes.extend(day.finish()?);
@@ -156,19 +152,22 @@ impl Summing {
         }
     }
 
-    /// Adds an hour of `scope` to its bucket; gives the bucket before it
-    /// once the hour is past it.
-    fn add(&mut self, scope: &[u8], hour: i64, aggregate: &Aggregate) -> Result<Option<Change>> {
+    /// Adds an hour of `scope` (its quarters) to its bucket; gives the
+    /// bucket before it once the hour is past it.
+    fn add(&mut self, scope: &[u8], hour: i64, parts: &HourParts) -> Result<Option<Change>> {
         let start = self.level.bucket_start(hour);
         let finished = match &self.current {
             Some((current, at, _)) if current == scope && *at == start => None,
             Some(_) => self.finish()?,
             None => None,
         };
-        self.current
+        let sum = &mut self
+            .current
             .get_or_insert_with(|| (scope.to_vec(), start, AggregateSum::default()))
-            .2
-            .add(aggregate, 1);
+            .2;
+        for quarter in parts.quarters() {
+            sum.add(quarter, 1);
+        }
         Ok(finished)
     }
 
