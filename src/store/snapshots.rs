@@ -472,6 +472,32 @@ mod tests {
         }
     }
 
+    /// A value longer than one read at once reads back whole; a length
+    /// that runs past the end of the file is truncation, whatever it claims.
+    #[test]
+    fn a_long_value_reads_back_and_a_length_past_the_end_is_truncation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = path_in(dir.path());
+        let long: Vec<u8> = (0..3 * SIZED_AT_ONCE + 7)
+            .map(|at| (at % 251) as u8)
+            .collect();
+        let written = version(&[(b"Ad1", &long), (b"Xo1", b"c")], 5);
+        write(&path, &STORE, &written, || Ok(())).unwrap();
+        assert_eq!(load(&path, &STORE).unwrap().unwrap().map, written.map);
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&STORE);
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(&1u64.to_le_bytes());
+        bytes.extend_from_slice(&3u32.to_le_bytes());
+        bytes.extend_from_slice(b"Ad1");
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(b"a few bytes, not 4 GiB");
+        let frame = zstd::encode_all(&bytes[MAGIC.len()..], 1).unwrap();
+        std::fs::write(&path, [&MAGIC[..], &frame].concat()).unwrap();
+        let message = load(&path, &STORE).unwrap_err().to_string();
+        assert!(message.contains("truncated"), "{message}");
+    }
+
     #[test]
     fn a_write_that_fails_before_install_leaves_the_last_snapshot() {
         let dir = tempfile::tempdir().unwrap();
