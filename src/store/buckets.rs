@@ -3,9 +3,10 @@
 //! are also stored under it, but the four quarter buckets of a scope's hour
 //! share one stored value, its *hour parts* (`A p scope hour`). A write adds
 //! to a quarter, a day and a month of every scope it counts in. Hours have
-//! no bucket of their own: a read of an hour sums its ≤ 4 quarters, from the
-//! one value it reads anyway, where an hour's own aggregate took a fifth of
-//! the state (format 14).
+//! no bucket of their own (since format 14): a read of an hour sums its
+//! ≤ 4 quarters, from the one value it reads anyway, where keeping the
+//! hour's own aggregate beside them took a large part of the state
+//! (docs/benchmarks.md).
 //!
 //! A day's or month's bucket is large (a month of a busy scope holds
 //! hundreds of histogram buckets), and rewriting it whole at every commit

@@ -1,8 +1,8 @@
 //! Snapshot files of the derived state: every derived key and value, in key
 //! order, with the first journal sequence they do not cover, closed by a
 //! CRC-32 of everything before it, all but the magic compressed as one zstd
-//! frame (level 1: about half the size, at ~370 MB/s written and ~1.2 GB/s
-//! read on the benchmark machine).
+//! frame (level 1, zstd's fastest that still about halves it; figures in
+//! docs/benchmarks.md).
 //!
 //! A snapshot is written to a temporary file, synced, renamed over the last
 //! one and the directory synced, so that a crash at any moment leaves either
