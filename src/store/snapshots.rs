@@ -431,13 +431,26 @@ mod tests {
         assert!(message.contains("not derived"), "{message}");
     }
 
-    /// A snapshot file of `entries` as given, in the layout above, with a
-    /// checksum that matches.
-    fn file_of(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+    /// The magic and the header of a snapshot of `count` entries, in the
+    /// layout above, before compression.
+    fn header(count: u64) -> Vec<u8> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&STORE);
         bytes.extend_from_slice(&1u64.to_le_bytes());
-        bytes.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&count.to_le_bytes());
+        bytes
+    }
+
+    /// The file of `bytes` (magic first), all but the magic compressed.
+    fn framed(bytes: &[u8]) -> Vec<u8> {
+        let frame = zstd::encode_all(&bytes[MAGIC.len()..], 1).unwrap();
+        [&MAGIC[..], &frame].concat()
+    }
+
+    /// A snapshot file of `entries` as given, in the layout above, with a
+    /// checksum that matches.
+    fn file_of(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut bytes = header(entries.len() as u64);
         for (key, value) in entries {
             for part in [key, value] {
                 bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
@@ -446,8 +459,7 @@ mod tests {
         }
         let checksum = crc32fast::hash(&bytes);
         bytes.extend_from_slice(&checksum.to_le_bytes());
-        let frame = zstd::encode_all(&bytes[MAGIC.len()..], 1).unwrap();
-        [&MAGIC[..], &frame].concat()
+        framed(&bytes)
     }
 
     #[test]
@@ -484,16 +496,12 @@ mod tests {
         let written = version(&[(b"Ad1", &long), (b"Xo1", b"c")], 5);
         write(&path, &STORE, &written, || Ok(())).unwrap();
         assert_eq!(load(&path, &STORE).unwrap().unwrap().map, written.map);
-        let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&STORE);
-        bytes.extend_from_slice(&1u64.to_le_bytes());
-        bytes.extend_from_slice(&1u64.to_le_bytes());
+        let mut bytes = header(1);
         bytes.extend_from_slice(&3u32.to_le_bytes());
         bytes.extend_from_slice(b"Ad1");
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
         bytes.extend_from_slice(b"a few bytes, not 4 GiB");
-        let frame = zstd::encode_all(&bytes[MAGIC.len()..], 1).unwrap();
-        std::fs::write(&path, [&MAGIC[..], &frame].concat()).unwrap();
+        std::fs::write(&path, framed(&bytes)).unwrap();
         let message = load(&path, &STORE).unwrap_err().to_string();
         assert!(message.contains("truncated"), "{message}");
     }
