@@ -90,10 +90,7 @@ impl Packer {
         {
             self.cut();
         }
-        self.bytes.extend_from_slice(key);
-        let key_end = self.bytes.len();
-        self.bytes.extend_from_slice(value);
-        self.ends.push((offset(key_end), offset(self.bytes.len())));
+        append(&mut self.bytes, &mut self.ends, key, value);
     }
 
     /// Moves what was pushed into a chunk of its exact size. Copied, not
@@ -115,6 +112,15 @@ impl Packer {
         self.cut();
         self.done
     }
+}
+
+/// Appends an entry to a chunk's bytes and ends being built (the layout of
+/// [`Chunk`]).
+fn append(bytes: &mut Vec<u8>, ends: &mut Vec<(u32, u32)>, key: &[u8], value: &[u8]) {
+    bytes.extend_from_slice(key);
+    let key_end = bytes.len();
+    bytes.extend_from_slice(value);
+    ends.push((offset(key_end), offset(bytes.len())));
 }
 
 /// A chunk offset. Entries are smaller than 4 GiB: a value's length is
@@ -184,10 +190,7 @@ fn chunk_of(entries: &[(&[u8], &[u8])], bytes: usize) -> Chunk {
     let mut packed = Vec::with_capacity(bytes);
     let mut ends = Vec::with_capacity(entries.len());
     for (key, value) in entries {
-        packed.extend_from_slice(key);
-        let key_end = packed.len();
-        packed.extend_from_slice(value);
-        ends.push((offset(key_end), offset(packed.len())));
+        append(&mut packed, &mut ends, key, value);
     }
     Chunk {
         bytes: packed.into_boxed_slice(),
