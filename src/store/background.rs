@@ -125,7 +125,7 @@ fn caught_up(
     );
     let scratch = state.scratch_over(engine, prepared.fresh);
     scratch.recompute_groups(changed)?;
-    Ok(Some(without_contributions(scratch.into_map()?)))
+    without_contributions(scratch.into_map()?).map(Some)
 }
 
 /// Finishes a verify on the writer's thread.
@@ -142,7 +142,7 @@ pub fn finish_verify(
             );
             let mut ignored = SourceCheck::default();
             let fresh = replayed(kv, state, None, OnDamage::Collect(&mut ignored))?;
-            without_contributions(fresh)
+            without_contributions(fresh)?
         }
     };
     let mut sources = SourceCheck::default();
@@ -177,7 +177,7 @@ pub fn finish_rebuild(
                 "team terms changed during the rebuild, or the journal cannot tell what did: \
                  rebuilding whole, writes wait"
             );
-            without_contributions(replayed(kv, state, Some(&terms), OnDamage::Fail)?)
+            without_contributions(replayed(kv, state, Some(&terms), OnDamage::Fail)?)?
         }
     };
     let indexes = recompute_raw_indexes(kv, &mut OnDamage::Fail)?;
@@ -199,7 +199,7 @@ pub fn finish_rebuild(
     );
     // What differs from the state served, as one commit through the layers
     // above (the open-ticket copy follows it) that journals the groups.
-    changes.extend(difference(&state.current().map, &fresh));
+    changes.extend(difference(&state.current().map, &fresh)?);
     let keys_written = changes.len() as u64;
     commit_rebuild(kv, changes, groups, keys_written)
 }

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use super::codec::{decode, encode};
 use super::keys::{self, Group};
 use super::kv::{Change, Entry, KvStore};
-use super::state::{is_derived, map_range, DerivedMap};
+use super::state::{is_derived, DerivedMap};
 use super::txn::{overlaid, Reader};
 
 /// A commit changing more groups than this journals "every group": a
@@ -107,7 +107,7 @@ pub(super) struct AsAtSnapshot<'a> {
 impl Reader for AsAtSnapshot<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if is_derived(key) {
-            return Ok(self.map.get(key).map(|value| value.to_vec()));
+            return self.map.get(key);
         }
         match self.before.get(key) {
             Some(value) => Ok(value.clone()),
@@ -118,7 +118,7 @@ impl Reader for AsAtSnapshot<'_> {
     fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<Entry>> {
         let end = keys::prefix_end(prefix);
         if is_derived(prefix) {
-            return Ok(map_range(&self.map, prefix, end.as_deref()));
+            return self.map.range(prefix, end.as_deref());
         }
         overlaid(
             self.engine.scan_prefix(prefix),

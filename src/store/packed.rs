@@ -13,14 +13,26 @@
 //! Changes are applied in batches ([`PackedMap::apply`]): each touched chunk
 //! is rebuilt once per batch, merged with the batch's changes in one pass.
 //! A chunk that removals leave small is not merged into a neighbour (the
-//! derived state mostly grows and changes in place); loading a snapshot
-//! packs every chunk full again.
+//! derived state mostly grows and changes in place).
+//!
+//! A chunk is either in memory or a block of a snapshot file, read when
+//! something needs it ([`cold`]): a map loaded from a snapshot holds only
+//! its chunks' first keys until it is read, and a change turns the chunks
+//! it touches into chunks in memory. Once a snapshot is written, the chunks
+//! it holds unchanged go back to being its blocks ([`PackedMap::adopt`]), so
+//! memory holds what changed since the last snapshot and what is read often.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::ops::Bound;
 use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+mod cold;
+
+pub use cold::{Block, ColdFile, DEFAULT_CACHE_BYTES};
 
 /// A chunk is cut once it holds this many bytes of keys and values...
 const TARGET_CHUNK_BYTES: usize = 4096;
@@ -74,9 +86,43 @@ impl Chunk {
     fn entries(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         (0..self.len()).map(|index| self.entry(index))
     }
+
+    /// About what the chunk takes in memory.
+    fn memory(&self) -> usize {
+        self.bytes.len() + self.ends.len() * 8 + 64
+    }
+}
+
+/// Where a chunk is: in memory, or a block of a snapshot file.
+#[derive(Clone)]
+enum Slot {
+    Resident(Arc<Chunk>),
+    Cold(Arc<ColdFile>, Block),
+}
+
+impl Slot {
+    /// The chunk, read from its file if it is cold; `keep` caches what is read.
+    fn load(&self, keep: bool) -> Result<Arc<Chunk>> {
+        match self {
+            Slot::Resident(chunk) => Ok(Arc::clone(chunk)),
+            Slot::Cold(file, block) => file.chunk(block, keep),
+        }
+    }
+
+    /// Whether both are the very same chunk (not merely equal entries).
+    fn same(&self, other: &Slot) -> bool {
+        match (self, other) {
+            (Slot::Resident(a), Slot::Resident(b)) => Arc::ptr_eq(a, b),
+            (Slot::Cold(file_a, a), Slot::Cold(file_b, b)) => {
+                Arc::ptr_eq(file_a, file_b) && a.offset == b.offset
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Builds chunks of about [`TARGET_CHUNK_BYTES`] from entries given in key order.
+#[cfg(test)]
 #[derive(Default)]
 struct Packer {
     bytes: Vec<u8>,
@@ -84,6 +130,7 @@ struct Packer {
     done: Vec<Chunk>,
 }
 
+#[cfg(test)]
 impl Packer {
     fn push(&mut self, key: &[u8], value: &[u8]) {
         if !self.ends.is_empty() && self.bytes.len() + key.len() + value.len() > TARGET_CHUNK_BYTES
@@ -202,7 +249,7 @@ fn chunk_of(entries: &[(&[u8], &[u8])], bytes: usize) -> Chunk {
 #[derive(Clone, Default)]
 pub struct PackedMap {
     /// Chunks by their first key; none is empty.
-    chunks: imbl::OrdMap<Arc<[u8]>, Arc<Chunk>>,
+    chunks: imbl::OrdMap<Arc<[u8]>, Slot>,
     len: usize,
 }
 
@@ -230,6 +277,64 @@ impl Difference<'_> {
     }
 }
 
+/// Called on each entry of a walk ([`PackedMap::visit`]); `false` ends it.
+pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
+
+/// A block of a snapshot being written, and the chunk it holds
+/// ([`PackedMap::write_blocks`], [`PackedMap::adopt`]).
+pub struct LaidOut {
+    pub first_key: Arc<[u8]>,
+    pub block: Block,
+    /// The chunk as the written map held it.
+    slot: Slot,
+}
+
+impl fmt::Debug for LaidOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaidOut")
+            .field("first_key", &self.first_key)
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Walks a map's entries in key order, one chunk in hand at a time (chunks
+/// read from a file are not cached: a walk of everything would evict what
+/// reads use).
+struct Cursor<'a> {
+    slots: Box<dyn Iterator<Item = &'a Slot> + 'a>,
+    chunk: Option<Arc<Chunk>>,
+    index: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(map: &'a PackedMap) -> Cursor<'a> {
+        Cursor {
+            slots: Box::new(map.chunks.values()),
+            chunk: None,
+            index: 0,
+        }
+    }
+
+    /// The entry under the cursor, reading the next chunk if needed.
+    fn peek(&mut self) -> Result<Option<(&[u8], &[u8])>> {
+        while self.chunk.as_ref().is_none_or(|c| self.index >= c.len()) {
+            match self.slots.next() {
+                None => return Ok(None),
+                Some(slot) => {
+                    self.chunk = Some(slot.load(false)?);
+                    self.index = 0;
+                }
+            }
+        }
+        Ok(self.chunk.as_ref().map(|chunk| chunk.entry(self.index)))
+    }
+
+    fn advance(&mut self) {
+        self.index += 1;
+    }
+}
+
 impl PackedMap {
     pub fn new() -> PackedMap {
         PackedMap::default()
@@ -245,6 +350,21 @@ impl PackedMap {
         builder.finish()
     }
 
+    /// A map of the blocks of `file`, given in key order by their first keys,
+    /// none of them read yet.
+    pub fn of_blocks(
+        file: &Arc<ColdFile>,
+        blocks: impl IntoIterator<Item = (Arc<[u8]>, Block)>,
+    ) -> PackedMap {
+        let mut map = PackedMap::new();
+        for (first_key, block) in blocks {
+            map.len += block.entries as usize;
+            map.chunks
+                .insert(first_key, Slot::Cold(Arc::clone(file), block));
+        }
+        map
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }
@@ -253,54 +373,106 @@ impl PackedMap {
         self.len == 0
     }
 
-    /// The chunk that holds `key` if any chunk does.
-    fn chunk_for(&self, key: &[u8]) -> Option<&Arc<Chunk>> {
-        self.chunks.get_prev(key).map(|(_, chunk)| chunk)
+    /// How many chunks the map holds, and how many of those are in memory.
+    pub fn chunk_counts(&self) -> (usize, usize) {
+        let resident = self
+            .chunks
+            .values()
+            .filter(|slot| matches!(slot, Slot::Resident(_)))
+            .count();
+        (self.chunks.len(), resident)
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
-        let chunk = self.chunk_for(key)?;
-        let index = chunk.search(key).ok()?;
-        Some(chunk.entry(index).1)
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some((_, slot)) = self.chunks.get_prev(key) else {
+            return Ok(None);
+        };
+        let chunk = slot.load(true)?;
+        Ok(chunk
+            .search(key)
+            .ok()
+            .map(|index| chunk.entry(index).1.to_vec()))
     }
 
-    /// The entries from `start` up to `end` (to the end if `None`), in key order.
-    pub fn range<'a>(
-        &'a self,
-        start: &'a [u8],
-        end: Option<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+    /// Calls `visit` with the entries from `start` up to `end` (to the end
+    /// if `None`), in key order, until it returns `false`.
+    pub fn visit(&self, start: &[u8], end: Option<&[u8]>, visit: &mut Visit<'_>) -> Result<()> {
         let first_chunk: &[u8] = match self.chunks.get_prev(start) {
             Some((first_key, _)) => first_key,
             None => start,
         };
         let mut first = true;
-        self.chunks
+        for (_, slot) in self
+            .chunks
             .range::<_, [u8]>((Bound::Included(first_chunk), Bound::Unbounded))
-            .flat_map(move |(_, chunk)| {
-                let chunk: &'a Chunk = chunk;
-                let from = match std::mem::take(&mut first) {
-                    true => chunk.search(start).unwrap_or_else(|at| at),
-                    false => 0,
-                };
-                (from..chunk.len()).map(move |index| chunk.entry(index))
-            })
-            .take_while(move |(key, _)| end.is_none_or(|end| *key < end))
+        {
+            let chunk = slot.load(true)?;
+            let from = match std::mem::take(&mut first) {
+                true => chunk.search(start).unwrap_or_else(|at| at),
+                false => 0,
+            };
+            for (key, value) in (from..chunk.len()).map(|index| chunk.entry(index)) {
+                if end.is_some_and(|end| key >= end) || !visit(key, value)? {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.chunks.values().flat_map(|chunk| chunk.entries())
+    /// The entries from `start` up to `end` (to the end if `None`), copied.
+    pub fn range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut entries = Vec::new();
+        self.visit(start, end, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            Ok(true)
+        })?;
+        Ok(entries)
     }
 
     #[cfg(test)]
     pub fn insert(&mut self, key: &[u8], value: &[u8]) {
-        self.apply([(key.to_vec(), Some(value.to_vec()))]);
+        self.apply([(key.to_vec(), Some(value.to_vec()))])
+            .expect("a map in memory");
+    }
+
+    /// Reads (into their file's cache) the chunks in files that changes to
+    /// `keys` would touch: a caller about to make changes durable learns
+    /// first whether it can apply them.
+    pub fn read_ahead<'k>(&self, keys: impl IntoIterator<Item = &'k [u8]>) -> Result<()> {
+        self.read_touched(keys).map(drop)
+    }
+
+    /// The chunks in files that changes to `keys` fall in, read, so that
+    /// applying them cannot fail half-way.
+    fn read_touched<'k>(
+        &self,
+        keys: impl IntoIterator<Item = &'k [u8]>,
+    ) -> Result<HashMap<Arc<[u8]>, Arc<Chunk>>> {
+        let mut read = HashMap::new();
+        for key in keys {
+            let holder = self
+                .chunks
+                .get_prev(key)
+                .or_else(|| self.chunks.get_min().map(|(first, slot)| (first, slot)));
+            if let Some((first, slot @ Slot::Cold(..))) = holder {
+                if !read.contains_key(first) {
+                    read.insert(Arc::clone(first), slot.load(true)?);
+                }
+            }
+        }
+        Ok(read)
     }
 
     /// Puts (`Some`) and removes (`None`); of several changes to one key the
-    /// last counts. Each chunk they touch is rebuilt once.
-    pub fn apply(&mut self, changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>) {
+    /// last counts. Each chunk they touch is rebuilt once, in memory. Fails
+    /// (changing nothing) if a chunk they touch cannot be read from its file.
+    pub fn apply(
+        &mut self,
+        changes: impl IntoIterator<Item = (Vec<u8>, Option<Vec<u8>>)>,
+    ) -> Result<()> {
         let changes: BTreeMap<Vec<u8>, Option<Vec<u8>>> = changes.into_iter().collect();
+        let mut read = self.read_touched(changes.keys().map(Vec::as_slice))?;
         let mut pending = changes.iter().peekable();
         while let Some((key, _)) = pending.peek() {
             // The chunk the next change falls in (the first one for a key
@@ -308,8 +480,8 @@ impl PackedMap {
             let holder = self
                 .chunks
                 .get_prev(key.as_slice())
-                .or_else(|| self.chunks.get_min().map(|(first, chunk)| (first, chunk)))
-                .map(|(first, chunk)| (Arc::clone(first), Arc::clone(chunk)));
+                .or_else(|| self.chunks.get_min().map(|(first, slot)| (first, slot)))
+                .map(|(first, slot)| (Arc::clone(first), slot.clone()));
             let next_first = holder.as_ref().and_then(|(first, _)| {
                 self.chunks
                     .range::<_, [u8]>((Bound::Excluded(&first[..]), Bound::Unbounded))
@@ -328,7 +500,13 @@ impl PackedMap {
                 pending.next();
             }
             let (first, old) = match holder {
-                Some((first, chunk)) => (Some(first), chunk),
+                Some((first, Slot::Resident(chunk))) => (Some(first), chunk),
+                Some((first, Slot::Cold(..))) => {
+                    let chunk = read.remove(&first).ok_or_else(|| {
+                        Error::Internal("a chunk in a file was not read before a change".into())
+                    })?;
+                    (Some(first), chunk)
+                }
                 None => (None, Arc::new(Chunk::default())),
             };
             self.len -= old.len();
@@ -343,7 +521,7 @@ impl PackedMap {
                     let chunk = rebuilt.remove(0);
                     self.len += chunk.len();
                     if let Some(slot) = self.chunks.get_mut(&first[..]) {
-                        *slot = Arc::new(chunk);
+                        *slot = Slot::Resident(Arc::new(chunk));
                     }
                 } else {
                     self.chunks.remove(&first[..]);
@@ -353,49 +531,123 @@ impl PackedMap {
                 self.put_chunk(chunk);
             }
         }
+        Ok(())
     }
 
     /// Adds `chunk` under its first key, which no chunk holds.
     fn put_chunk(&mut self, chunk: Chunk) {
         self.len += chunk.len();
-        self.chunks.insert(Arc::from(chunk.key(0)), Arc::new(chunk));
+        self.chunks
+            .insert(Arc::from(chunk.key(0)), Slot::Resident(Arc::new(chunk)));
     }
 
-    /// How `other` differs from this map, in key order.
-    pub fn diff<'a>(&'a self, other: &'a PackedMap) -> impl Iterator<Item = Difference<'a>> + 'a {
-        let mut ours = self.iter().peekable();
-        let mut theirs = other.iter().peekable();
-        std::iter::from_fn(move || loop {
-            let order = match (ours.peek(), theirs.peek()) {
-                (None, None) => return None,
+    /// Writes every chunk as a block through `write`, the first at file
+    /// offset `offset`: chunks in memory compressed, blocks of a file copied
+    /// as they are (checked, not decompressed). Returns the blocks in key
+    /// order.
+    pub fn write_blocks(
+        &self,
+        mut offset: u64,
+        write: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Vec<LaidOut>> {
+        let mut laid_out = Vec::with_capacity(self.chunks.len());
+        for (first_key, slot) in self.chunks.iter() {
+            let (bytes, mut block) = match slot {
+                Slot::Resident(chunk) => cold::compress(chunk)?,
+                Slot::Cold(file, block) => (file.raw(block)?, *block),
+            };
+            block.offset = offset;
+            write(&bytes)?;
+            offset += bytes.len() as u64;
+            laid_out.push(LaidOut {
+                first_key: Arc::clone(first_key),
+                block,
+                slot: slot.clone(),
+            });
+        }
+        Ok(laid_out)
+    }
+
+    /// Makes the chunks this map still holds as `laid_out` (written from an
+    /// earlier clone of it) blocks of `file`, which holds them; chunks
+    /// changed since stay as they are. A chunk that was in memory seeds the
+    /// file's cache.
+    pub fn adopt(&mut self, laid_out: &[LaidOut], file: &Arc<ColdFile>) {
+        let mut written = laid_out.iter().peekable();
+        let mut chunks = imbl::OrdMap::new();
+        for (first_key, slot) in self.chunks.iter() {
+            while written
+                .peek()
+                .is_some_and(|item| item.first_key < *first_key)
+            {
+                written.next();
+            }
+            let slot = match written.peek() {
+                Some(item) if item.first_key == *first_key && item.slot.same(slot) => {
+                    if let Slot::Resident(chunk) = slot {
+                        file.seed(&item.block, Arc::clone(chunk));
+                    }
+                    Slot::Cold(Arc::clone(file), item.block)
+                }
+                _ => slot.clone(),
+            };
+            chunks.insert(Arc::clone(first_key), slot);
+        }
+        self.chunks = chunks;
+    }
+
+    /// Calls `visit` with how `other` differs from this map, in key order.
+    pub fn diff(
+        &self,
+        other: &PackedMap,
+        visit: &mut dyn FnMut(Difference<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut ours = Cursor::new(self);
+        let mut theirs = Cursor::new(other);
+        loop {
+            let (mine, other) = (ours.peek()?, theirs.peek()?);
+            let order = match (mine, other) {
+                (None, None) => return Ok(()),
                 (Some(_), None) => Ordering::Less,
                 (None, Some(_)) => Ordering::Greater,
                 (Some((mine, _)), Some((other, _))) => mine.cmp(other),
             };
-            match order {
-                Ordering::Less => {
-                    let (key, value) = ours.next()?;
-                    return Some(Difference::Removed(key, value));
+            match (order, mine, other) {
+                (Ordering::Less, Some((key, value)), _) => {
+                    visit(Difference::Removed(key, value))?;
+                    ours.advance();
                 }
-                Ordering::Greater => {
-                    let (key, value) = theirs.next()?;
-                    return Some(Difference::Added(key, value));
+                (Ordering::Greater, _, Some((key, value))) => {
+                    visit(Difference::Added(key, value))?;
+                    theirs.advance();
                 }
-                Ordering::Equal => {
-                    let (key, old) = ours.next()?;
-                    let (_, new) = theirs.next()?;
+                (Ordering::Equal, Some((key, old)), Some((_, new))) => {
                     if old != new {
-                        return Some(Difference::Changed { key, old, new });
+                        visit(Difference::Changed { key, old, new })?;
                     }
+                    ours.advance();
+                    theirs.advance();
                 }
+                _ => return Err(Error::Internal("a map walk lost its place".into())),
             }
-        })
+        }
+    }
+
+    /// Every entry, copied (tests and debugging).
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.range(&[], None)
     }
 }
 
 impl PartialEq for PackedMap {
+    /// Equal entries; a map whose chunks cannot be read equals none.
     fn eq(&self, other: &PackedMap) -> bool {
-        self.len == other.len && self.diff(other).next().is_none()
+        let mut differs = false;
+        let walked = self.diff(other, &mut |_| {
+            differs = true;
+            Err(Error::Internal("differs".into()))
+        });
+        self.len == other.len && walked.is_ok() && !differs
     }
 }
 
@@ -403,18 +655,23 @@ impl Eq for PackedMap {}
 
 impl fmt::Debug for PackedMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter()).finish()
+        match self.entries() {
+            Ok(entries) => f.debug_map().entries(entries).finish(),
+            Err(error) => write!(f, "PackedMap({error})"),
+        }
     }
 }
 
 /// Builds a map from entries in strictly increasing key order, chunk by
 /// chunk, with a tree operation per chunk rather than per entry.
+#[cfg(test)]
 #[derive(Default)]
 pub struct Builder {
     packer: Packer,
     map: PackedMap,
 }
 
+#[cfg(test)]
 impl Builder {
     /// Adds an entry after every entry added before; a key not above the
     /// last one's is a caller's bug.
@@ -453,13 +710,13 @@ mod tests {
     }
 
     fn assert_same(map: &PackedMap, model: &Model) {
-        let entries: Vec<(Vec<u8>, Vec<u8>)> =
-            map.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        let entries = map.entries().unwrap();
         let expected: Vec<(Vec<u8>, Vec<u8>)> =
             model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         assert_eq!(entries, expected);
         assert_eq!(map.len(), model.len());
-        for chunk in map.chunks.values() {
+        for slot in map.chunks.values() {
+            let chunk = slot.load(false).unwrap();
             assert!(chunk.len() > 0, "an empty chunk is kept");
             let bytes = chunk.ends.last().map_or(0, |end| end.1 as usize);
             assert!(
@@ -489,7 +746,7 @@ mod tests {
                         None => model.remove(key),
                     };
                 }
-                map.apply(batch);
+                map.apply(batch).unwrap();
                 assert_same(&map, &model);
             }
             // Earlier clones are unchanged by later changes.
@@ -497,8 +754,8 @@ mod tests {
                 assert_same(version, expected);
             }
             for (start, end) in &probes {
-                prop_assert_eq!(map.get(start), model.get(start).map(Vec::as_slice));
-                let got: Vec<_> = map.range(start, end.as_deref()).map(|(k, _)| k.to_vec()).collect();
+                prop_assert_eq!(map.get(start).unwrap(), model.get(start).cloned());
+                let got: Vec<_> = map.range(start, end.as_deref()).unwrap().into_iter().map(|(k, _)| k).collect();
                 let want: Vec<_> = model
                     .keys()
                     .filter(|key| *key >= start && end.as_ref().is_none_or(|end| *key < end))
@@ -507,7 +764,11 @@ mod tests {
                 prop_assert_eq!(got, want);
             }
             let (earlier, earlier_model) = &versions[versions.len() / 2];
-            let diff: Vec<_> = earlier.diff(&map).map(|d| format!("{d:?}")).collect();
+            let mut diff = Vec::new();
+            earlier.diff(&map, &mut |d| {
+                diff.push(format!("{d:?}"));
+                Ok(())
+            }).unwrap();
             let mut want = Vec::new();
             let keys: std::collections::BTreeSet<&Vec<u8>> = earlier_model.keys().chain(model.keys()).collect();
             for key in keys {
@@ -521,6 +782,73 @@ mod tests {
             }
             prop_assert_eq!(diff, want);
             prop_assert_eq!(earlier == &map, earlier_model == &model);
+        }
+    }
+
+    /// Writes `map`'s blocks as a file in `dir` after 8 bytes of header; the
+    /// file's cache holds about two chunks, so reads go to the file.
+    fn blocks_of(
+        map: &PackedMap,
+        dir: &std::path::Path,
+        name: &str,
+    ) -> (Arc<ColdFile>, Vec<LaidOut>) {
+        let mut bytes = vec![0u8; 8];
+        let laid_out = map
+            .write_blocks(8, &mut |block| {
+                bytes.extend_from_slice(block);
+                Ok(())
+            })
+            .unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, &bytes).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        (ColdFile::new(file, &path, 2 * MAX_CHUNK_BYTES), laid_out)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// A map whose chunks are blocks of files (read from a snapshot, or
+        /// adopted after one was written while changes went on) reads and
+        /// changes as a BTreeMap does, and so do the versions before.
+        #[test]
+        fn a_map_of_blocks_and_adopted_chunks_gives_what_a_btreemap_gives(
+            batches in proptest::collection::vec(proptest::collection::vec(change_strategy(), 0..30), 2..10),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let mut map = PackedMap::new();
+            let mut model = Model::new();
+            let mut versions = Vec::new();
+            for (at, batch) in batches.into_iter().enumerate() {
+                // A snapshot of the map as it is, this batch applied meanwhile.
+                let written = (map.clone(), model.clone());
+                let (file, laid_out) = blocks_of(&written.0, dir.path(), &format!("{at}"));
+                for (key, value) in &batch {
+                    match value {
+                        Some(value) => model.insert(key.clone(), value.clone()),
+                        None => model.remove(key),
+                    };
+                }
+                map.apply(batch).unwrap();
+                map.adopt(&laid_out, &file);
+                assert_same(&map, &model);
+                let loaded = PackedMap::of_blocks(
+                    &file,
+                    laid_out.iter().map(|item| (Arc::clone(&item.first_key), item.block)),
+                );
+                prop_assert_eq!(loaded.chunk_counts().1, 0);
+                assert_same(&loaded, &written.1);
+                versions.push((loaded, written.1));
+                versions.push((map.clone(), model.clone()));
+            }
+            for (version, expected) in &versions {
+                assert_same(version, expected);
+            }
+            // What no change touched since the last snapshot is a block.
+            let (file, laid_out) = blocks_of(&map, dir.path(), "last");
+            map.adopt(&laid_out, &file);
+            prop_assert_eq!(map.chunk_counts().1, 0);
+            assert_same(&map, &model);
         }
     }
 

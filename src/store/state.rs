@@ -83,21 +83,15 @@ pub fn is_derived(key: &[u8]) -> bool {
     )
 }
 
-/// The entries of `map` from `start` up to `end` (to its end if `None`), copied.
-pub(super) fn map_range(map: &DerivedMap, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
-    map.range(start, end)
-        .map(|(key, value)| (key.to_vec(), value.to_vec()))
-        .collect()
-}
-
 /// Takes every `G` key out of `map`.
-pub fn without_contributions(mut map: DerivedMap) -> DerivedMap {
+pub fn without_contributions(mut map: DerivedMap) -> Result<DerivedMap> {
     let contributions: Vec<Change> = map
-        .range(&[keys::GROUP], Some(&[keys::GROUP + 1]))
-        .map(|(key, _)| (key.to_vec(), None))
+        .range(&[keys::GROUP], Some(&[keys::GROUP + 1]))?
+        .into_iter()
+        .map(|(key, _)| (key, None))
         .collect();
-    map.apply(contributions);
-    map
+    map.apply(contributions)?;
+    Ok(map)
 }
 
 /// A published version of the derived state.
@@ -120,7 +114,7 @@ struct Writer {
     /// Groups journaled since the last snapshot started.
     groups_since_snapshot: u64,
     last_snapshot: Instant,
-    in_flight: Option<JoinHandle<Result<u64>>>,
+    in_flight: Option<JoinHandle<Result<(u64, snapshots::Written)>>>,
     /// Journal entries before this are covered by a durable snapshot and
     /// not yet deleted.
     covered: Option<u64>,
@@ -154,6 +148,8 @@ pub struct DerivedState {
     policy: SnapshotPolicy,
     published: RwLock<Arc<Version>>,
     writer: Mutex<Writer>,
+    /// Set once a durable commit could not be applied (see `usable`).
+    failure: std::sync::OnceLock<String>,
 }
 
 impl std::fmt::Debug for DerivedState {
@@ -216,6 +212,7 @@ impl DerivedState {
                 covered: None,
                 journal_hold: None,
             }),
+            failure: std::sync::OnceLock::new(),
         }
     }
 
@@ -298,8 +295,23 @@ impl DerivedState {
             .unwrap_or_else(PoisonError::into_inner) = Arc::new(version);
     }
 
-    fn derived_range(&self, start: &[u8], end: Option<&[u8]>) -> Vec<Entry> {
-        map_range(&self.view().map, start, end)
+    fn derived_range(&self, start: &[u8], end: Option<&[u8]>) -> Result<Vec<Entry>> {
+        self.usable()?;
+        self.view().map.range(start, end)
+    }
+
+    /// Fails once a commit that is durable could not be applied to the
+    /// derived state (a snapshot block that could not be read): nothing
+    /// derived is served from then on, and a restart recovers it from the
+    /// snapshot and the journal.
+    fn usable(&self) -> Result<()> {
+        match self.failure.get() {
+            None => Ok(()),
+            Some(why) => Err(Error::DataLoss(format!(
+                "the derived state stopped at a commit it could not apply ({why}); restart \
+                 the service to recover it"
+            ))),
+        }
     }
 
     /// Loads the snapshot, then recomputes what the journal says changed
@@ -381,7 +393,11 @@ impl DerivedState {
             return;
         };
         match handle.join() {
-            Ok(Ok(covers)) => writer.covered = Some(covers),
+            Ok(Ok((covers, written))) => {
+                writer.covered = Some(covers);
+                writer.master.map.adopt(&written.laid_out, &written.file);
+                self.publish(writer.master.clone());
+            }
             Ok(Err(error)) => {
                 tracing::error!(%error, "writing the derived-state snapshot failed; retried later");
             }
@@ -443,8 +459,11 @@ impl DerivedState {
         if journal_empty && path.exists() {
             return Ok(());
         }
-        let covers = write_snapshot(self.engine.as_ref(), path, &self.store_id, &writer.master)?;
+        let (covers, written) =
+            write_snapshot(self.engine.as_ref(), path, &self.store_id, &writer.master)?;
         writer.covered = Some(covers);
+        writer.master.map.adopt(&written.laid_out, &written.file);
+        self.publish(writer.master.clone());
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
         if let Some(before) = writer.deletable() {
@@ -479,39 +498,44 @@ fn load_snapshot(path: &Path, store_id: &StoreId) -> Result<Option<Version>> {
 
 /// Writes `version` as the snapshot, installing it only once every journal
 /// entry it covers is durable in the engine (a relaxed commit may not be
-/// yet). Returns the first sequence it does not cover.
+/// yet). Returns the first sequence it does not cover, and the snapshot.
 fn write_snapshot(
     engine: &dyn KvStore,
     path: &Path,
     store_id: &StoreId,
     version: &Version,
-) -> Result<u64> {
+) -> Result<(u64, snapshots::Written)> {
     let started = Instant::now();
-    let bytes = snapshots::write(path, store_id, version, || engine.flush())?;
+    let written = snapshots::write(path, store_id, version, || engine.flush())?;
+    let (chunks, in_memory) = version.map.chunk_counts();
     tracing::info!(
         keys = version.map.len(),
-        bytes,
+        bytes = written.size,
+        chunks,
+        chunks_written_from_memory = in_memory,
         covers = version.next_journal,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "derived-state snapshot written"
     );
-    Ok(version.next_journal)
+    Ok((version.next_journal, written))
 }
 
 /// What turns `served` into `fresh`: puts of what is new or different,
 /// deletions of what is gone.
-pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Vec<Change> {
+pub fn difference(served: &DerivedMap, fresh: &DerivedMap) -> Result<Vec<Change>> {
     use super::packed::Difference;
-    served
-        .diff(fresh)
-        .map(|item| match item {
+    let mut changes = Vec::new();
+    served.diff(fresh, &mut |item| {
+        changes.push(match item {
             Difference::Added(key, value)
             | Difference::Changed {
                 key, new: value, ..
             } => (key.to_vec(), Some(value.to_vec())),
             Difference::Removed(key, _) => (key.to_vec(), None),
-        })
-        .collect()
+        });
+        Ok(())
+    })?;
+    Ok(changes)
 }
 
 /// Whether the engine holds any raw record.
@@ -526,7 +550,8 @@ pub(super) fn has_raw_records(engine: &dyn KvStore) -> Result<bool> {
 impl KvStore for DerivedState {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if is_derived(key) {
-            return Ok(self.view().map.get(key).map(|value| value.to_vec()));
+            self.usable()?;
+            return self.view().map.get(key);
         }
         self.engine.get(key)
     }
@@ -538,11 +563,10 @@ impl KvStore for DerivedState {
         match prefix.first() {
             Some(_) if is_derived(prefix) => {
                 let end = keys::prefix_end(prefix);
-                Box::new(
-                    self.derived_range(prefix, end.as_deref())
-                        .into_iter()
-                        .map(Ok),
-                )
+                match self.derived_range(prefix, end.as_deref()) {
+                    Ok(entries) => Box::new(entries.into_iter().map(Ok)),
+                    Err(error) => Box::new(std::iter::once(Err(error))),
+                }
             }
             Some(_) => self.engine.scan_prefix(prefix),
             None => self.range(&[], &[u8::MAX; 2]),
@@ -556,7 +580,10 @@ impl KvStore for DerivedState {
     ) -> Box<dyn Iterator<Item = Result<Entry>> + Send + 'a> {
         let one_family = !start.is_empty() && start.first() == end.first();
         if one_family && is_derived(start) {
-            return Box::new(self.derived_range(start, Some(end)).into_iter().map(Ok));
+            return match self.derived_range(start, Some(end)) {
+                Ok(entries) => Box::new(entries.into_iter().map(Ok)),
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            };
         }
         if one_family {
             return self.engine.range(start, end);
@@ -564,8 +591,8 @@ impl KvStore for DerivedState {
         // Across families (rare: a whole-store scan): both sides, merged.
         let derived = self.derived_range(start, Some(end));
         let engine: Result<Vec<Entry>> = self.engine.range(start, end).collect();
-        match engine {
-            Ok(engine) => {
+        match engine.and_then(|engine| Ok((engine, derived?))) {
+            Ok((engine, derived)) => {
                 let mut all: Vec<Entry> = engine.into_iter().chain(derived).collect();
                 all.sort_by(|a, b| a.0.cmp(&b.0));
                 Box::new(all.into_iter().map(Ok))
@@ -610,8 +637,11 @@ impl KvStore for DerivedState {
             .filter(|(key, _)| key.first() == Some(&keys::GROUP))
             .map(|(key, _)| key.clone())
             .collect();
+        self.usable()?;
         let stored = self.stored_aggregates(&writer.master, &derived, deltas)?;
         let derived = self.kept(derived);
+        let touched = derived.iter().chain(&stored).map(|(key, _)| key.as_slice());
+        writer.master.map.read_ahead(touched)?;
         let before = if journal::changes_every_group(&group_keys) {
             Vec::new()
         } else {
@@ -635,7 +665,11 @@ impl KvStore for DerivedState {
         let Some((sequence, groups)) = journaled else {
             return Ok(());
         };
-        writer.master.map.apply(derived.into_iter().chain(stored));
+        if let Err(error) = writer.master.map.apply(derived.into_iter().chain(stored)) {
+            tracing::error!(%error, "a durable commit could not be applied to the derived state");
+            let _ = self.failure.set(error.to_string());
+            return Err(error);
+        }
         writer.master.next_journal = sequence + 1;
         writer.groups_since_snapshot += groups;
         self.publish(writer.master.clone());

@@ -284,7 +284,7 @@ pub(super) fn compare(
     // Days and months whose bucket or pending changes differ: compared by
     // their sums, which do not depend on the commits that split them.
     let mut days_and_months = BTreeSet::new();
-    for item in served.diff(fresh) {
+    served.diff(fresh, &mut |item| {
         use super::packed::Difference;
         let key = item.key();
         if matches!(item, Difference::Added(..)) {
@@ -294,7 +294,7 @@ pub(super) fn compare(
             .or_else(|| keys::pending_changes_of(key).map(|_| key.to_vec()))
         {
             days_and_months.insert(bucket);
-            continue;
+            return Ok(());
         }
         match item {
             Difference::Added(key, _) => report.mismatch(key, MISSING),
@@ -303,7 +303,8 @@ pub(super) fn compare(
                 report.mismatch(key, differs_or_damaged(key, old))
             }
         }
-    }
+        Ok(())
+    })?;
     for bucket in days_and_months {
         compare_sums(&bucket, served, fresh, &mut report)?;
     }
@@ -327,23 +328,26 @@ fn compare_sums(
 ) -> Result<()> {
     let pending = keys::pending_changes_of(bucket)
         .ok_or_else(|| Error::Internal("a day or month without pending changes".into()))?;
-    let sum = |map: &DerivedMap| -> std::result::Result<Aggregate, Vec<u8>> {
+    // The sum, or the key of a value that does not decode.
+    let sum = |map: &DerivedMap| -> Result<std::result::Result<Aggregate, Vec<u8>>> {
         let mut sum = Aggregate::default();
         for key in [bucket, pending.as_slice()] {
-            if let Some(value) = map.get(key) {
-                let part: Aggregate = decode(key, value).map_err(|_| key.to_vec())?;
-                sum.merge(&part, 1);
+            if let Some(value) = map.get(key)? {
+                match decode::<Aggregate>(key, &value) {
+                    Ok(part) => sum.merge(&part, 1),
+                    Err(_) => return Ok(Err(key.to_vec())),
+                }
             }
         }
-        Ok(sum)
+        Ok(Ok(sum))
     };
-    let want = sum(fresh).map_err(|key| {
+    let want = sum(fresh)?.map_err(|key| {
         Error::Internal(format!(
             "a recomputed value does not decode: {}",
             keys::describe_key(&key)
         ))
     })?;
-    match sum(served) {
+    match sum(served)? {
         Err(damaged) => report.mismatch(&damaged, DAMAGED),
         Ok(served) if served == want => {}
         Ok(served) if served.is_zero() => report.mismatch(bucket, MISSING),

@@ -29,6 +29,7 @@ use super::{decoded_or_default, hour_of, hour_parts_key, HourParts, Stored, HOUR
 use crate::store::codec::{decode, encode};
 use crate::store::keys;
 use crate::store::kv::Change;
+use crate::store::packed::Visit;
 use crate::store::txn::QuarterChanges;
 
 /// Hours' parts held decoded during a replay from empty.
@@ -111,15 +112,16 @@ impl HeldHour {
     }
 }
 
-/// Every day's and month's bucket, summed from `hours`: every hour-parts
-/// entry of the state, in key order (by scope, then time).
-pub fn days_and_months<'a>(
-    hours: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+/// Every day's and month's bucket, summed from the hours `visit_hours`
+/// gives the visitor it is called with: every hour-parts entry of the
+/// state, in key order (by scope, then time).
+pub fn days_and_months(
+    visit_hours: impl FnOnce(&mut Visit<'_>) -> Result<()>,
 ) -> Result<Vec<Change>> {
     let mut changes = Vec::new();
     let mut day = Summing::new(Level::Day);
     let mut month = Summing::new(Level::Month);
-    for (key, value) in hours {
+    visit_hours(&mut |key, value| {
         let scope = key.len().checked_sub(8).and_then(|end| key.get(2..end));
         let (Some(hour), Some(scope)) = (hour_of(key), scope) else {
             return Err(Error::Internal(format!(
@@ -131,7 +133,8 @@ pub fn days_and_months<'a>(
         for summing in [&mut day, &mut month] {
             changes.extend(summing.add(scope, hour, &parts)?);
         }
-    }
+        Ok(true)
+    })?;
     changes.extend(day.finish()?);
     changes.extend(month.finish()?);
     Ok(changes)

@@ -61,7 +61,7 @@ impl DerivedState {
             let mut writer = self.writer.lock().map_err(poisoned)?;
             let stored = self.stored_aggregates(&writer.master, &changes, deltas)?;
             let kept = self.kept(changes);
-            writer.master.map.apply(kept.into_iter().chain(stored));
+            writer.master.map.apply(kept.into_iter().chain(stored))?;
             self.publish(writer.master.clone());
         }
         Ok(())
@@ -78,8 +78,13 @@ impl DerivedState {
         let after_aggregates = [keys::AGGREGATE + 1];
         let holds_aggregates = {
             let view = self.view();
-            let mut entries = view.map.range(&aggregates, Some(&after_aggregates));
-            entries.next().is_some()
+            let mut any = false;
+            view.map
+                .visit(&aggregates, Some(&after_aggregates), &mut |_, _| {
+                    any = true;
+                    Ok(false)
+                })?;
+            any
         };
         if holds_aggregates {
             return Err(Error::Internal(
@@ -92,24 +97,22 @@ impl DerivedState {
             let (changes, quarters) = self.recomputed(batch, None)?.into_quarters()?;
             let changes = only_derived(changes)?;
             let mut writer = self.writer.lock().map_err(poisoned)?;
-            writer.master.map.apply(self.kept(changes));
+            writer.master.map.apply(self.kept(changes))?;
             let map = &writer.master.map;
-            hours.add(quarters, |key| Ok(map.get(key).map(Arc::from)))?;
+            hours.add(quarters, |key| Ok(map.get(key)?.map(Arc::from)))?;
             let released = hours.release_unchanged(HELD_BATCHES)?;
-            writer.master.map.apply(released);
+            writer.master.map.apply(released)?;
             self.publish(writer.master.clone());
         }
         let mut writer = self.writer.lock().map_err(poisoned)?;
-        writer.master.map.apply(hours.into_changes()?);
+        writer.master.map.apply(hours.into_changes()?)?;
         let hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS];
         let after_hour_parts = [keys::AGGREGATE, keys::HOUR_PARTS + 1];
-        let days_and_months = buckets::days_and_months(
-            writer
-                .master
-                .map
-                .range(&hour_parts, Some(&after_hour_parts)),
-        )?;
-        writer.master.map.apply(days_and_months);
+        let map = &writer.master.map;
+        let days_and_months = buckets::days_and_months(|visit| {
+            map.visit(&hour_parts, Some(&after_hour_parts), visit)
+        })?;
+        writer.master.map.apply(days_and_months)?;
         self.publish(writer.master.clone());
         Ok(())
     }
@@ -159,7 +162,7 @@ impl DerivedState {
             ));
         }
         buckets::aggregate_changes(earlier, derived, |key| {
-            Ok(version.map.get(key).map(Arc::from))
+            Ok(version.map.get(key)?.map(Arc::from))
         })
     }
 }
