@@ -4,9 +4,13 @@
 //! A write is acknowledged once its raw records (families `R`, `I`, `P`, `M`,
 //! `T`, `C`) are durable in the engine. What is derived from them
 //! (aggregates `A`, derived indexes `X`) is never written to the engine: it
-//! lives in memory, in a persistent ordered map whose entries are packed
-//! into chunks ([`PackedMap`](super::packed::PackedMap)), and is saved now
-//! and then as a snapshot file ([`snapshots`]). Group contributions (`G`)
+//! lives in a persistent ordered map whose entries are packed into chunks
+//! ([`PackedMap`](super::packed::PackedMap)), saved now and then as a
+//! snapshot file ([`snapshots`]). A chunk stays a block of the last
+//! snapshot until it is read (then a bounded cache keeps it) or changed
+//! (then memory holds it until the next snapshot has written it), so memory
+//! holds what changed since that snapshot and what is read often, not the
+//! whole state. Group contributions (`G`)
 //! are not kept at all: a write retracts what a ticket or customer
 //! contributed before it by recomputing that from the records as they were
 //! before its commit ([`Retract::AsCommitted`](super::groups::Retract::AsCommitted)).
