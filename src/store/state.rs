@@ -712,3 +712,59 @@ impl Drop for DerivedState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::kv::{SledOptions, SledStore};
+
+    fn open(dir: &Path) -> DerivedState {
+        let engine: Arc<dyn KvStore> =
+            Arc::new(SledStore::open(&SledOptions::for_tests(&dir.join("sled"))).unwrap());
+        DerivedState::open(engine, dir, SnapshotPolicy::default()).unwrap()
+    }
+
+    fn derived_key(i: u32) -> Vec<u8> {
+        [&[keys::DERIVED_INDEX, b'r'][..], &i.to_be_bytes()].concat()
+    }
+
+    /// A commit whose derived changes fall in a snapshot block that no longer
+    /// reads is refused before its raw changes are durable: the state never
+    /// misses a write the engine holds.
+    #[test]
+    fn a_commit_needing_a_damaged_block_is_refused_before_anything_is_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path());
+        let rows: Vec<Change> = (0..3_000)
+            .map(|i| (derived_key(i), Some(vec![7; 40])))
+            .collect();
+        state.commit(rows).unwrap();
+        drop(state);
+        // Reopened: every chunk is a block of the snapshot, none read yet.
+        let state = open(dir.path());
+        let path = snapshots::path_in(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        let footer = bytes.len() - 20;
+        let index_at = u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize;
+        for byte in &mut bytes[8..index_at] {
+            *byte ^= 0x5a;
+        }
+        std::io::Write::write_all(
+            &mut std::fs::OpenOptions::new().write(true).open(&path).unwrap(),
+            &bytes,
+        )
+        .unwrap();
+        let raw = b"Rrecord".to_vec();
+        let refused = state.commit(vec![
+            (raw.clone(), Some(b"value".to_vec())),
+            (derived_key(1_500), Some(vec![8; 40])),
+        ]);
+        assert!(matches!(refused, Err(Error::DataLoss(_))), "{refused:?}");
+        assert_eq!(state.engine().get(&raw).unwrap(), None, "nothing durable");
+        // The state was not stopped: a commit that needs no block goes on.
+        state
+            .commit(vec![(raw.clone(), Some(b"value".to_vec()))])
+            .unwrap();
+        assert!(state.engine().get(&raw).unwrap().is_some());
+    }
+}
