@@ -123,6 +123,7 @@ fn scrape(
             pending_surveys: counters.pending_survey_responses,
             pending_reviews: counters.pending_quality_reviews,
             writer_queue: store.writer_queue(),
+            derived_chunks: store.derived_chunks(),
             snapshot_age_seconds,
             disk: metrics::disk_space(&data_dir),
         };

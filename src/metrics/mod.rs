@@ -41,6 +41,8 @@ struct ServiceSeries {
     max_in_flight: IntGauge,
     writer_queue_depth: IntGauge,
     writer_queue_capacity: IntGauge,
+    /// The derived state's chunks, by where they are.
+    derived_chunks: IntGaugeVec,
     /// Series that are absent while their value is unknown (no snapshot yet,
     /// no memory limit): gauges of no label, reset to be absent.
     snapshot_age_seconds: GaugeVec,
@@ -192,6 +194,18 @@ impl ServiceSeries {
                 r,
                 "support_metrics_writer_queue_capacity",
                 "Writes that may wait for the writer; beyond it writes get RESOURCE_EXHAUSTED",
+            ),
+            derived_chunks: registered(
+                r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "support_metrics_derived_state_chunks",
+                        "Chunks of the derived state: in the snapshot file (read when needed) \
+                         or in memory (changed since the last snapshot)",
+                    ),
+                    &["location"],
+                )
+                .expect("valid metric"),
             ),
             snapshot_age_seconds: optional_gauge(
                 r,
@@ -377,6 +391,15 @@ impl Metrics {
         let (depth, capacity) = store.writer_queue;
         service.writer_queue_depth.set(int(depth as u64));
         service.writer_queue_capacity.set(int(capacity as u64));
+        let (chunks, in_memory) = store.derived_chunks;
+        service
+            .derived_chunks
+            .with_label_values(&["snapshot"])
+            .set(int((chunks - in_memory) as u64));
+        service
+            .derived_chunks
+            .with_label_values(&["memory"])
+            .set(int(in_memory as u64));
         set_optional(&service.snapshot_age_seconds, store.snapshot_age_seconds);
         set_optional(
             &service.disk_available_bytes,
@@ -398,6 +421,8 @@ pub struct StoreReading {
     pub pending_reviews: i64,
     /// Writes waiting for the writer thread, and how many may wait.
     pub writer_queue: (usize, usize),
+    /// The derived state's chunks, and how many of them are in memory.
+    pub derived_chunks: (usize, usize),
     /// Seconds since the derived-state snapshot was written; `None` before
     /// the first.
     pub snapshot_age_seconds: Option<f64>,

@@ -251,6 +251,12 @@ impl Store {
     }
 
     /// The key-value store, for reads.
+    /// The derived state's chunks, and how many of them are in memory (the
+    /// rest are blocks of the snapshot file).
+    pub fn derived_chunks(&self) -> (usize, usize) {
+        self.inner.state.current().map.chunk_counts()
+    }
+
     pub fn kv(&self) -> &dyn KvStore {
         self.inner.kv.as_ref()
     }

@@ -232,11 +232,29 @@ async fn a_stream_is_timed_until_it_ends_and_counted_with_its_last_code() {
 
 #[tokio::test]
 async fn process_build_and_saturation_series_are_exported() {
-    let app = spawn_app().await;
+    let mut app = spawn_app().await;
+    app.record_all(worked_example()).await;
     let dir = app.stop().await.expect("its temp dir");
     // A clean stop writes the snapshot, so its age is known after a restart.
-    let app = spawn_app_at(dir.path().join("data")).await;
+    let mut app = spawn_app_at(dir.path().join("data")).await;
     let series = scrape(&app).await;
+    // Loaded from the snapshot: every chunk is in the file, none in memory
+    // until a write changes one.
+    let chunks = |series: &HashMap<String, f64>, location: &str| {
+        value(
+            series,
+            &format!("support_metrics_derived_state_chunks{{location=\"{location}\"}}"),
+        )
+    };
+    assert!(chunks(&series, "snapshot") >= 1.0);
+    assert_eq!(chunks(&series, "memory"), 0.0);
+    let mut late = worked_example().remove(0);
+    if let Some(pb::record::Record::Interaction(interaction)) = &mut late.record {
+        interaction.interaction_id = "i-late".into();
+        interaction.ticket_id = "T-late".into();
+    }
+    app.record_all(vec![late]).await;
+    assert!(chunks(&scrape(&app).await, "memory") >= 1.0);
     let resident = value(&series, "process_resident_memory_bytes");
     assert!(resident > 1e6, "{resident} bytes resident");
     assert!(value(&series, "process_virtual_memory_bytes") >= resident);
