@@ -121,46 +121,6 @@ impl Slot {
     }
 }
 
-/// Builds chunks of about [`TARGET_CHUNK_BYTES`] from entries given in key order.
-#[cfg(test)]
-#[derive(Default)]
-struct Packer {
-    bytes: Vec<u8>,
-    ends: Vec<(u32, u32)>,
-    done: Vec<Chunk>,
-}
-
-#[cfg(test)]
-impl Packer {
-    fn push(&mut self, key: &[u8], value: &[u8]) {
-        if !self.ends.is_empty() && self.bytes.len() + key.len() + value.len() > TARGET_CHUNK_BYTES
-        {
-            self.cut();
-        }
-        append(&mut self.bytes, &mut self.ends, key, value);
-    }
-
-    /// Moves what was pushed into a chunk of its exact size. Copied, not
-    /// shrunk in place: an allocator may keep a shrunk block whole (mimalloc
-    /// keeps it when the new size is at least half), and the buffers are
-    /// reused for the next chunk.
-    fn cut(&mut self) {
-        if self.ends.is_empty() {
-            return;
-        }
-        let bytes = Box::from(self.bytes.as_slice());
-        let ends = Box::from(self.ends.as_slice());
-        self.bytes.clear();
-        self.ends.clear();
-        self.done.push(Chunk { bytes, ends });
-    }
-
-    fn finish(mut self) -> Vec<Chunk> {
-        self.cut();
-        self.done
-    }
-}
-
 /// Appends an entry to a chunk's bytes and ends being built (the layout of
 /// [`Chunk`]).
 fn append(bytes: &mut Vec<u8>, ends: &mut Vec<(u32, u32)>, key: &[u8], value: &[u8]) {
@@ -340,14 +300,17 @@ impl PackedMap {
         PackedMap::default()
     }
 
-    /// A map of `entries`, which must come in strictly increasing key order.
+    /// A map of `entries`, in one batch (chunks cut as [`merged`] cuts them).
     #[cfg(test)]
     pub fn from_sorted<'e>(entries: impl IntoIterator<Item = (&'e [u8], &'e [u8])>) -> PackedMap {
-        let mut builder = Builder::default();
-        for (key, value) in entries {
-            builder.push(key, value);
-        }
-        builder.finish()
+        let mut map = PackedMap::new();
+        map.apply(
+            entries
+                .into_iter()
+                .map(|(key, value)| (key.to_vec(), Some(value.to_vec()))),
+        )
+        .expect("a map in memory");
+        map
     }
 
     /// A map of the blocks of `file`, given in key order by their first keys,
@@ -436,6 +399,14 @@ impl PackedMap {
             .expect("a map in memory");
     }
 
+    /// The chunk a change to `key` falls in: the one holding it, or the
+    /// first one for a key before every chunk.
+    fn holder(&self, key: &[u8]) -> Option<(&Arc<[u8]>, &Slot)> {
+        self.chunks
+            .get_prev(key)
+            .or_else(|| self.chunks.get_min().map(|(first, slot)| (first, slot)))
+    }
+
     /// Reads (into their file's cache) the chunks in files that changes to
     /// `keys` would touch: a caller about to make changes durable learns
     /// first whether it can apply them.
@@ -451,11 +422,7 @@ impl PackedMap {
     ) -> Result<HashMap<Arc<[u8]>, Arc<Chunk>>> {
         let mut read = HashMap::new();
         for key in keys {
-            let holder = self
-                .chunks
-                .get_prev(key)
-                .or_else(|| self.chunks.get_min().map(|(first, slot)| (first, slot)));
-            if let Some((first, slot @ Slot::Cold(..))) = holder {
+            if let Some((first, slot @ Slot::Cold(..))) = self.holder(key) {
                 if !read.contains_key(first) {
                     read.insert(Arc::clone(first), slot.load(true)?);
                 }
@@ -475,12 +442,10 @@ impl PackedMap {
         let mut read = self.read_touched(changes.keys().map(Vec::as_slice))?;
         let mut pending = changes.iter().peekable();
         while let Some((key, _)) = pending.peek() {
-            // The chunk the next change falls in (the first one for a key
-            // before every chunk), and the changes before the chunk after it.
+            // The chunk the next change falls in, and the changes before the
+            // chunk after it.
             let holder = self
-                .chunks
-                .get_prev(key.as_slice())
-                .or_else(|| self.chunks.get_min().map(|(first, slot)| (first, slot)))
+                .holder(key)
                 .map(|(first, slot)| (Arc::clone(first), slot.clone()));
             let next_first = holder.as_ref().and_then(|(first, _)| {
                 self.chunks
@@ -662,34 +627,6 @@ impl fmt::Debug for PackedMap {
     }
 }
 
-/// Builds a map from entries in strictly increasing key order, chunk by
-/// chunk, with a tree operation per chunk rather than per entry.
-#[cfg(test)]
-#[derive(Default)]
-pub struct Builder {
-    packer: Packer,
-    map: PackedMap,
-}
-
-#[cfg(test)]
-impl Builder {
-    /// Adds an entry after every entry added before; a key not above the
-    /// last one's is a caller's bug.
-    pub fn push(&mut self, key: &[u8], value: &[u8]) {
-        self.packer.push(key, value);
-        for chunk in self.packer.done.drain(..) {
-            self.map.put_chunk(chunk);
-        }
-    }
-
-    pub fn finish(mut self) -> PackedMap {
-        for chunk in self.packer.finish() {
-            self.map.put_chunk(chunk);
-        }
-        self.map
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -853,7 +790,7 @@ mod tests {
     }
 
     #[test]
-    fn a_built_map_equals_one_of_single_inserts_and_cuts_chunks() {
+    fn a_map_of_one_batch_equals_one_of_single_inserts_and_cuts_chunks() {
         let entries: Vec<(Vec<u8>, Vec<u8>)> = (0u32..5000)
             .map(|i| (i.to_be_bytes().to_vec(), vec![i as u8; (i % 97) as usize]))
             .collect();
