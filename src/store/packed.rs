@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 
 mod cold;
 
-pub use cold::{Block, ColdFile, DEFAULT_CACHE_BYTES};
+pub use cold::{Block, ColdFile, LaidOut, DEFAULT_CACHE_BYTES};
 
 /// A chunk is cut once it holds this many bytes of keys and values...
 const TARGET_CHUNK_BYTES: usize = 4096;
@@ -240,24 +240,6 @@ impl Difference<'_> {
 /// Called on each entry of a walk ([`PackedMap::visit`]); `false` ends it.
 pub type Visit<'v> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'v;
 
-/// A block of a snapshot being written, and the chunk it holds
-/// ([`PackedMap::write_blocks`], [`PackedMap::adopt`]).
-pub struct LaidOut {
-    pub first_key: Arc<[u8]>,
-    pub block: Block,
-    /// The chunk as the written map held it.
-    slot: Slot,
-}
-
-impl fmt::Debug for LaidOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LaidOut")
-            .field("first_key", &self.first_key)
-            .field("block", &self.block)
-            .finish_non_exhaustive()
-    }
-}
-
 /// Walks a map's entries in key order, one chunk in hand at a time (chunks
 /// read from a file are not cached: a walk of everything would evict what
 /// reads use).
@@ -310,21 +292,6 @@ impl PackedMap {
                 .map(|(key, value)| (key.to_vec(), Some(value.to_vec()))),
         )
         .expect("a map in memory");
-        map
-    }
-
-    /// A map of the blocks of `file`, given in key order by their first keys,
-    /// none of them read yet.
-    pub fn of_blocks(
-        file: &Arc<ColdFile>,
-        blocks: impl IntoIterator<Item = (Arc<[u8]>, Block)>,
-    ) -> PackedMap {
-        let mut map = PackedMap::new();
-        for (first_key, block) in blocks {
-            map.len += block.entries as usize;
-            map.chunks
-                .insert(first_key, Slot::Cold(Arc::clone(file), block));
-        }
         map
     }
 
@@ -504,61 +471,6 @@ impl PackedMap {
         self.len += chunk.len();
         self.chunks
             .insert(Arc::from(chunk.key(0)), Slot::Resident(Arc::new(chunk)));
-    }
-
-    /// Writes every chunk as a block through `write`, the first at file
-    /// offset `offset`: chunks in memory compressed, blocks of a file copied
-    /// as they are (checked, not decompressed). Returns the blocks in key
-    /// order.
-    pub fn write_blocks(
-        &self,
-        mut offset: u64,
-        write: &mut dyn FnMut(&[u8]) -> Result<()>,
-    ) -> Result<Vec<LaidOut>> {
-        let mut laid_out = Vec::with_capacity(self.chunks.len());
-        for (first_key, slot) in self.chunks.iter() {
-            let (bytes, mut block) = match slot {
-                Slot::Resident(chunk) => cold::compress(chunk)?,
-                Slot::Cold(file, block) => (file.raw(block)?, *block),
-            };
-            block.offset = offset;
-            write(&bytes)?;
-            offset += bytes.len() as u64;
-            laid_out.push(LaidOut {
-                first_key: Arc::clone(first_key),
-                block,
-                slot: slot.clone(),
-            });
-        }
-        Ok(laid_out)
-    }
-
-    /// Makes the chunks this map still holds as `laid_out` (written from an
-    /// earlier clone of it) blocks of `file`, which holds them; chunks
-    /// changed since stay as they are. A chunk that was in memory seeds the
-    /// file's cache.
-    pub fn adopt(&mut self, laid_out: &[LaidOut], file: &Arc<ColdFile>) {
-        let mut written = laid_out.iter().peekable();
-        let mut chunks = imbl::OrdMap::new();
-        for (first_key, slot) in self.chunks.iter() {
-            while written
-                .peek()
-                .is_some_and(|item| item.first_key < *first_key)
-            {
-                written.next();
-            }
-            let slot = match written.peek() {
-                Some(item) if item.first_key == *first_key && item.slot.same(slot) => {
-                    if let Slot::Resident(chunk) = slot {
-                        file.seed(&item.block, Arc::clone(chunk));
-                    }
-                    Slot::Cold(Arc::clone(file), item.block)
-                }
-                _ => slot.clone(),
-            };
-            chunks.insert(Arc::clone(first_key), slot);
-        }
-        self.chunks = chunks;
     }
 
     /// Calls `visit` with how `other` differs from this map, in key order.
@@ -788,7 +700,6 @@ mod tests {
             assert_same(&map, &model);
         }
     }
-
     #[test]
     fn a_map_of_one_batch_equals_one_of_single_inserts_and_cuts_chunks() {
         let entries: Vec<(Vec<u8>, Vec<u8>)> = (0u32..5000)

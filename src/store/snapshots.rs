@@ -269,7 +269,7 @@ fn check_blocks(path: &Path, file: &File, blocks: &[(Arc<[u8]>, Block)]) -> Resu
     for (_, block) in blocks {
         bytes.resize(block.length as usize, 0);
         reader.read_exact(&mut bytes)?;
-        if crc32fast::hash(&bytes) != block.crc {
+        if !block.holds(&bytes) {
             return Err(damaged(
                 path,
                 &format!("fails the checksum of the block at byte {}", block.offset),

@@ -9,8 +9,14 @@
 //! after the snapshot was opened is reported as data loss, naming the file,
 //! never served. Blocks read are kept decompressed in a bounded cache per
 //! file ([`ChunkCache`]).
+//!
+//! The map's side of it lives here too: a map of a file's blocks
+//! ([`PackedMap::of_blocks`]), writing a map's chunks as blocks
+//! ([`PackedMap::write_blocks`]), and taking back as blocks the chunks a
+//! written snapshot holds unchanged ([`PackedMap::adopt`]).
 
 use std::collections::HashMap;
+use std::fmt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::error::{Error, Result};
 
-use super::Chunk;
+use super::{Chunk, PackedMap, Slot};
 
 /// zstd's fastest level short of its negative ones: blocks are compressed
 /// on the snapshot thread while the service runs.
@@ -40,6 +46,13 @@ pub struct Block {
     pub entries: u32,
     /// CRC-32 of the compressed bytes.
     pub crc: u32,
+}
+
+impl Block {
+    /// Whether `compressed` is the block's bytes, by its CRC-32.
+    pub fn holds(&self, compressed: &[u8]) -> bool {
+        crc32fast::hash(compressed) == self.crc
+    }
 }
 
 /// The longest chunk a block may decompress to. A chunk is cut at 8 KiB
@@ -183,7 +196,7 @@ impl ColdFile {
         self.file
             .read_exact_at(&mut bytes, block.offset)
             .map_err(|error| self.damaged(block, &format!("cannot be read: {error}")))?;
-        if crc32fast::hash(&bytes) != block.crc {
+        if !block.holds(&bytes) {
             return Err(self.damaged(block, "fails a block's checksum"));
         }
         Ok(bytes)
@@ -220,6 +233,96 @@ impl ColdFile {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChunkCache> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A block of a snapshot being written, and the chunk it holds
+/// ([`PackedMap::write_blocks`], [`PackedMap::adopt`]).
+pub struct LaidOut {
+    pub first_key: Arc<[u8]>,
+    pub block: Block,
+    /// The chunk as the written map held it.
+    slot: Slot,
+}
+
+impl fmt::Debug for LaidOut {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaidOut")
+            .field("first_key", &self.first_key)
+            .field("block", &self.block)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PackedMap {
+    /// A map of the blocks of `file`, given in key order by their first keys,
+    /// none of them read yet.
+    pub fn of_blocks(
+        file: &Arc<ColdFile>,
+        blocks: impl IntoIterator<Item = (Arc<[u8]>, Block)>,
+    ) -> PackedMap {
+        let mut map = PackedMap::new();
+        for (first_key, block) in blocks {
+            map.len += block.entries as usize;
+            map.chunks
+                .insert(first_key, Slot::Cold(Arc::clone(file), block));
+        }
+        map
+    }
+
+    /// Writes every chunk as a block through `write`, the first at file
+    /// offset `offset`: chunks in memory compressed, blocks of a file copied
+    /// as they are (checked, not decompressed). Returns the blocks in key
+    /// order.
+    pub fn write_blocks(
+        &self,
+        mut offset: u64,
+        write: &mut dyn FnMut(&[u8]) -> Result<()>,
+    ) -> Result<Vec<LaidOut>> {
+        let mut laid_out = Vec::with_capacity(self.chunks.len());
+        for (first_key, slot) in self.chunks.iter() {
+            let (bytes, mut block) = match slot {
+                Slot::Resident(chunk) => compress(chunk)?,
+                Slot::Cold(file, block) => (file.raw(block)?, *block),
+            };
+            block.offset = offset;
+            write(&bytes)?;
+            offset += bytes.len() as u64;
+            laid_out.push(LaidOut {
+                first_key: Arc::clone(first_key),
+                block,
+                slot: slot.clone(),
+            });
+        }
+        Ok(laid_out)
+    }
+
+    /// Makes the chunks this map still holds as `laid_out` (written from an
+    /// earlier clone of it) blocks of `file`, which holds them; chunks
+    /// changed since stay as they are. A chunk that was in memory seeds the
+    /// file's cache.
+    pub fn adopt(&mut self, laid_out: &[LaidOut], file: &Arc<ColdFile>) {
+        let mut written = laid_out.iter().peekable();
+        let mut chunks = imbl::OrdMap::new();
+        for (first_key, slot) in self.chunks.iter() {
+            while written
+                .peek()
+                .is_some_and(|item| item.first_key < *first_key)
+            {
+                written.next();
+            }
+            let slot = match written.peek() {
+                Some(item) if item.first_key == *first_key && item.slot.same(slot) => {
+                    if let Slot::Resident(chunk) = slot {
+                        file.seed(&item.block, Arc::clone(chunk));
+                    }
+                    Slot::Cold(Arc::clone(file), item.block)
+                }
+                _ => slot.clone(),
+            };
+            chunks.insert(Arc::clone(first_key), slot);
+        }
+        self.chunks = chunks;
     }
 }
 
