@@ -328,6 +328,14 @@ pub fn load(path: &Path, store: &StoreId) -> Result<Option<Version>> {
     }))
 }
 
+/// Where the index of the snapshot file `bytes` begins, by its footer
+/// (tests that damage a file where they mean to).
+#[cfg(test)]
+pub(super) fn index_offset(bytes: &[u8]) -> usize {
+    let footer = bytes.len() - FOOTER_BYTES as usize;
+    u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize
+}
+
 /// Removes what a snapshot write cut short by a crash left behind; the last
 /// whole snapshot is untouched.
 pub fn remove_unfinished(path: &Path) -> Result<()> {
@@ -521,12 +529,12 @@ mod tests {
     /// match again.
     fn with_index_changed(file: &[u8], change: impl FnOnce(&mut [u8])) -> Vec<u8> {
         let footer = file.len() - FOOTER_BYTES as usize;
-        let index_offset = u64::from_le_bytes(file[footer..footer + 8].try_into().unwrap());
+        let index_offset = index_offset(file);
         let mut bytes = file.to_vec();
-        change(&mut bytes[index_offset as usize..footer]);
+        change(&mut bytes[index_offset..footer]);
         let mut checksum = crc32fast::Hasher::new();
         checksum.update(MAGIC);
-        checksum.update(&bytes[index_offset as usize..footer]);
+        checksum.update(&bytes[index_offset..footer]);
         bytes[footer + 16..].copy_from_slice(&checksum.finalize().to_le_bytes());
         bytes
     }

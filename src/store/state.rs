@@ -744,8 +744,7 @@ mod tests {
         let state = open(dir.path());
         let path = snapshots::path_in(dir.path());
         let mut bytes = std::fs::read(&path).unwrap();
-        let footer = bytes.len() - 20;
-        let index_at = u64::from_le_bytes(bytes[footer..footer + 8].try_into().unwrap()) as usize;
+        let index_at = snapshots::index_offset(&bytes);
         for byte in &mut bytes[8..index_at] {
             *byte ^= 0x5a;
         }
