@@ -397,16 +397,20 @@ impl DerivedState {
             return;
         };
         match handle.join() {
-            Ok(Ok((covers, written))) => {
-                writer.covered = Some(covers);
-                writer.master.map.adopt(&written.laid_out, &written.file);
-                self.publish(writer.master.clone());
-            }
+            Ok(Ok((covers, written))) => self.installed(writer, covers, &written),
             Ok(Err(error)) => {
                 tracing::error!(%error, "writing the derived-state snapshot failed; retried later");
             }
             Err(_) => tracing::error!("the snapshot thread panicked; retried later"),
         }
+    }
+
+    /// A snapshot is durable: the journal before `covers` may go, and the
+    /// chunks it holds unchanged are read from it from now on.
+    fn installed(&self, writer: &mut Writer, covers: u64, written: &snapshots::Written) {
+        writer.covered = Some(covers);
+        writer.master.map.adopt(&written.laid_out, &written.file);
+        self.publish(writer.master.clone());
     }
 
     /// Starts a snapshot of the writer's current version on its own thread.
@@ -465,9 +469,7 @@ impl DerivedState {
         }
         let (covers, written) =
             write_snapshot(self.engine.as_ref(), path, &self.store_id, &writer.master)?;
-        writer.covered = Some(covers);
-        writer.master.map.adopt(&written.laid_out, &written.file);
-        self.publish(writer.master.clone());
+        self.installed(&mut writer, covers, &written);
         writer.groups_since_snapshot = 0;
         writer.last_snapshot = Instant::now();
         if let Some(before) = writer.deletable() {
